@@ -1,0 +1,243 @@
+//! The HTTP service (axum): the router, its middleware stack, and [`App`], which `serve` and
+//! the integration tests both use to run it.
+//!
+//! Middleware, outermost first: request id, tracing, panic catcher (a panic becomes a JSON
+//! 500), body limit; then, for matched routes only, metrics, the request timeout and the
+//! per-route auth guard. Unmatched paths and methods get JSON 404/405 from the fallbacks.
+
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod input;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use self::auth::{Access, Auth, Guard};
+use self::error::ApiError;
+use self::input::BodyLimit;
+use self::metrics::HttpMetrics;
+use crate::config::{Scope, Settings};
+use crate::store::Store;
+
+/// Header carrying the request id (generated when the client sends none).
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Effective configuration.
+    pub settings: Arc<Settings>,
+    /// Token table.
+    pub auth: Arc<Auth>,
+    /// Request metrics.
+    pub metrics: Arc<HttpMetrics>,
+    /// Start time, for uptime.
+    pub started: Instant,
+}
+
+/// Errors building the app.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration forbids serving (auth off on a public address).
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-serve Vigil HTTP service.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// Checks the exposure rule, binds `settings.listen` (port 0 picks a free port) and
+    /// builds the router on `store`.
+    pub async fn build(settings: Settings, store: Store) -> Result<App, BuildError> {
+        settings.check_exposure()?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let auth = Arc::new(Auth::from_settings(&settings.auth));
+        if auth.is_enabled() {
+            tracing::info!(
+                tokens = settings.auth.tokens.len(),
+                "bearer-token auth is on"
+            );
+        } else {
+            tracing::warn!(
+                listen = %settings.listen,
+                "auth is off: no tokens configured, so Vigil serves loopback only; \
+                 configure tokens (`vigil token new`) to expose it"
+            );
+        }
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            auth,
+            metrics: Arc::new(HttpMetrics::default()),
+            started: Instant::now(),
+        };
+        let router = router(state.clone());
+        Ok(App {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// The shared state (tests read metrics from it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets
+    /// in-flight requests finish, for at most `http.shutdown_timeout_secs`.
+    pub async fn serve<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs);
+        let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = begun_tx.send(());
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let deadline = async move {
+            if begun_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping remaining requests");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let guarded = |access: Access| {
+        middleware::from_fn_with_state(
+            Guard {
+                auth: state.auth.clone(),
+                access,
+            },
+            auth::require,
+        )
+    };
+    let open = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render));
+    let reads = Router::new()
+        .route("/v1/assets", get(assets::list))
+        .route("/v1/assets/{name}", get(assets::get))
+        .route_layer(guarded(Access::AnyToken));
+    let ingest = Router::new()
+        .route("/v1/assets/{name}", axum::routing::put(assets::put))
+        .route_layer(guarded(Access::Scope(Scope::Ingest)));
+    let admin = Router::new()
+        .route("/v1/config", get(config::show))
+        .route_layer(guarded(Access::Scope(Scope::Admin)));
+
+    let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
+    let body_limit = state.settings.http.body_limit_bytes;
+    Router::new()
+        .merge(open)
+        .merge(reads)
+        .merge(ingest)
+        .merge(admin)
+        .route_layer(middleware::from_fn_with_state(timeout, enforce_timeout))
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(BodyLimit(body_limit)))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal("handler panicked".to_owned()).into_response()
+            },
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn enforce_timeout(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn no_route(State(state): State<AppState>, method: Method, uri: Uri) -> ApiError {
+    state
+        .metrics
+        .record(metrics::UNMATCHED, method.as_str(), 404, 0.0);
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed(State(state): State<AppState>, method: Method) -> ApiError {
+    state
+        .metrics
+        .record(metrics::UNMATCHED, method.as_str(), 405, 0.0);
+    ApiError::MethodNotAllowed(method.to_string())
+}

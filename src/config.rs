@@ -1,0 +1,484 @@
+//! Settings: the one typed configuration of a Vigil process.
+//!
+//! Layers, lowest first: built-in defaults < TOML config file (`--config`, `VIGIL_CONFIG`) <
+//! environment (`VIGIL_*`, nested keys joined by `__`, plus the conventional `DATABASE_URL`) <
+//! command-line flags. Unknown keys in any layer are rejected, so a typo never silently falls
+//! back to a default. Bearer tokens are stored as SHA-256 hashes, never in clear.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Environment variables with the `VIGIL_` prefix that are not settings.
+const NON_SETTING_ENV: [&str; 3] = ["config", "log", "log_format"];
+
+/// Errors from loading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A layer could not be read or did not match the settings' shape (unknown key, bad type).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The config file named on the command line or in `VIGIL_CONFIG` does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// Auth is off (no tokens) but the listen address is reachable from other machines.
+    #[error(
+        "refusing to listen on {0} with auth off: no bearer tokens are configured. Listen on a \
+         loopback address (e.g. 127.0.0.1:8080) for a local try-out, or configure tokens \
+         (`vigil token new --name NAME --scopes ingest,score` prints one) to expose the server"
+    )]
+    ExposedWithoutAuth(SocketAddr),
+    /// A configured token is malformed.
+    #[error("token {name:?}: {reason}")]
+    BadToken {
+        /// The token's configured name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A permission that a bearer token grants. `admin` implies all the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Push samples, incidents and asset metadata.
+    Ingest,
+    /// Request scores.
+    Score,
+    /// Submit feedback on alerts and incident outcomes.
+    Feedback,
+    /// Everything, including approving actions and changing policy.
+    Admin,
+}
+
+impl Scope {
+    /// All scopes, in the order they are documented.
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Score, Scope::Feedback, Scope::Admin];
+
+    /// The scope's name as written in config and error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Score => "score",
+            Scope::Feedback => "feedback",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown scope {s:?} (expected one of ingest, score, feedback, admin)")
+            })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP service binds. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Directory for the embedded PostgreSQL cluster and model files. Default `./data`.
+    pub data_dir: PathBuf,
+    /// PostgreSQL to use instead of the embedded cluster. Default: none (embedded).
+    pub database_url: Option<String>,
+    /// Connection pool and embedded-cluster settings.
+    pub database: DatabaseSettings,
+    /// HTTP limits and timeouts.
+    pub http: HttpSettings,
+    /// Bearer tokens.
+    pub auth: AuthSettings,
+    /// How long samples are kept.
+    pub retention: RetentionSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            database: DatabaseSettings::default(),
+            http: HttpSettings::default(),
+            auth: AuthSettings::default(),
+            retention: RetentionSettings::default(),
+        }
+    }
+}
+
+/// Connection pool and embedded-cluster settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Most connections in the pool. Default 16.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing with 503. Default 5.
+    pub acquire_timeout_secs: u64,
+    /// Directory of the embedded cluster. Default: `<data_dir>/pg`.
+    pub embedded_dir: Option<PathBuf>,
+    /// Unprivileged OS user that runs the embedded cluster when Vigil runs as root.
+    /// Default `postgres`.
+    pub embedded_os_user: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+            embedded_dir: None,
+            embedded_os_user: "postgres".to_owned(),
+        }
+    }
+}
+
+/// HTTP limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest accepted request body, in bytes. Default 64 MiB.
+    pub body_limit_bytes: usize,
+    /// A request that takes longer is answered 503 `timeout`. Default 30.
+    pub request_timeout_secs: u64,
+    /// After SIGTERM/SIGINT, in-flight requests get this long to finish. Default 30.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// Bearer tokens. With none, auth is off and only loopback addresses may be served.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The accepted tokens. Default: none.
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// One accepted bearer token, stored as the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds it; recorded as the author of what it submits.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token (`vigil token new` prints it).
+    pub sha256: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// How long samples are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Samples older than this many days are dropped, a whole day partition at a time.
+    /// 0 keeps everything. Default 90.
+    pub samples_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { samples_days: 90 }
+    }
+}
+
+/// Values given as command-line flags: the top layer. `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Loads the layered configuration from the process environment.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(Error::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("VIGIL_").split("__").ignore(&NON_SETTING_ENV))
+            .merge(Env::raw().only(&["database_url"]))
+            .merge(Serialized::defaults(overrides));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: token hashes are 64 hex digits, names unique.
+    pub fn check(&self) -> Result<(), Error> {
+        let mut names = std::collections::HashSet::new();
+        for token in &self.auth.tokens {
+            let bad = |reason: &str| Error::BadToken {
+                name: token.name.clone(),
+                reason: reason.to_owned(),
+            };
+            if token.name.is_empty() || !names.insert(token.name.as_str()) {
+                return Err(bad("names must be non-empty and unique"));
+            }
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "sha256 must be 64 hex digits (the hash, not the token)",
+                ));
+            }
+            if token.scopes.is_empty() {
+                return Err(bad("needs at least one scope"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a non-loopback listen address while auth is off.
+    pub fn check_exposure(&self) -> Result<(), Error> {
+        if self.auth.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(Error::ExposedWithoutAuth(self.listen));
+        }
+        Ok(())
+    }
+
+    /// Directory of the embedded PostgreSQL cluster.
+    pub fn embedded_dir(&self) -> PathBuf {
+        self.database
+            .embedded_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pg"))
+    }
+
+    /// A copy safe to print or serve: the database password and token hashes are masked.
+    pub fn masked(&self) -> Settings {
+        let mut masked = self.clone();
+        masked.database_url = masked.database_url.as_deref().map(mask_url_password);
+        for token in &mut masked.auth.tokens {
+            token.sha256 = format!("{}…", &token.sha256[..8.min(token.sha256.len())]);
+        }
+        masked
+    }
+
+    /// The effective configuration as TOML, masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `****`.
+fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:****{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Lowercase hex SHA-256 of a token secret, as stored in config.
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new random token secret (`vgl_` and 64 hex digits) and its hash.
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let secret = format!("vgl_{}", hex::encode(bytes));
+    let hash = hash_token(&secret);
+    Ok((secret, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(file: Option<&str>, overrides: &Overrides) -> Result<Settings, Error> {
+        Settings::load(file.map(Path::new), overrides)
+    }
+
+    #[test]
+    fn defaults_apply_without_any_layer() {
+        Jail::expect_with(|_jail| {
+            let settings = load_in_jail(None, &Overrides::default()).unwrap();
+            assert_eq!(settings, Settings::default());
+            assert_eq!(settings.embedded_dir(), PathBuf::from("data/pg"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                r#"
+                listen = "127.0.0.1:9000"
+                data_dir = "/from/file"
+                [database]
+                max_connections = 3
+                [retention]
+                samples_days = 7
+                "#,
+            )?;
+            jail.set_env("VIGIL_DATA_DIR", "/from/env");
+            jail.set_env("VIGIL_DATABASE__MAX_CONNECTIONS", "5");
+            jail.set_env("VIGIL_CONFIG", "ignored-here");
+            let overrides = Overrides {
+                data_dir: Some(PathBuf::from("/from/flag")),
+                ..Overrides::default()
+            };
+            let settings = load_in_jail(Some("vigil.toml"), &overrides).unwrap();
+            assert_eq!(settings.listen.port(), 9000, "file beats default");
+            assert_eq!(settings.database.max_connections, 5, "env beats file");
+            assert_eq!(
+                settings.data_dir,
+                PathBuf::from("/from/flag"),
+                "flag beats env"
+            );
+            assert_eq!(settings.retention.samples_days, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_comes_from_the_conventional_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "postgres://u:secret@db/vigil");
+            let settings = load_in_jail(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                settings.database_url.as_deref(),
+                Some("postgres://u:secret@db/vigil")
+            );
+            assert_eq!(
+                settings.masked().database_url.as_deref(),
+                Some("postgres://u:****@db/vigil")
+            );
+            assert!(!settings.to_masked_toml().contains("secret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.create_file("vigil.toml", "[http]\nbody_limit = 10\n")?;
+            let err = load_in_jail(Some("vigil.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("body_limit"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_key_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VIGIL_LISTN", "127.0.0.1:1");
+            let err = load_in_jail(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        Jail::expect_with(|_jail| {
+            let err = load_in_jail(Some("nope.toml"), &Overrides::default()).unwrap_err();
+            assert!(matches!(err, Error::MissingFile(_)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn token_with_clear_secret_instead_of_hash_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                "[[auth.tokens]]\nname = \"ci\"\nsha256 = \"vgl_secret\"\nscopes = [\"admin\"]\n",
+            )?;
+            let err = load_in_jail(Some("vigil.toml"), &Overrides::default()).unwrap_err();
+            assert!(matches!(err, Error::BadToken { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn exposed_listen_without_tokens_is_refused() {
+        let mut settings = Settings {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            settings.check_exposure(),
+            Err(Error::ExposedWithoutAuth(_))
+        ));
+        let (_, hash) = new_token().unwrap();
+        settings.auth.tokens.push(TokenSettings {
+            name: "ops".into(),
+            sha256: hash,
+            scopes: vec![Scope::Admin],
+        });
+        assert!(settings.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn new_token_hashes_to_its_stored_form() {
+        let (secret, hash) = new_token().unwrap();
+        assert!(secret.starts_with("vgl_"));
+        assert_eq!(hash_token(&secret), hash);
+        assert_eq!(hash.len(), 64);
+    }
+
+    #[test]
+    fn url_without_password_is_left_alone() {
+        assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            mask_url_password("postgres:///db?host=/tmp"),
+            "postgres:///db?host=/tmp"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Vigil: predictive maintenance and self-healing for fleets.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
+
+/// HTTP service: router, middleware, handlers, the JSON error body.
+pub mod api;
+/// Command line: subcommands that load settings and call into the library.
+pub mod cli;
+/// Settings layered from defaults, a TOML file, the environment and flags.
+pub mod config;
+/// PostgreSQL: pool, migrations, embedded cluster, repositories.
+pub mod store;

@@ -1,0 +1,180 @@
+//! Assets and the metric-name dictionary: creating, updating, finding and listing assets,
+//! and resolving names to ids in bulk for the ingest path (unknown assets and metrics are
+//! created on first sight).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Error, Result, Store};
+
+/// Class given to assets created on first sight.
+pub const DEFAULT_CLASS: &str = "default";
+
+/// A stored asset.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Asset {
+    /// Internal id, used by samples.
+    pub asset_id: i64,
+    /// The identifier users give the asset.
+    pub name: String,
+    /// Asset class (assets of a class share metrics and models).
+    pub class: String,
+    /// Free-form labels, a JSON object.
+    pub labels: Value,
+    /// When it was first seen.
+    pub created_at: DateTime<Utc>,
+    /// When its class or labels last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An asset to create or update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAsset {
+    /// The identifier.
+    pub name: String,
+    /// Asset class.
+    pub class: String,
+    /// Labels, a JSON object.
+    pub labels: Value,
+}
+
+/// Which assets to list, in name order.
+#[derive(Debug, Clone, Default)]
+pub struct AssetFilter {
+    /// Only this class.
+    pub class: Option<String>,
+    /// Only names after this one (keyset pagination).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+const ASSET_COLUMNS: &str = "asset_id, name, class, labels, created_at, updated_at";
+
+impl Store {
+    /// Creates an asset; [`Error::Duplicate`] if the name is taken.
+    pub async fn create_asset(&self, asset: &NewAsset) -> Result<Asset> {
+        let row = sqlx::query_as::<_, Asset>(
+            "insert into asset (name, class, labels) values ($1, $2, $3) \
+             returning asset_id, name, class, labels, created_at, updated_at",
+        )
+        .bind(&asset.name)
+        .bind(&asset.class)
+        .bind(&asset.labels)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Creates the asset or replaces its class and labels; the flag is true when created.
+    pub async fn upsert_asset(&self, asset: &NewAsset) -> Result<(Asset, bool)> {
+        let (created, row): (bool, Asset) = {
+            let row = sqlx::query_as::<_, AssetWithFlag>(
+                "insert into asset (name, class, labels) values ($1, $2, $3) \
+                 on conflict (name) do update set class = excluded.class, labels = excluded.labels \
+                 returning asset_id, name, class, labels, created_at, updated_at, (xmax = 0) as created",
+            )
+            .bind(&asset.name)
+            .bind(&asset.class)
+            .bind(&asset.labels)
+            .fetch_one(&self.pool)
+            .await?;
+            (row.created, row.asset)
+        };
+        Ok((row, created))
+    }
+
+    /// The asset with this name; [`Error::NotFound`] if none.
+    pub async fn asset_by_name(&self, name: &str) -> Result<Asset> {
+        let sql = format!("select {ASSET_COLUMNS} from asset where name = $1");
+        sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("asset {name}")))
+    }
+
+    /// Assets matching the filter, in name order.
+    pub async fn list_assets(&self, filter: &AssetFilter) -> Result<Vec<Asset>> {
+        let sql = format!(
+            "select {ASSET_COLUMNS} from asset \
+             where ($1::text is null or class = $1) and ($2::text is null or name > $2) \
+             order by name limit $3"
+        );
+        let rows = sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.class)
+            .bind(&filter.after)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+
+    /// Ids of the named assets, creating those not seen before (class `default`).
+    pub async fn resolve_asset_ids(&self, names: &[String]) -> Result<HashMap<String, i64>> {
+        self.resolve_ids(
+            "with input as (select distinct unnest($1::text[]) as name), \
+             created as (insert into asset (name) select name from input \
+                         on conflict (name) do nothing returning asset_id, name) \
+             select name, asset_id from created \
+             union all select a.name, a.asset_id from asset a join input using (name)",
+            names,
+        )
+        .await
+    }
+
+    /// Ids of the named metrics, creating those not seen before.
+    pub async fn resolve_metric_ids(&self, names: &[String]) -> Result<HashMap<String, i64>> {
+        self.resolve_ids(
+            "with input as (select distinct unnest($1::text[]) as name), \
+             created as (insert into metric (name) select name from input \
+                         on conflict (name) do nothing returning metric_id, name) \
+             select name, metric_id::bigint from created \
+             union all select m.name, m.metric_id::bigint from metric m join input using (name)",
+            names,
+        )
+        .await
+    }
+
+    /// Runs a create-or-select statement until every name has an id. A name inserted by a
+    /// concurrent transaction that commits after this statement's snapshot is neither
+    /// inserted nor seen; the next round sees it.
+    async fn resolve_ids(
+        &self,
+        sql: &'static str,
+        names: &[String],
+    ) -> Result<HashMap<String, i64>> {
+        let mut wanted: Vec<String> = names.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        let mut ids = HashMap::with_capacity(wanted.len());
+        for _ in 0..5 {
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|n| !ids.contains_key(*n))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                return Ok(ids);
+            }
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+                .bind(&missing)
+                .fetch_all(&self.pool)
+                .await?;
+            ids.extend(rows);
+        }
+        Err(Error::Database(sqlx::Error::Protocol(
+            "names could not be resolved after 5 rounds".to_owned(),
+        )))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AssetWithFlag {
+    #[sqlx(flatten)]
+    asset: Asset,
+    created: bool,
+}

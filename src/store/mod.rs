@@ -1,0 +1,207 @@
+//! PostgreSQL persistence: the connection pool, migrations, the embedded cluster and one
+//! repository module per part of the schema (`migrations/`).
+//!
+//! Every function returns [`Error`], whose variants callers match on: a unique violation is
+//! [`Error::Duplicate`], a missing row [`Error::NotFound`], an unreachable database
+//! [`Error::Unavailable`]. No caller inspects SQL error text.
+
+pub mod assets;
+pub mod embedded;
+pub mod incidents;
+pub mod models;
+pub mod samples;
+
+use std::time::Duration;
+
+use sqlx::error::ErrorKind;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::config::Settings;
+pub use embedded::EmbeddedPostgres;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the persistence layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A row with the same unique key exists.
+    #[error("duplicate: {constraint} already exists")]
+    Duplicate {
+        /// The violated unique constraint or index.
+        constraint: String,
+    },
+    /// A check or foreign-key constraint rejected the row.
+    #[error("rejected by constraint {constraint}")]
+    Constraint {
+        /// The violated constraint.
+        constraint: String,
+    },
+    /// The requested row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database cannot be reached or has no free connection: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The embedded cluster could not be set up.
+    #[error(transparent)]
+    Embedded(#[from] embedded::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) => {
+                let constraint = db.constraint().unwrap_or("unknown").to_owned();
+                match db.kind() {
+                    ErrorKind::UniqueViolation => Error::Duplicate { constraint },
+                    ErrorKind::ForeignKeyViolation
+                    | ErrorKind::CheckViolation
+                    | ErrorKind::NotNullViolation => Error::Constraint { constraint },
+                    _ => Error::Database(err),
+                }
+            }
+            sqlx::Error::RowNotFound => Error::NotFound("row".to_owned()),
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err),
+            _ => Error::Database(err),
+        }
+    }
+}
+
+/// Result alias of this layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Migration state of a database compared with the migrations this binary embeds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaStatus {
+    /// Versions applied successfully.
+    pub applied: Vec<i64>,
+    /// Embedded versions not applied yet.
+    pub pending: Vec<i64>,
+}
+
+impl SchemaStatus {
+    /// True when every embedded migration is applied.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Handle on the database: a cheap-to-clone connection pool and the repositories on it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps an existing pool (tests hand theirs in).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Opens a pool with the configured size and acquire timeout.
+    pub async fn connect(options: PgConnectOptions, settings: &Settings) -> Result<Self> {
+        let options =
+            options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations; safe to run on every start and from several replicas
+    /// at once (sqlx serialises them with an advisory lock).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which embedded migrations are applied and which are pending.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        let table_exists: bool =
+            sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<i64> = if table_exists {
+            sqlx::query_scalar(
+                "select version from _sqlx_migrations where success order by version",
+            )
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
+        let pending = MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        Ok(SchemaStatus { applied, pending })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The database a process runs on: the store, and the embedded cluster when Vigil started one.
+#[derive(Debug)]
+pub struct Database {
+    /// Repositories on the pool.
+    pub store: Store,
+    /// The embedded cluster, when no `database_url` is configured.
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects to `database_url`, or starts (creating on first use) the embedded cluster,
+    /// then applies pending migrations.
+    pub async fn open(settings: &Settings) -> Result<Self> {
+        let (options, embedded) = match &settings.database_url {
+            Some(url) => {
+                let options: PgConnectOptions = url.parse().map_err(Error::Database)?;
+                (options, None)
+            }
+            None => {
+                let cluster = EmbeddedPostgres::start(
+                    &settings.embedded_dir(),
+                    &settings.database.embedded_os_user,
+                )
+                .await?;
+                (cluster.connect_options(), Some(cluster))
+            }
+        };
+        let store = Store::connect(options, settings).await?;
+        store.migrate().await?;
+        Ok(Self { store, embedded })
+    }
+
+    /// Closes the pool and stops the embedded cluster if this process started it.
+    pub async fn close(self) -> Result<()> {
+        self.store.close().await;
+        if let Some(cluster) = self.embedded {
+            cluster.stop().await?;
+        }
+        Ok(())
+    }
+}

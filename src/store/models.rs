@@ -1,0 +1,184 @@
+//! The model registry: versioned trained artifacts with their params, feature schema,
+//! training range, metrics and status. Activation retires the previous active model of the
+//! same kind and class in the same transaction and notifies every replica
+//! (`NOTIFY vigil_model_activated`), which is what hot swap listens to.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Error, Result, Store};
+
+/// Channel on which activations are announced; the payload is the model id.
+pub const ACTIVATION_CHANNEL: &str = "vigil_model_activated";
+
+/// A registered model.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ModelRecord {
+    /// Id.
+    pub model_id: i64,
+    /// isolation_forest, failure_probability, time_to_failure, diagnosis or bundle.
+    pub kind: String,
+    /// Asset class it serves; `None` for the fleet-wide model.
+    pub asset_class: Option<String>,
+    /// Version, counting from 1 per kind and class.
+    pub version: i32,
+    /// training, candidate, active, retired or failed.
+    pub status: String,
+    /// Hyperparameters.
+    pub params: Value,
+    /// Seed that reproduces the fit.
+    pub seed: Option<i64>,
+    /// Names, order and version of the features it expects.
+    pub feature_schema: Value,
+    /// Start of the training range.
+    pub train_from: Option<DateTime<Utc>>,
+    /// End of the training range.
+    pub train_to: Option<DateTime<Utc>>,
+    /// Validation metrics.
+    pub metrics: Value,
+    /// Where the artifact is stored.
+    pub artifact_path: Option<String>,
+    /// SHA-256 of the artifact.
+    pub artifact_sha256: Option<String>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// When it was last activated.
+    pub activated_at: Option<DateTime<Utc>>,
+}
+
+/// A model to register as a candidate; its version is assigned by the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModel {
+    /// Kind.
+    pub kind: String,
+    /// Asset class, or `None` for fleet-wide.
+    pub asset_class: Option<String>,
+    /// Hyperparameters.
+    pub params: Value,
+    /// Seed.
+    pub seed: Option<i64>,
+    /// Feature schema.
+    pub feature_schema: Value,
+    /// Training range start.
+    pub train_from: Option<DateTime<Utc>>,
+    /// Training range end.
+    pub train_to: Option<DateTime<Utc>>,
+    /// Validation metrics.
+    pub metrics: Value,
+    /// Artifact location.
+    pub artifact_path: Option<String>,
+    /// Artifact hash.
+    pub artifact_sha256: Option<String>,
+}
+
+const MODEL_COLUMNS: &str = "model_id, kind, asset_class, version, status, params, seed, \
+     feature_schema, train_from, train_to, metrics, artifact_path, artifact_sha256, created_at, \
+     activated_at";
+
+impl Store {
+    /// Registers a candidate with the next version of its kind and class. Two concurrent
+    /// registrations cannot take the same version: the loser retries.
+    pub async fn register_model(&self, model: &NewModel) -> Result<ModelRecord> {
+        let sql = format!(
+            "insert into model (kind, asset_class, version, params, seed, feature_schema, \
+             train_from, train_to, metrics, artifact_path, artifact_sha256) \
+             select $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, $10 \
+             from model where kind = $1 and asset_class is not distinct from $2 \
+             returning {MODEL_COLUMNS}"
+        );
+        let mut attempt = 0;
+        loop {
+            let result = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&model.kind)
+                .bind(&model.asset_class)
+                .bind(&model.params)
+                .bind(model.seed)
+                .bind(&model.feature_schema)
+                .bind(model.train_from)
+                .bind(model.train_to)
+                .bind(&model.metrics)
+                .bind(&model.artifact_path)
+                .bind(&model.artifact_sha256)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::from);
+            match result {
+                Err(Error::Duplicate { .. }) if attempt < 5 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Makes the model the active one of its kind and class, retiring the previous one, and
+    /// announces it on [`ACTIVATION_CHANNEL`] when the transaction commits.
+    pub async fn activate_model(&self, model_id: i64) -> Result<ModelRecord> {
+        let mut tx = self.pool.begin().await?;
+        let target: Option<(String, Option<String>, String)> = sqlx::query_as(
+            "select kind, asset_class, status from model where model_id = $1 for update",
+        )
+        .bind(model_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((kind, asset_class, status)) = target else {
+            return Err(Error::NotFound(format!("model {model_id}")));
+        };
+        if status == "failed" || status == "training" {
+            return Err(Error::Constraint {
+                constraint: format!("model {model_id} is {status} and cannot be activated"),
+            });
+        }
+        sqlx::query(
+            "update model set status = 'retired' where kind = $1 \
+             and asset_class is not distinct from $2 and status = 'active' and model_id <> $3",
+        )
+        .bind(&kind)
+        .bind(&asset_class)
+        .bind(model_id)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!(
+            "update model set status = 'active', activated_at = now() where model_id = $1 \
+             returning {MODEL_COLUMNS}"
+        );
+        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(model_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(ACTIVATION_CHANNEL)
+            .bind(model_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// The active model of a kind and class, if any.
+    pub async fn active_model(
+        &self,
+        kind: &str,
+        asset_class: Option<&str>,
+    ) -> Result<Option<ModelRecord>> {
+        let sql = format!(
+            "select {MODEL_COLUMNS} from model where kind = $1 \
+             and asset_class is not distinct from $2 and status = 'active'"
+        );
+        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(asset_class)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(record)
+    }
+
+    /// All registered models, newest first.
+    pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
+        let sql =
+            format!("select {MODEL_COLUMNS} from model order by created_at desc, model_id desc");
+        let records = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(records)
+    }
+}
