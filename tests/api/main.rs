@@ -1,1 +1,10 @@
+//! Integration tests against a real PostgreSQL (see `support` for where it comes from).
 
+mod auth;
+mod embedded;
+mod errors;
+mod health;
+mod schema;
+mod shutdown;
+mod store;
+mod support;

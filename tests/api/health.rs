@@ -1,0 +1,69 @@
+use crate::support::{TestApp, TestDb, expect_error};
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_runs() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_is_ready_when_migrations_are_applied() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["schema_version"], 1);
+}
+
+#[tokio::test]
+async fn readyz_is_not_ready_with_migrations_pending() {
+    let app = TestApp::spawn_on(TestDb::empty().await, |_| {}).await;
+    let response = app.get("/readyz").await;
+    expect_error(response, 503, "not_ready").await;
+}
+
+#[tokio::test]
+async fn readyz_is_not_ready_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    app.db.store.close().await;
+    let response = app.get("/readyz").await;
+    expect_error(response, 503, "not_ready").await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_show_pool_and_build() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+    assert_eq!(app.get("/v1/assets/missing-one").await.status(), 404);
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"vigil_http_requests_total{route="/healthz",method="GET",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"vigil_http_requests_total{route="/v1/assets/{name}",method="GET",status="404"} 1"#
+    ));
+    assert!(text.contains(
+        r#"vigil_http_request_duration_seconds_count{route="/healthz",method="GET",status="200"} 3"#
+    ));
+    assert!(text.contains("vigil_db_pool_connections "));
+    assert!(text.contains("vigil_db_pool_max_connections 16"));
+    assert!(text.contains(&format!(
+        "vigil_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+}

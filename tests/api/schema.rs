@@ -1,0 +1,144 @@
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use vigil::store::samples::SampleColumns;
+use vigil::store::{self, MIGRATOR};
+
+use crate::support::TestDb;
+
+const TABLES: [&str; 16] = [
+    "asset",
+    "metric",
+    "sample",
+    "incident",
+    "model",
+    "score",
+    "alert",
+    "alert_feedback",
+    "incident_outcome",
+    "action",
+    "threshold",
+    "threshold_change",
+    "action_outcome_stat",
+    "guard_setting",
+    "job_run",
+    "_sqlx_migrations",
+];
+
+#[tokio::test]
+async fn migrations_apply_on_an_empty_database_and_are_idempotent() {
+    let db = TestDb::empty().await;
+    let before = db.store.schema_status().await.unwrap();
+    assert!(before.applied.is_empty());
+    assert_eq!(before.pending.len(), MIGRATOR.iter().count());
+
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+    let after = db.store.schema_status().await.unwrap();
+    assert!(after.is_current());
+    assert_eq!(after.applied.len(), MIGRATOR.iter().count());
+
+    for table in TABLES {
+        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+            .bind(table)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        assert!(exists, "table {table} exists");
+    }
+}
+
+#[tokio::test]
+async fn every_table_is_commented() {
+    let db = TestDb::migrated().await;
+    let uncommented: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition \
+         and c.relname <> '_sqlx_migrations' and obj_description(c.oid, 'pg_class') is null",
+    )
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        uncommented.is_empty(),
+        "tables without a comment: {uncommented:?}"
+    );
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+}
+
+async fn batch_over_three_days(db: &TestDb) -> SampleColumns {
+    let assets = db
+        .store
+        .resolve_asset_ids(&["pump-1".into()])
+        .await
+        .unwrap();
+    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let mut batch = SampleColumns::default();
+    for day in 1..=3 {
+        for hour in [0, 12, 23] {
+            batch.push(
+                assets["pump-1"],
+                metrics["temp"],
+                at(day, hour),
+                f64::from(day * 100 + hour),
+            );
+        }
+    }
+    batch
+}
+
+#[tokio::test]
+async fn sample_partitions_are_created_on_demand_and_inserts_are_idempotent() {
+    let db = TestDb::migrated().await;
+    assert!(db.store.sample_partitions().await.unwrap().is_empty());
+    let batch = batch_over_three_days(&db).await;
+    assert_eq!(db.store.insert_samples(&batch).await.unwrap(), 9);
+    assert_eq!(
+        db.store.sample_partitions().await.unwrap(),
+        vec!["sample_p20261101", "sample_p20261102", "sample_p20261103"]
+    );
+    assert_eq!(
+        db.store.insert_samples(&batch).await.unwrap(),
+        0,
+        "a re-sent batch stores nothing twice"
+    );
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn retention_drops_whole_partitions_before_the_cutoff() {
+    let db = TestDb::migrated().await;
+    db.store
+        .insert_samples(&batch_over_three_days(&db).await)
+        .await
+        .unwrap();
+    // A cutoff inside day 2 drops day 1 only: a partition goes once all of it is old.
+    let dropped = db
+        .store
+        .drop_sample_partitions_before(at(2, 18))
+        .await
+        .unwrap();
+    assert_eq!(dropped, vec!["sample_p20261101"]);
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 6);
+    let dropped = db
+        .store
+        .drop_sample_partitions_before(at(3, 0) + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(dropped, vec!["sample_p20261102", "sample_p20261103"]);
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_value_is_stored_not_at_all() {
+    let db = TestDb::migrated().await;
+    let mut batch = batch_over_three_days(&db).await;
+    batch.values[4] = f64::NAN;
+    let err = db.store.insert_samples(&batch).await.unwrap_err();
+    assert!(matches!(err, store::Error::Constraint { .. }), "{err}");
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 0);
+    batch.values[4] = f64::INFINITY;
+    assert!(db.store.insert_samples(&batch).await.is_err());
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 0);
+}

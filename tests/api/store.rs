@@ -1,0 +1,217 @@
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use sqlx::postgres::PgListener;
+use vigil::store::Error;
+use vigil::store::assets::NewAsset;
+use vigil::store::incidents::NewIncident;
+use vigil::store::models::{ACTIVATION_CHANNEL, NewModel};
+
+use crate::support::TestDb;
+
+fn asset(name: &str) -> NewAsset {
+    NewAsset {
+        name: name.into(),
+        class: "web".into(),
+        labels: json!({ "dc": "east" }),
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_asset_is_a_typed_duplicate() {
+    let db = TestDb::migrated().await;
+    db.store.create_asset(&asset("web-01")).await.unwrap();
+    let err = db.store.create_asset(&asset("web-01")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Duplicate { ref constraint } if constraint == "asset_name_key"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_assets_and_metrics_are_created_once_on_first_sight() {
+    let db = TestDb::migrated().await;
+    db.store.create_asset(&asset("known")).await.unwrap();
+    let names: Vec<String> = ["known", "new-1", "new-2", "new-1"]
+        .map(String::from)
+        .to_vec();
+    let first = db.store.resolve_asset_ids(&names).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let second = db.store.resolve_asset_ids(&names).await.unwrap();
+    assert_eq!(first, second);
+    let created = db.store.asset_by_name("new-2").await.unwrap();
+    assert_eq!(created.class, "default");
+    let metrics = db
+        .store
+        .resolve_metric_ids(&["cpu".into(), "mem".into()])
+        .await
+        .unwrap();
+    assert_eq!(metrics.len(), 2);
+    assert_ne!(metrics["cpu"], metrics["mem"]);
+}
+
+#[tokio::test]
+async fn concurrent_first_sight_of_the_same_names_agrees_on_ids() {
+    let db = TestDb::migrated().await;
+    let names: Vec<String> = (0..50).map(|i| format!("host-{i}")).collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = db.store.clone();
+            let names = names.clone();
+            tokio::spawn(async move { store.resolve_asset_ids(&names).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    for result in &results {
+        assert_eq!(result.len(), 50);
+        assert_eq!(result, &results[0]);
+    }
+}
+
+fn incident(asset_id: i64, fingerprint: Option<&str>) -> NewIncident {
+    NewIncident {
+        asset_id,
+        kind: "memory_leak".into(),
+        severity: "major".into(),
+        started_at: Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
+        detected_at: None,
+        resolved_at: None,
+        root_cause: None,
+        source: "alertmanager".into(),
+        fingerprint: fingerprint.map(String::from),
+        labels: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn incidents_are_unique_by_fingerprint_and_start_and_resolve_once() {
+    let db = TestDb::migrated().await;
+    let asset = db.store.create_asset(&asset("web-01")).await.unwrap();
+    let created = db
+        .store
+        .create_incident(&incident(asset.asset_id, Some("abc")))
+        .await
+        .unwrap();
+    let err = db
+        .store
+        .create_incident(&incident(asset.asset_id, Some("abc")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Duplicate { .. }), "{err:?}");
+    // Without a fingerprint, two reports are two incidents.
+    db.store
+        .create_incident(&incident(asset.asset_id, None))
+        .await
+        .unwrap();
+    db.store
+        .create_incident(&incident(asset.asset_id, None))
+        .await
+        .unwrap();
+
+    let first = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let resolved = db
+        .store
+        .resolve_incident(created.incident_id, first, Some("leak in v2"))
+        .await
+        .unwrap();
+    assert_eq!(resolved.resolved_at, Some(first));
+    let again = db
+        .store
+        .resolve_incident(
+            created.incident_id,
+            first + chrono::Duration::hours(1),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.resolved_at,
+        Some(first),
+        "the first resolution time is kept"
+    );
+    assert_eq!(again.root_cause.as_deref(), Some("leak in v2"));
+    assert!(matches!(
+        db.store.incident(999_999).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_incident_with_an_unknown_severity_is_rejected_by_a_constraint() {
+    let db = TestDb::migrated().await;
+    let asset = db.store.create_asset(&asset("web-01")).await.unwrap();
+    let mut bad = incident(asset.asset_id, None);
+    bad.severity = "apocalyptic".into();
+    let err = db.store.create_incident(&bad).await.unwrap_err();
+    assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+}
+
+fn model(kind: &str) -> NewModel {
+    NewModel {
+        kind: kind.into(),
+        asset_class: None,
+        params: json!({ "n_trees": 100 }),
+        seed: Some(0),
+        feature_schema: json!({ "version": 1, "names": ["cpu_mean"] }),
+        train_from: None,
+        train_to: None,
+        metrics: json!({}),
+        artifact_path: None,
+        artifact_sha256: None,
+    }
+}
+
+#[tokio::test]
+async fn model_versions_count_per_kind_and_class() {
+    let db = TestDb::migrated().await;
+    let a = db
+        .store
+        .register_model(&model("isolation_forest"))
+        .await
+        .unwrap();
+    let b = db
+        .store
+        .register_model(&model("isolation_forest"))
+        .await
+        .unwrap();
+    let c = db.store.register_model(&model("diagnosis")).await.unwrap();
+    let mut per_class = model("isolation_forest");
+    per_class.asset_class = Some("pump".into());
+    let d = db.store.register_model(&per_class).await.unwrap();
+    assert_eq!((a.version, b.version, c.version, d.version), (1, 2, 1, 1));
+    assert_eq!(a.status, "candidate");
+}
+
+#[tokio::test]
+async fn activation_retires_the_previous_model_and_notifies_replicas() {
+    let db = TestDb::migrated().await;
+    let mut listener = PgListener::connect_with(db.store.pool()).await.unwrap();
+    listener.listen(ACTIVATION_CHANNEL).await.unwrap();
+
+    let v1 = db.store.register_model(&model("bundle")).await.unwrap();
+    let v2 = db.store.register_model(&model("bundle")).await.unwrap();
+    db.store.activate_model(v1.model_id).await.unwrap();
+    let note = listener.recv().await.unwrap();
+    assert_eq!(note.payload(), v1.model_id.to_string());
+
+    db.store.activate_model(v2.model_id).await.unwrap();
+    let note = listener.recv().await.unwrap();
+    assert_eq!(note.payload(), v2.model_id.to_string());
+
+    let active = db
+        .store
+        .active_model("bundle", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.model_id, v2.model_id);
+    let all = db.store.list_models().await.unwrap();
+    let old = all.iter().find(|m| m.model_id == v1.model_id).unwrap();
+    assert_eq!(old.status, "retired");
+    assert!(matches!(
+        db.store.activate_model(424_242).await,
+        Err(Error::NotFound(_))
+    ));
+}

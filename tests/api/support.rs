@@ -1,0 +1,268 @@
+//! Test harness: a real PostgreSQL for every test, and the app served on port 0.
+//!
+//! The server is `DATABASE_URL` when set (a user who may create databases); otherwise the
+//! harness starts a private cluster once per run under `target/tmp/test-pg`, with the same
+//! code as Vigil's embedded default, and a watcher stops it when the test process exits.
+//! Each test gets a fresh database; it is dropped when the test passes and kept (its name
+//! printed) when the test fails.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use tokio::sync::{OnceCell, oneshot};
+use tokio::task::JoinHandle;
+use vigil::api::App;
+use vigil::config::{Scope, Settings, TokenSettings, hash_token};
+use vigil::store::{EmbeddedPostgres, Store};
+
+static ADMIN: OnceCell<PgConnectOptions> = OnceCell::const_new();
+
+/// Connection options of a database on the test server that may create databases.
+pub async fn admin_options() -> PgConnectOptions {
+    ADMIN
+        .get_or_init(|| async {
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                return url
+                    .parse()
+                    .expect("DATABASE_URL is not a valid PostgreSQL URL");
+            }
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-pg");
+            let cluster = EmbeddedPostgres::start(&dir, "postgres")
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("no DATABASE_URL, and the test cluster cannot start: {e}")
+                });
+            let options = cluster.options_for("postgres");
+            cluster
+                .stop_when_process_exits(std::process::id())
+                .expect("cannot arrange for the test cluster to stop");
+            options
+        })
+        .await
+        .clone()
+}
+
+/// A fresh database for one test.
+pub struct TestDb {
+    pub name: String,
+    pub store: Store,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    /// A fresh database with all migrations applied.
+    pub async fn migrated() -> TestDb {
+        let db = Self::empty().await;
+        db.store.migrate().await.expect("migrations apply");
+        db
+    }
+
+    /// A fresh database with no migration applied.
+    pub async fn empty() -> TestDb {
+        let admin = admin_options().await;
+        let name = format!("vigil_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin.connect().await.expect("connect to the test server");
+        conn.execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let options = admin.clone().database(&name);
+        let store = Store::connect(options, &Settings::default())
+            .await
+            .expect("connect to the test database");
+        TestDb { name, store, admin }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: keeping database {}", self.name);
+            return;
+        }
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = admin.connect().await.map_err(std::io::Error::other)?;
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists {name} with (force)"
+                )))
+                .await
+                .map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Vigil served on 127.0.0.1:0 over a fresh database, through the same `App::build` as
+/// `vigil serve`.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A token secret used by [`TestApp::with_tokens`].
+pub fn secret_for(scope: Scope) -> String {
+    format!("test-token-{scope}")
+}
+
+impl TestApp {
+    /// Auth off (no tokens), default settings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// One token per scope, the secret of each from [`secret_for`].
+    pub async fn with_tokens() -> TestApp {
+        Self::spawn_with(|settings| {
+            settings.auth.tokens = Scope::ALL
+                .into_iter()
+                .map(|scope| TokenSettings {
+                    name: format!("{scope}-holder"),
+                    sha256: hash_token(&secret_for(scope)),
+                    scopes: vec![scope],
+                })
+                .collect();
+        })
+        .await
+    }
+
+    /// Settings changed by `tweak` before the app is built.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(TestDb::migrated().await, tweak).await
+    }
+
+    /// Served over a given database.
+    pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let app = App::build(settings, db.store.clone())
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.serve(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET without a token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Number of stored assets.
+    pub async fn asset_count(&self) -> usize {
+        let filter = vigil::store::assets::AssetFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        self.db
+            .store
+            .list_assets(&filter)
+            .await
+            .expect("assets are listed")
+            .len()
+    }
+
+    /// PUT a JSON body without a token.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// PUT raw bytes with a given content type.
+    pub async fn put_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &'static str,
+    ) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Starts a graceful shutdown and returns the server task.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server still running")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Checks that a response is the JSON error `code` with `status`.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status(), status, "expected {status} {code}");
+    assert_eq!(error_code(response).await, code);
+}
+
+/// Reads a JSON error body and returns its code, checking that it has exactly the two fields.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    let object = body.as_object().expect("error body is an object");
+    assert_eq!(
+        object.len(),
+        2,
+        "error body has exactly code and message: {body}"
+    );
+    assert!(
+        object["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message is a non-empty string: {body}"
+    );
+    object["code"]
+        .as_str()
+        .expect("code is a string")
+        .to_owned()
+}
