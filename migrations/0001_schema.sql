@@ -52,22 +52,18 @@ comment on table sample is
     'the ingest path; ingestion resolves asset and metric ids first, and asset deletion '
     'deletes its samples explicitly. The primary key makes re-sent samples idempotent.';
 
--- Creates the daily partitions of `sample` that cover [from_ts, to_ts], if missing.
--- Serialised by an advisory lock so that concurrent ingest batches do not race.
-create function vigil_ensure_sample_partitions(from_ts timestamptz, to_ts timestamptz)
+-- Creates the daily partitions of `sample` for the given UTC days, if missing; returns how
+-- many it created. Serialised by an advisory lock so that concurrent batches do not race.
+create function vigil_ensure_sample_partitions(days date[])
 returns integer
 language plpgsql as $$
 declare
-    day date := (from_ts at time zone 'UTC')::date;
-    last_day date := (to_ts at time zone 'UTC')::date;
+    day date;
     part text;
     created integer := 0;
 begin
-    if last_day < day then
-        return 0;
-    end if;
     perform pg_advisory_xact_lock(hashtext('vigil_sample_partition'));
-    while day <= last_day loop
+    foreach day in array days loop
         part := 'sample_p' || to_char(day, 'YYYYMMDD');
         if to_regclass(part) is null then
             execute format(
@@ -77,7 +73,6 @@ begin
                 ((day + 1)::timestamp at time zone 'UTC'));
             created := created + 1;
         end if;
-        day := day + 1;
     end loop;
     return created;
 end;

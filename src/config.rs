@@ -109,6 +109,12 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// How long samples are kept.
     pub retention: RetentionSettings,
+    /// Limits on ingested samples.
+    pub ingest: IngestSettings,
+    /// Prometheus remote-write receiver.
+    pub remote_write: RemoteWriteSettings,
+    /// Alertmanager webhook receiver.
+    pub alertmanager: AlertmanagerSettings,
 }
 
 impl Default for Settings {
@@ -121,6 +127,9 @@ impl Default for Settings {
             http: HttpSettings::default(),
             auth: AuthSettings::default(),
             retention: RetentionSettings::default(),
+            ingest: IngestSettings::default(),
+            remote_write: RemoteWriteSettings::default(),
+            alertmanager: AlertmanagerSettings::default(),
         }
     }
 }
@@ -200,11 +209,74 @@ pub struct RetentionSettings {
     /// Samples older than this many days are dropped, a whole day partition at a time.
     /// 0 keeps everything. Default 90.
     pub samples_days: u32,
+    /// How often `serve` applies retention, in seconds. Default 3600.
+    pub interval_secs: u64,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { samples_days: 90 }
+        Self {
+            samples_days: 90,
+            interval_secs: 3600,
+        }
+    }
+}
+
+/// Limits on ingested samples, the same for every source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Most samples in one REST or remote-write request. Default 1,000,000.
+    pub max_batch_samples: usize,
+    /// Earliest accepted timestamp. Default 1990-01-01T00:00:00Z.
+    pub min_timestamp: chrono::DateTime<chrono::Utc>,
+    /// How far past the server's clock a timestamp may be, in seconds. Default 86400.
+    pub max_future_secs: i64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_samples: 1_000_000,
+            min_timestamp: chrono::DateTime::from_timestamp(631_152_000, 0)
+                .expect("1990-01-01 is a valid time"),
+            max_future_secs: 86_400,
+        }
+    }
+}
+
+/// Prometheus remote-write receiver (`POST /api/v1/write`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteSettings {
+    /// Label whose value names the asset. Default `instance`.
+    pub asset_label: String,
+}
+
+impl Default for RemoteWriteSettings {
+    fn default() -> Self {
+        Self {
+            asset_label: "instance".to_owned(),
+        }
+    }
+}
+
+/// Alertmanager webhook receiver (`POST /v1/alertmanager`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerSettings {
+    /// Label whose value names the asset. Default `instance`.
+    pub asset_label: String,
+    /// Label whose value is the incident kind. Default `alertname`.
+    pub kind_label: String,
+}
+
+impl Default for AlertmanagerSettings {
+    fn default() -> Self {
+        Self {
+            asset_label: "instance".to_owned(),
+            kind_label: "alertname".to_owned(),
+        }
     }
 }
 

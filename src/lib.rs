@@ -8,5 +8,9 @@ pub mod api;
 pub mod cli;
 /// Settings layered from defaults, a TOML file, the environment and flags.
 pub mod config;
+/// Ingestion: validating samples from REST, remote-write and files into atomic batches.
+pub mod ingest;
+/// Background jobs: retention (later: retraining).
+pub mod jobs;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;

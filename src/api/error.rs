@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The body exceeds the configured limit.
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// `NaN` or `Infinity` where a number belongs.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
     /// JSON that does not have the expected shape.
     #[error("invalid body: {0}")]
     InvalidBody(String),
@@ -61,6 +64,12 @@ pub enum ApiError {
     /// The service is not ready (database unreachable or migrations pending).
     #[error("not ready: {0}")]
     NotReady(String),
+    /// A sample or batch refused by the ingestion rules.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    /// A remote-write body that cannot be decoded.
+    #[error(transparent)]
+    RemoteWrite(#[from] crate::ingest::remote_write::DecodeError),
     /// A storage error.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -93,6 +102,23 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NonFinite(_) => (StatusCode::UNPROCESSABLE_ENTITY, "non_finite_value"),
+            Self::Ingest(err) => match err {
+                crate::ingest::IngestError::TooLarge { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, err.code())
+                }
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, err.code()),
+            },
+            Self::RemoteWrite(err) => {
+                use crate::ingest::remote_write::DecodeError;
+                match err {
+                    DecodeError::Snappy(_) => (StatusCode::BAD_REQUEST, "invalid_snappy"),
+                    DecodeError::TooLarge { .. } => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    DecodeError::Protobuf(_) => (StatusCode::BAD_REQUEST, "invalid_protobuf"),
+                }
+            }
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

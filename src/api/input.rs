@@ -2,18 +2,25 @@
 //! body gets the JSON error body with a stable code, never axum's plain text), and the
 //! validation rules for names that clients send.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::DateTime;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::error::Category;
+use std::fmt;
 
 use super::error::ApiError;
+use crate::ingest;
 
-/// Longest accepted asset, metric or class name.
-pub const MAX_NAME_LEN: usize = 200;
-
-/// `Json<T>` whose rejections are [`ApiError`]s.
+/// JSON body extractor whose rejections are [`ApiError`]s: a wrong content type is 415, a
+/// body over the limit 413, broken JSON 400 `malformed_json`, JSON of the wrong shape 422
+/// `invalid_body`, and the non-standard `NaN`/`Infinity` tokens that some JSON encoders
+/// write 422 `non_finite_value`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -25,31 +32,76 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection, limit)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".to_owned(),
+            ));
         }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(Self)
     }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Reads the whole body, mapping the body limit to 413 `payload_too_large`.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map(|l| l.0)
+        .unwrap_or_default();
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })
+}
+
+/// Parses JSON with the error mapping of [`ApiJson`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        Category::Data => ApiError::InvalidBody(e.to_string()),
+        Category::Syntax => match non_finite_token(bytes, e.line(), e.column()) {
+            Some(token) => ApiError::NonFinite(format!(
+                "line {} column {}: {token} is not a JSON number; send finite values only",
+                e.line(),
+                e.column()
+            )),
+            None => ApiError::MalformedJson(e.to_string()),
+        },
+        Category::Eof | Category::Io => ApiError::MalformedJson(e.to_string()),
+    })
+}
+
+/// The `NaN`/`Infinity` token at a syntax error position (1-based line and column), if any.
+fn non_finite_token(bytes: &[u8], line: usize, column: usize) -> Option<&'static str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let line_text = text.lines().nth(line.checked_sub(1)?)?;
+    // serde_json reports the column of the first unexpected byte; look a little around it.
+    let start = column.saturating_sub(3).min(line_text.len());
+    let rest = line_text.get(start..)?;
+    ["-Infinity", "Infinity", "NaN"]
+        .into_iter()
+        .find(|token| rest.find(token).is_some_and(|at| at <= 3))
 }
 
 /// The configured body limit, put in request extensions so that errors can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
-
-fn json_rejection(rejection: JsonRejection, limit: Option<usize>) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
-        }
-        JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(e.body_text()),
-        JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge(limit.unwrap_or_default())
-        }
-        other => ApiError::MalformedJson(other.body_text()),
-    }
-}
 
 /// `Query<T>` whose rejections are [`ApiError`]s.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,24 +122,81 @@ where
     }
 }
 
-/// Checks an asset, metric or class name: 1 to 200 characters from `A-Z a-z 0-9 _ . : / -`,
-/// starting with a letter or digit. This admits Prometheus instance labels such as
-/// `host-1:9100` and metric names such as `node_memory_bytes`.
+/// Checks an asset, metric or class name sent by a client (rules in [`ingest::is_valid_name`]).
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok =
-        chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-'));
-    if name.len() > MAX_NAME_LEN || !first_ok || !rest_ok {
-        return Err(ApiError::invalid(
-            field,
-            format!(
-                "{name:?} is not a valid name: 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ . : / -, \
-                 starting with a letter or digit"
-            ),
-        ));
+    if ingest::is_valid_name(name) {
+        return Ok(());
     }
-    Ok(())
+    Err(ApiError::invalid(
+        field,
+        format!(
+            "{name:?} is not a valid name: 1 to {} characters of A-Z a-z 0-9 _ . : / -, \
+             starting with a letter, digit or _",
+            ingest::MAX_NAME_LEN
+        ),
+    ))
+}
+
+/// A timestamp as Unix seconds or an RFC 3339 string, in microseconds since the epoch.
+/// An unreadable one becomes `None` and is reported with its position.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamp(pub Option<i64>);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TsVisitor;
+        impl Visitor<'_> for TsVisitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("Unix seconds or an RFC 3339 string")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                Ok(Timestamp(ingest::seconds_to_micros(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v.checked_mul(1_000_000)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp(
+                    i64::try_from(v).ok().and_then(|v| v.checked_mul(1_000_000)),
+                ))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Ok(Timestamp(
+                    DateTime::parse_from_rfc3339(v)
+                        .ok()
+                        .map(|t| t.timestamp_micros()),
+                ))
+            }
+        }
+        deserializer.deserialize_any(TsVisitor)
+    }
+}
+
+impl Timestamp {
+    /// The time, or an [`ApiError::Invalid`] naming `field`.
+    pub fn required(self, field: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        self.0
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .ok_or_else(|| {
+                ApiError::invalid(field, "not a time (Unix seconds or RFC 3339 expected)")
+            })
+    }
+}
+
+/// Parses a time given in a query string: RFC 3339 (`2024-01-01T00:00:00Z`) or Unix seconds.
+pub fn parse_time_param(
+    field: &str,
+    text: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    ingest::files::parse_timestamp(text)
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{text:?} is not a time (RFC 3339 or Unix seconds)"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -95,17 +204,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prometheus_style_names_are_accepted() {
-        for name in ["web-01", "host-1:9100", "node_memory_bytes", "pump/7", "a"] {
-            assert!(check_name("asset", name).is_ok(), "{name}");
+    fn nan_and_infinity_tokens_are_named() {
+        for (body, token) in [
+            ("{\"v\": [1.0, NaN]}", "NaN"),
+            ("{\"v\": [Infinity]}", "Infinity"),
+            ("{\"v\": [2, -Infinity]}", "-Infinity"),
+        ] {
+            let err = parse_json::<serde_json::Value>(body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::NonFinite(m) if m.contains(token)),
+                "{body}: {err}"
+            );
         }
     }
 
     #[test]
-    fn odd_names_are_rejected() {
-        let long = "x".repeat(MAX_NAME_LEN + 1);
-        for name in ["", "-lead", "with space", "semi;colon", "é", long.as_str()] {
-            assert!(check_name("asset", name).is_err(), "{name}");
-        }
+    fn other_syntax_errors_stay_malformed() {
+        let err = parse_json::<serde_json::Value>(b"{\"v\": [1.0,, 2]}").unwrap_err();
+        assert!(matches!(err, ApiError::MalformedJson(_)), "{err}");
+        let err = parse_json::<Vec<f64>>(b"{\"v\": 1}").unwrap_err();
+        assert!(matches!(err, ApiError::InvalidBody(_)), "{err}");
     }
 }

@@ -10,8 +10,11 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod incidents;
 pub mod input;
 pub mod metrics;
+pub mod remote_write;
+pub mod samples;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -179,9 +182,16 @@ pub fn router(state: AppState) -> Router {
     let reads = Router::new()
         .route("/v1/assets", get(assets::list))
         .route("/v1/assets/{name}", get(assets::get))
+        .route("/v1/assets/{name}/samples", get(samples::read))
+        .route("/v1/incidents", get(incidents::list))
         .route_layer(guarded(Access::AnyToken));
     let ingest = Router::new()
-        .route("/v1/assets/{name}", axum::routing::put(assets::put))
+        .route("/v1/assets/{name}", put(assets::put))
+        .route("/v1/samples", post(samples::post))
+        .route("/api/v1/write", post(remote_write::write))
+        .route("/v1/incidents", post(incidents::create))
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/alertmanager", post(incidents::alertmanager))
         .route_layer(guarded(Access::Scope(Scope::Ingest)));
     let admin = Router::new()
         .route("/v1/config", get(config::show))

@@ -127,26 +127,53 @@ impl Store {
     }
 
     /// Ids of the named metrics, creating those not seen before.
-    pub async fn resolve_metric_ids(&self, names: &[String]) -> Result<HashMap<String, i64>> {
+    pub async fn resolve_metric_ids(&self, names: &[String]) -> Result<HashMap<String, i32>> {
         self.resolve_ids(
             "with input as (select distinct unnest($1::text[]) as name), \
              created as (insert into metric (name) select name from input \
                          on conflict (name) do nothing returning metric_id, name) \
-             select name, metric_id::bigint from created \
-             union all select m.name, m.metric_id::bigint from metric m join input using (name)",
+             select name, metric_id from created \
+             union all select m.name, m.metric_id from metric m join input using (name)",
             names,
         )
         .await
     }
 
+    /// Adds labels to assets, keeping the values they already have; writes only assets whose
+    /// labels change. `labels` maps asset names to their new labels.
+    pub async fn merge_asset_labels(
+        &self,
+        labels: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    ) -> Result<u64> {
+        let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+        let values: Vec<Value> = labels
+            .values()
+            .map(|l| serde_json::to_value(l).unwrap_or_default())
+            .collect();
+        let updated = sqlx::query(
+            "update asset a set labels = v.labels || a.labels \
+             from unnest($1::text[], $2::jsonb[]) v(name, labels) \
+             where a.name = v.name and v.labels || a.labels <> a.labels",
+        )
+        .bind(&names)
+        .bind(&values)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated)
+    }
+
     /// Runs a create-or-select statement until every name has an id. A name inserted by a
     /// concurrent transaction that commits after this statement's snapshot is neither
     /// inserted nor seen; the next round sees it.
-    async fn resolve_ids(
+    async fn resolve_ids<T>(
         &self,
         sql: &'static str,
         names: &[String],
-    ) -> Result<HashMap<String, i64>> {
+    ) -> Result<HashMap<String, T>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
         let mut wanted: Vec<String> = names.to_vec();
         wanted.sort();
         wanted.dedup();
@@ -160,7 +187,7 @@ impl Store {
             if missing.is_empty() {
                 return Ok(ids);
             }
-            let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+            let rows: Vec<(String, T)> = sqlx::query_as(sql)
                 .bind(&missing)
                 .fetch_all(&self.pool)
                 .await?;

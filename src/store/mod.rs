@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod embedded;
 pub mod incidents;
+pub mod jobs;
 pub mod models;
 pub mod samples;
 

@@ -1,10 +1,19 @@
 //! Samples: the partitioned time-series table. Owns the creation of daily partitions on
-//! demand, idempotent batch inserts (a batch is stored whole or not at all), and retention
-//! by dropping whole partitions.
+//! demand, batch inserts through binary `COPY` (a batch is stored whole or not at all, and a
+//! re-sent sample is stored once), reads with optional downsampling, and retention by
+//! dropping whole partitions.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 
-use super::{Result, Store};
+use super::{Error, Result, Store};
+
+/// Microseconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+/// Microseconds in a day.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Size of the chunks sent to `COPY`.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
 
 /// A batch of samples in columnar form, with asset and metric names already resolved to ids.
 /// All four vectors have the same length.
@@ -13,14 +22,24 @@ pub struct SampleColumns {
     /// Asset id of each sample.
     pub asset_ids: Vec<i64>,
     /// Metric id of each sample.
-    pub metric_ids: Vec<i64>,
-    /// Timestamp of each sample.
-    pub ts: Vec<DateTime<Utc>>,
+    pub metric_ids: Vec<i32>,
+    /// Timestamp of each sample, microseconds since the Unix epoch (UTC).
+    pub ts_micros: Vec<i64>,
     /// Value of each sample (finite).
     pub values: Vec<f64>,
 }
 
 impl SampleColumns {
+    /// An empty batch with room for `n` samples.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            asset_ids: Vec::with_capacity(n),
+            metric_ids: Vec::with_capacity(n),
+            ts_micros: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+        }
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -32,59 +51,243 @@ impl SampleColumns {
     }
 
     /// Appends one sample.
-    pub fn push(&mut self, asset_id: i64, metric_id: i64, ts: DateTime<Utc>, value: f64) {
+    pub fn push(&mut self, asset_id: i64, metric_id: i32, ts: DateTime<Utc>, value: f64) {
+        self.push_micros(asset_id, metric_id, ts.timestamp_micros(), value);
+    }
+
+    /// Appends one sample with its time in microseconds since the Unix epoch.
+    pub fn push_micros(&mut self, asset_id: i64, metric_id: i32, ts_micros: i64, value: f64) {
         self.asset_ids.push(asset_id);
         self.metric_ids.push(metric_id);
-        self.ts.push(ts);
+        self.ts_micros.push(ts_micros);
         self.values.push(value);
     }
 
-    fn time_range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        let min = self.ts.iter().min()?;
-        let max = self.ts.iter().max()?;
-        Some((*min, *max))
+    /// The distinct UTC days the samples fall on, in order.
+    fn days(&self) -> Vec<NaiveDate> {
+        let mut days = std::collections::BTreeSet::new();
+        let mut last = None;
+        for &ts in &self.ts_micros {
+            let day = ts.div_euclid(MICROS_PER_DAY);
+            if last != Some(day) {
+                days.insert(day);
+                last = Some(day);
+            }
+        }
+        days.into_iter()
+            .filter_map(|day| DateTime::from_timestamp(day * 86_400, 0).map(|t| t.date_naive()))
+            .collect()
     }
+
+    /// Encodes rows `range` in PostgreSQL's binary COPY tuple format.
+    fn encode_rows(&self, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        for i in range {
+            out.extend_from_slice(&4i16.to_be_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&self.asset_ids[i].to_be_bytes());
+            out.extend_from_slice(&4i32.to_be_bytes());
+            out.extend_from_slice(&self.metric_ids[i].to_be_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&(self.ts_micros[i] - PG_EPOCH_OFFSET_MICROS).to_be_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&self.values[i].to_be_bytes());
+        }
+    }
+}
+
+/// Bytes of one row in the binary COPY format: field count, then four length-prefixed fields.
+const COPY_ROW_BYTES: usize = 2 + (4 + 8) + (4 + 4) + (4 + 8) + (4 + 8);
+
+/// One series read back, with timestamps in microseconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SeriesPoints {
+    /// Metric name.
+    pub metric: String,
+    /// Timestamps (bucket starts when downsampled).
+    pub ts_micros: Vec<i64>,
+    /// Values (bucket aggregates when downsampled).
+    pub values: Vec<f64>,
+}
+
+/// How to aggregate samples in a downsampling bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// Mean.
+    Avg,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// The latest sample of the bucket.
+    Last,
+}
+
+/// Which samples of one asset to read.
+#[derive(Debug, Clone)]
+pub struct SampleQuery {
+    /// Asset id.
+    pub asset_id: i64,
+    /// Only this metric; all when `None`.
+    pub metric: Option<String>,
+    /// Start, inclusive.
+    pub from: DateTime<Utc>,
+    /// End, exclusive.
+    pub to: DateTime<Utc>,
+    /// Bucket width in seconds for downsampling; raw samples when `None`.
+    pub step_secs: Option<i64>,
+    /// Aggregate of a bucket.
+    pub aggregate: Aggregate,
+    /// Most points returned in all; more is an error.
+    pub max_points: i64,
 }
 
 impl Store {
     /// Stores a batch in one transaction, creating the day partitions it needs; samples
     /// already stored (same asset, metric, timestamp) are skipped. Returns how many rows
-    /// were new.
-    pub async fn insert_samples(&self, batch: &SampleColumns) -> Result<u64> {
-        let Some((from, to)) = batch.time_range() else {
+    /// were new. `progress` is called with the number of rows sent so far.
+    ///
+    /// The fast path streams the batch with binary `COPY` straight into `sample`. A batch
+    /// that repeats stored samples makes that fail on the primary key; it is then sent again
+    /// through a temporary table and `INSERT .. ON CONFLICT DO NOTHING`, so a retried batch
+    /// is slower but never stored twice.
+    pub async fn insert_samples_with_progress(
+        &self,
+        batch: &SampleColumns,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        if batch.is_empty() {
             return Ok(0);
-        };
+        }
+        let days = batch.days();
+        match self.copy_samples(batch, &days, false, progress).await {
+            Err(Error::Duplicate { .. }) => self.copy_samples(batch, &days, true, progress).await,
+            other => other,
+        }
+    }
+
+    /// [`Store::insert_samples_with_progress`] without progress reports.
+    pub async fn insert_samples(&self, batch: &SampleColumns) -> Result<u64> {
+        self.insert_samples_with_progress(batch, &mut |_| {}).await
+    }
+
+    async fn copy_samples(
+        &self,
+        batch: &SampleColumns,
+        days: &[NaiveDate],
+        skip_existing: bool,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("select vigil_ensure_sample_partitions($1, $2)")
-            .bind(from)
-            .bind(to)
+        sqlx::query("select vigil_ensure_sample_partitions($1)")
+            .bind(days)
             .execute(&mut *tx)
             .await?;
-        let inserted = sqlx::query(
-            "insert into sample (asset_id, metric_id, ts, value) \
-             select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::float8[]) \
-             on conflict do nothing",
-        )
-        .bind(&batch.asset_ids)
-        .bind(&batch.metric_ids)
-        .bind(&batch.ts)
-        .bind(&batch.values)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let target = if skip_existing {
+            sqlx::query(
+                "create temporary table sample_stage (like sample including defaults) on commit drop",
+            )
+            .execute(&mut *tx)
+            .await?;
+            "copy sample_stage (asset_id, metric_id, ts, value) from stdin with (format binary)"
+        } else {
+            "copy sample (asset_id, metric_id, ts, value) from stdin with (format binary)"
+        };
+        let mut copy = tx.copy_in_raw(target).await?;
+        let rows_per_chunk = (COPY_CHUNK_BYTES / COPY_ROW_BYTES).max(1);
+        let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 64);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        let mut start = 0;
+        while start < batch.len() {
+            let end = (start + rows_per_chunk).min(batch.len());
+            batch.encode_rows(start..end, &mut buf);
+            if end == batch.len() {
+                buf.extend_from_slice(&(-1i16).to_be_bytes());
+            }
+            if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
+                copy.abort("send failed").await.ok();
+                return Err(e.into());
+            }
+            buf.reserve(COPY_CHUNK_BYTES + 64);
+            progress(end as u64);
+            start = end;
+        }
+        let copied = copy.finish().await?;
+        let inserted = if skip_existing {
+            sqlx::query("insert into sample select * from sample_stage on conflict do nothing")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        } else {
+            copied
+        };
         tx.commit().await?;
         Ok(inserted)
     }
 
-    /// Creates the missing day partitions covering `[from, to]`; returns how many.
-    pub async fn ensure_sample_partitions(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<i32> {
-        let created = sqlx::query_scalar("select vigil_ensure_sample_partitions($1, $2)")
-            .bind(from)
-            .bind(to)
+    /// Reads one asset's samples, raw or downsampled into `step_secs` buckets, grouped by
+    /// metric in name order. [`Error::Constraint`] when more than `max_points` would return.
+    pub async fn read_samples(&self, query: &SampleQuery) -> Result<Vec<SeriesPoints>> {
+        let aggregate = match query.aggregate {
+            Aggregate::Avg => "avg(s.value)",
+            Aggregate::Min => "min(s.value)",
+            Aggregate::Max => "max(s.value)",
+            Aggregate::Last => "(array_agg(s.value order by s.ts desc))[1]",
+        };
+        let sql = match query.step_secs {
+            None => "select m.name, (extract(epoch from s.ts) * 1000000)::int8 as t, s.value as v \
+                     from sample s join metric m using (metric_id) \
+                     where s.asset_id = $1 and ($2::text is null or m.name = $2) \
+                     and s.ts >= $3 and s.ts < $4 order by m.name, s.ts limit $6"
+                .to_owned(),
+            Some(_) => format!(
+                "select m.name, (extract(epoch from b.bucket) * 1000000)::int8 as t, b.v from ( \
+                   select s.metric_id, date_bin(make_interval(secs => $5), s.ts, $3) as bucket, \
+                          {aggregate} as v \
+                   from sample s join metric m using (metric_id) \
+                   where s.asset_id = $1 and ($2::text is null or m.name = $2) \
+                   and s.ts >= $3 and s.ts < $4 group by 1, 2) b \
+                 join metric m using (metric_id) order by m.name, b.bucket limit $6"
+            ),
+        };
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(query.asset_id)
+            .bind(&query.metric)
+            .bind(query.from)
+            .bind(query.to)
+            .bind(query.step_secs.unwrap_or(1) as f64)
+            .bind(query.max_points + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.len() as i64 > query.max_points {
+            return Err(Error::Constraint {
+                constraint: format!(
+                    "more than {} points: narrow the time range or downsample with step",
+                    query.max_points
+                ),
+            });
+        }
+        let mut series: Vec<SeriesPoints> = Vec::new();
+        for (metric, t, v) in rows {
+            if series.last().is_none_or(|s| s.metric != metric) {
+                series.push(SeriesPoints {
+                    metric,
+                    ..SeriesPoints::default()
+                });
+            }
+            let current = series.last_mut().expect("pushed above");
+            current.ts_micros.push(t);
+            current.values.push(v);
+        }
+        Ok(series)
+    }
+
+    /// Creates the missing partitions of the given UTC days; returns how many.
+    pub async fn ensure_sample_partitions(&self, days: &[NaiveDate]) -> Result<i32> {
+        let created = sqlx::query_scalar("select vigil_ensure_sample_partitions($1)")
+            .bind(days)
             .fetch_one(&self.pool)
             .await?;
         Ok(created)

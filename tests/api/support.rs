@@ -76,6 +76,35 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A URL for this database, for running the `vigil` binary against it.
+    pub fn url(&self) -> String {
+        let user = self.admin.get_username();
+        match self.admin.get_socket() {
+            Some(dir) => format!(
+                "postgres://{user}@localhost:{}/{}?host={}",
+                self.admin.get_port(),
+                self.name,
+                dir.display()
+            ),
+            None => format!(
+                "postgres://{user}@{}:{}/{}",
+                self.admin.get_host(),
+                self.admin.get_port(),
+                self.name
+            ),
+        }
+    }
+
+    /// Samples stored.
+    pub async fn count_samples(&self) -> i64 {
+        self.store
+            .count_samples(None)
+            .await
+            .expect("samples are counted")
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -197,6 +226,32 @@ impl TestApp {
             .await
             .expect("assets are listed")
             .len()
+    }
+
+    /// POST a JSON body without a token.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// POST raw bytes with a given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent")
     }
 
     /// PUT a JSON body without a token.

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod transfer;
+
 use crate::api::App;
 use crate::config::{Overrides, Scope, Settings, new_token};
+use crate::ingest::files::Layout;
+use crate::jobs;
 use crate::store::Database;
 
 const AFTER_HELP: &str = "\
@@ -69,6 +73,19 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration as TOML, secrets masked.
     Config,
+    /// Load samples (and incidents) from CSV or Parquet files, through COPY.
+    ///
+    /// Samples in long form have columns asset,metric,ts,value; in wide form asset,ts and
+    /// one numeric column per metric. Timestamps are Unix seconds, RFC 3339 or Parquet
+    /// datetimes. Each file is stored in one transaction: by default a file with any bad
+    /// row stores nothing and the bad rows are listed. Re-importing a file stores nothing
+    /// twice. Incident files have columns asset,kind,started_at and optionally
+    /// severity,detected_at,resolved_at,root_cause.
+    Import(ImportArgs),
+    /// Write stored samples to a Parquet file (long form, readable by `vigil import`).
+    Export(ExportArgs),
+    /// Drop sample partitions older than retention.samples_days now (serve does it hourly).
+    Retention(RetentionArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -80,6 +97,51 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]. Without tokens, loopback only.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+}
+
+/// Flags of `vigil import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Sample files (.csv or .parquet).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Layout of the sample files.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub layout: Layout,
+    /// Incident files (.csv or .parquet), imported after the samples.
+    #[arg(long, value_name = "FILE")]
+    pub incidents: Vec<PathBuf>,
+    /// Store the good rows of a file that has bad ones (listed) instead of nothing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}
+
+/// Flags of `vigil export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Parquet file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only this asset.
+    #[arg(long)]
+    pub asset: Option<String>,
+    /// Only this metric.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Start (RFC 3339 or Unix seconds) [default: the beginning].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339 or Unix seconds) [default: now + 1 day].
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// Flags of `vigil retention`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Only list the partitions that would be dropped.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `vigil token ...`.
@@ -112,6 +174,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => serve(cli.settings(args.listen)?).await,
         Command::Migrate => migrate(cli.settings(None)?).await,
+        Command::Import(args) => transfer::import(cli.settings(None)?, args).await,
+        Command::Export(args) => transfer::export(cli.settings(None)?, args).await,
+        Command::Retention(args) => retention(cli.settings(None)?, args).await,
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());
             Ok(())
@@ -144,7 +209,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tracing::info!(addr = %app.local_addr(), "vigil listening: try `curl http://{}/readyz`", app.local_addr());
+    let retention = jobs::retention::spawn(
+        database.store.clone(),
+        app.state().settings.retention.clone(),
+    );
     let served = app.serve(shutdown_signal()).await;
+    retention.abort();
     database.close().await.context("closing the database")?;
     served.context("serving HTTP")
 }
@@ -164,6 +234,38 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
             .last()
             .map_or("none".to_owned(), i64::to_string)
     );
+    Ok(())
+}
+
+async fn retention(settings: Settings, args: &RetentionArgs) -> anyhow::Result<()> {
+    let database = Database::open(&settings)
+        .await
+        .context("opening the database")?;
+    let now = chrono::Utc::now();
+    let result = if args.dry_run {
+        jobs::retention::plan(&database.store, &settings.retention, now).await
+    } else {
+        jobs::retention::run_once(&database.store, &settings.retention, now).await
+    };
+    database.close().await?;
+    let partitions = result?;
+    let verb = if args.dry_run {
+        "would drop"
+    } else {
+        "dropped"
+    };
+    match jobs::retention::cutoff(&settings.retention, now) {
+        None => println!("retention is off (retention.samples_days = 0): nothing dropped"),
+        Some(cutoff) => {
+            println!(
+                "{verb} {} partition(s) older than {cutoff}",
+                partitions.len()
+            );
+            for name in partitions {
+                println!("  {name}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,307 @@
+//! Samples over HTTP: `POST /v1/samples` (scope `ingest`) stores a batch whole or not at all,
+//! and `GET /v1/assets/{name}/samples` reads an asset's history, downsampled when `step` is
+//! given.
+//!
+//! A batch has columnar items (`series`: one asset and metric, parallel `timestamps` and
+//! `values`) and/or row items (`rows`: one sample each). Timestamps are Unix seconds
+//! (integer or fractional) or RFC 3339 strings. Re-sending a batch stores nothing twice.
+
+use std::fmt;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::input::{ApiJson, ApiQuery, Timestamp, check_name, parse_time_param};
+use crate::ingest::{self, IngestReport, Limits, NamedBatch};
+use crate::store::samples::{Aggregate, SampleQuery};
+
+/// Body of `POST /v1/samples`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesBody {
+    /// Columnar items.
+    #[serde(default)]
+    series: Vec<SeriesItem>,
+    /// Row items.
+    #[serde(default)]
+    rows: Vec<RowItem>,
+}
+
+/// One asset's metric with parallel timestamps and values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesItem {
+    asset: String,
+    metric: String,
+    timestamps: Vec<Timestamp>,
+    values: Vec<Number>,
+}
+
+/// One sample.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowItem {
+    asset: String,
+    metric: String,
+    ts: Timestamp,
+    value: Number,
+}
+
+/// A sample value: a JSON number, or the strings `NaN`, `Inf`, `+Inf`, `-Inf`, `Infinity`,
+/// `-Infinity` (which are then refused as non-finite, with their position).
+#[derive(Debug, Clone, Copy)]
+pub struct Number(f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumVisitor;
+        impl Visitor<'_> for NumVisitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+                match v {
+                    "NaN" | "nan" => Ok(Number(f64::NAN)),
+                    "Inf" | "+Inf" | "Infinity" | "inf" => Ok(Number(f64::INFINITY)),
+                    "-Inf" | "-Infinity" | "-inf" => Ok(Number(f64::NEG_INFINITY)),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(NumVisitor)
+    }
+}
+
+/// Builds a validated batch from a request body.
+pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, ApiError> {
+    let mut batch = NamedBatch::new(limits);
+    let total = body.series.iter().map(|s| s.values.len()).sum::<usize>() + body.rows.len();
+    if total > limits.max_batch_samples {
+        return Err(ingest::IngestError::TooLarge {
+            max: limits.max_batch_samples,
+        }
+        .into());
+    }
+    batch.reserve(total);
+    for (i, item) in body.series.iter().enumerate() {
+        if item.timestamps.len() != item.values.len() {
+            return Err(ingest::IngestError::LengthMismatch {
+                at: format!("series[{i}]"),
+                timestamps: item.timestamps.len(),
+                values: item.values.len(),
+            }
+            .into());
+        }
+        let asset = batch.asset(&item.asset, || format!("series[{i}].asset"))?;
+        let metric = batch.metric(&item.metric, || format!("series[{i}].metric"))?;
+        for (j, (ts, value)) in item.timestamps.iter().zip(&item.values).enumerate() {
+            let ts =
+                ts.0.ok_or_else(|| bad_timestamp(format!("series[{i}].timestamps[{j}]")))?;
+            batch.push(asset, metric, ts, value.0, || {
+                format!("series[{i}].values[{j}]")
+            })?;
+        }
+    }
+    for (i, row) in body.rows.iter().enumerate() {
+        let asset = batch.asset(&row.asset, || format!("rows[{i}].asset"))?;
+        let metric = batch.metric(&row.metric, || format!("rows[{i}].metric"))?;
+        let ts = row
+            .ts
+            .0
+            .ok_or_else(|| bad_timestamp(format!("rows[{i}].ts")))?;
+        batch.push(asset, metric, ts, row.value.0, || format!("rows[{i}]"))?;
+    }
+    Ok(batch)
+}
+
+fn bad_timestamp(at: String) -> ingest::IngestError {
+    ingest::IngestError::BadTimestamp {
+        at,
+        reason: "not a timestamp (Unix seconds or RFC 3339 expected)".to_owned(),
+    }
+}
+
+/// `POST /v1/samples`: 200 with counts once the whole batch is durable.
+pub async fn post(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SamplesBody>,
+) -> Result<Json<IngestReport>, ApiError> {
+    let limits = Limits::new(&state.settings.ingest, Utc::now());
+    let batch = build_batch(&body, limits)?;
+    drop(body);
+    let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
+    Ok(Json(report))
+}
+
+/// Query of `GET /v1/assets/{name}/samples`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    metric: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    agg: Option<Aggregate>,
+}
+
+/// One metric's points in the answer.
+#[derive(Debug, Serialize)]
+pub struct SeriesOut {
+    metric: String,
+    /// Unix seconds.
+    timestamps: Vec<f64>,
+    values: Vec<f64>,
+}
+
+/// Answer of `GET /v1/assets/{name}/samples`.
+#[derive(Debug, Serialize)]
+pub struct ReadAnswer {
+    asset: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step_secs: Option<i64>,
+    series: Vec<SeriesOut>,
+}
+
+/// Most points one read returns.
+const MAX_POINTS: i64 = 200_000;
+
+/// `GET /v1/assets/{name}/samples?metric=&from=&to=&step=&agg=`: default range the last 24
+/// hours; `step` (seconds, or `30s`, `5m`, `1h`, `1d`) downsamples with `agg` (avg, min,
+/// max, last; default avg).
+pub async fn read(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Json<ReadAnswer>, ApiError> {
+    check_name("name", &name)?;
+    let asset = match state.store.asset_by_name(&name).await {
+        Ok(asset) => asset,
+        Err(crate::store::Error::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("asset {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = Utc::now();
+    let to = query
+        .to
+        .as_deref()
+        .map(|t| parse_time_param("to", t))
+        .transpose()?
+        .unwrap_or(now);
+    let from = query
+        .from
+        .as_deref()
+        .map(|t| parse_time_param("from", t))
+        .transpose()?
+        .unwrap_or(to - chrono::Duration::days(1));
+    if from >= to {
+        return Err(ApiError::invalid("from", "must be before to"));
+    }
+    let step_secs = query.step.as_deref().map(parse_step).transpose()?;
+    let sample_query = SampleQuery {
+        asset_id: asset.asset_id,
+        metric: query.metric,
+        from,
+        to,
+        step_secs,
+        aggregate: query.agg.unwrap_or(Aggregate::Avg),
+        max_points: MAX_POINTS,
+    };
+    let series = match state.store.read_samples(&sample_query).await {
+        Ok(series) => series,
+        Err(crate::store::Error::Constraint { constraint }) => {
+            return Err(ApiError::invalid("step", constraint));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let series = series
+        .into_iter()
+        .map(|s| SeriesOut {
+            metric: s.metric,
+            timestamps: s.ts_micros.iter().map(|&t| t as f64 / 1e6).collect(),
+            values: s.values,
+        })
+        .collect();
+    Ok(Json(ReadAnswer {
+        asset: name,
+        from,
+        to,
+        step_secs,
+        series,
+    }))
+}
+
+/// Parses a step: plain seconds or a number with `s`, `m`, `h` or `d`.
+fn parse_step(text: &str) -> Result<i64, ApiError> {
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let multiplier = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .map(|n| n * multiplier)
+        .filter(|&secs| secs > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "step",
+                format!("{text:?} is not a step such as 60, 30s, 5m, 1h or 1d"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_with_units() {
+        assert_eq!(parse_step("60").unwrap(), 60);
+        assert_eq!(parse_step("5m").unwrap(), 300);
+        assert_eq!(parse_step("1d").unwrap(), 86_400);
+        assert!(parse_step("0").is_err());
+        assert!(parse_step("5w").is_err());
+        assert!(parse_step("soon").is_err());
+    }
+
+    #[test]
+    fn timestamps_and_values_accept_every_documented_form() {
+        let body: SamplesBody = serde_json::from_str(
+            r#"{"series": [{"asset": "a", "metric": "m", "timestamps": [1700000000, 1700000000.5, "2023-11-14T22:13:20Z"], "values": [1, 2.5, "NaN"]}]}"#,
+        )
+        .unwrap();
+        let ts: Vec<Option<i64>> = body.series[0].timestamps.iter().map(|t| t.0).collect();
+        assert_eq!(
+            ts,
+            vec![
+                Some(1_700_000_000_000_000),
+                Some(1_700_000_000_500_000),
+                Some(1_700_000_000_000_000)
+            ]
+        );
+        assert!(body.series[0].values[2].0.is_nan());
+    }
+}

@@ -1,0 +1,466 @@
+//! Ingestion: samples named by asset and metric, from any source (the REST API, Prometheus
+//! remote-write, CSV and Parquet files), checked against one set of rules and stored as one
+//! atomic batch. Unknown assets and metrics are created on first sight.
+//!
+//! Sources build a [`NamedBatch`] with [`NamedBatch::push`], which rejects a non-finite
+//! value, a timestamp out of bounds or a malformed name with an [`IngestError`] that says
+//! where; [`store_batch`] resolves names to ids and writes the batch through `COPY`.
+
+pub mod files;
+pub mod remote_write;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::IngestSettings;
+use crate::store::samples::SampleColumns;
+use crate::store::{self, Store};
+
+/// Longest accepted asset, metric or class name.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Why a sample or a batch was refused. `at` says where, in the source's own terms
+/// (`series[2].values[7]`, `row 18`, `timeseries[0]`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// NaN or an infinity.
+    #[error("{at}: {value} is not a finite number")]
+    NonFinite {
+        /// Where.
+        at: String,
+        /// The value as text.
+        value: String,
+    },
+    /// A timestamp before `ingest.min_timestamp` or too far in the future.
+    #[error("{at}: timestamp {ts} is outside the accepted range {min} .. {max}")]
+    TimestampOutOfRange {
+        /// Where.
+        at: String,
+        /// The timestamp as given.
+        ts: String,
+        /// Earliest accepted.
+        min: DateTime<Utc>,
+        /// Latest accepted.
+        max: DateTime<Utc>,
+    },
+    /// A timestamp that cannot be read.
+    #[error("{at}: {reason}")]
+    BadTimestamp {
+        /// Where.
+        at: String,
+        /// Why.
+        reason: String,
+    },
+    /// A malformed asset or metric name.
+    #[error(
+        "{at}: {name:?} is not a valid {what} name: 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ . : / -, starting with a letter, digit or _"
+    )]
+    BadName {
+        /// Where.
+        at: String,
+        /// `asset` or `metric`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A columnar series whose timestamps and values differ in length.
+    #[error("{at}: {timestamps} timestamps but {values} values")]
+    LengthMismatch {
+        /// Where.
+        at: String,
+        /// Number of timestamps.
+        timestamps: usize,
+        /// Number of values.
+        values: usize,
+    },
+    /// A required field is empty.
+    #[error("{at}: {field} is missing")]
+    Missing {
+        /// Where.
+        at: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field's value is not acceptable.
+    #[error("{at}: {reason}")]
+    Invalid {
+        /// Where.
+        at: String,
+        /// Why.
+        reason: String,
+    },
+    /// More samples than `ingest.max_batch_samples`.
+    #[error("the batch holds more than {max} samples; split it")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl IngestError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NonFinite { .. } => "non_finite_value",
+            Self::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+            Self::BadTimestamp { .. } => "invalid_timestamp",
+            Self::BadName { .. } => "invalid_name",
+            Self::LengthMismatch { .. } => "length_mismatch",
+            Self::Missing { .. } => "missing_field",
+            Self::Invalid { .. } => "invalid_value",
+            Self::TooLarge { .. } => "batch_too_large",
+        }
+    }
+}
+
+/// Checks an asset, metric or class name: 1 to 200 characters from `A-Z a-z 0-9 _ . : / -`,
+/// starting with a letter, a digit or `_`. This admits Prometheus instance labels such as
+/// `host-1:9100` and metric names such as `node_memory_bytes`.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    first_ok
+        && name.len() <= MAX_NAME_LEN
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-'))
+}
+
+/// The accepted timestamp range, fixed when a batch starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Earliest accepted, microseconds since the Unix epoch.
+    pub min_micros: i64,
+    /// Latest accepted, microseconds since the Unix epoch.
+    pub max_micros: i64,
+    /// Most samples in one batch (REST and remote-write; files are not limited).
+    pub max_batch_samples: usize,
+}
+
+impl Limits {
+    /// Limits from config, relative to `now`.
+    pub fn new(settings: &IngestSettings, now: DateTime<Utc>) -> Self {
+        Self {
+            min_micros: settings.min_timestamp.timestamp_micros(),
+            max_micros: now
+                .timestamp_micros()
+                .saturating_add(settings.max_future_secs.saturating_mul(1_000_000)),
+            max_batch_samples: settings.max_batch_samples,
+        }
+    }
+
+    /// No batch size limit (for files, which are streamed).
+    pub fn unbounded_batch(mut self) -> Self {
+        self.max_batch_samples = usize::MAX;
+        self
+    }
+}
+
+/// Converts Unix seconds (possibly fractional) to microseconds, if representable.
+pub fn seconds_to_micros(secs: f64) -> Option<i64> {
+    let micros = (secs * 1e6).round();
+    (micros.is_finite() && micros.abs() < 9.0e18).then_some(micros as i64)
+}
+
+fn micros_to_string(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map_or_else(|| format!("{micros} us"), |t| t.to_rfc3339())
+}
+
+/// Samples named by asset and metric, with names interned: what every source builds.
+#[derive(Debug, Clone)]
+pub struct NamedBatch {
+    limits: Limits,
+    asset_names: Vec<String>,
+    asset_index: HashMap<String, u32>,
+    metric_names: Vec<String>,
+    metric_index: HashMap<String, u32>,
+    asset_idx: Vec<u32>,
+    metric_idx: Vec<u32>,
+    ts_micros: Vec<i64>,
+    values: Vec<f64>,
+}
+
+impl NamedBatch {
+    /// An empty batch that enforces `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            asset_names: Vec::new(),
+            asset_index: HashMap::new(),
+            metric_names: Vec::new(),
+            metric_index: HashMap::new(),
+            asset_idx: Vec::new(),
+            metric_idx: Vec::new(),
+            ts_micros: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Distinct asset names in the batch.
+    pub fn asset_names(&self) -> &[String] {
+        &self.asset_names
+    }
+
+    /// Distinct metric names in the batch.
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
+    }
+
+    /// The earliest timestamp in the batch, microseconds since the Unix epoch.
+    pub fn oldest_micros(&self) -> Option<i64> {
+        self.ts_micros.iter().min().copied()
+    }
+
+    /// Reserves room for `n` more samples.
+    pub fn reserve(&mut self, n: usize) {
+        self.asset_idx.reserve(n);
+        self.metric_idx.reserve(n);
+        self.ts_micros.reserve(n);
+        self.values.reserve(n);
+    }
+
+    /// Interns an asset name, checking it; returns its index in the batch.
+    pub fn asset(&mut self, name: &str, at: impl FnOnce() -> String) -> Result<u32, IngestError> {
+        intern(
+            &mut self.asset_names,
+            &mut self.asset_index,
+            name,
+            "asset",
+            at,
+        )
+    }
+
+    /// Interns a metric name, checking it; returns its index in the batch.
+    pub fn metric(&mut self, name: &str, at: impl FnOnce() -> String) -> Result<u32, IngestError> {
+        intern(
+            &mut self.metric_names,
+            &mut self.metric_index,
+            name,
+            "metric",
+            at,
+        )
+    }
+
+    /// Appends one sample after checking its value and timestamp.
+    pub fn push(
+        &mut self,
+        asset: u32,
+        metric: u32,
+        ts_micros: i64,
+        value: f64,
+        at: impl FnOnce() -> String,
+    ) -> Result<(), IngestError> {
+        if !value.is_finite() {
+            return Err(IngestError::NonFinite {
+                at: at(),
+                value: value.to_string(),
+            });
+        }
+        if ts_micros < self.limits.min_micros || ts_micros > self.limits.max_micros {
+            return Err(IngestError::TimestampOutOfRange {
+                at: at(),
+                ts: micros_to_string(ts_micros),
+                min: DateTime::from_timestamp_micros(self.limits.min_micros).unwrap_or_default(),
+                max: DateTime::from_timestamp_micros(self.limits.max_micros).unwrap_or_default(),
+            });
+        }
+        if self.values.len() >= self.limits.max_batch_samples {
+            return Err(IngestError::TooLarge {
+                max: self.limits.max_batch_samples,
+            });
+        }
+        self.asset_idx.push(asset);
+        self.metric_idx.push(metric);
+        self.ts_micros.push(ts_micros);
+        self.values.push(value);
+        Ok(())
+    }
+}
+
+fn intern(
+    names: &mut Vec<String>,
+    index: &mut HashMap<String, u32>,
+    name: &str,
+    what: &'static str,
+    at: impl FnOnce() -> String,
+) -> Result<u32, IngestError> {
+    if let Some(&idx) = index.get(name) {
+        return Ok(idx);
+    }
+    if !is_valid_name(name) {
+        return Err(IngestError::BadName {
+            at: at(),
+            what,
+            name: name.to_owned(),
+        });
+    }
+    let idx = names.len() as u32;
+    names.push(name.to_owned());
+    index.insert(name.to_owned(), idx);
+    Ok(idx)
+}
+
+/// What storing a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    /// Samples in the batch.
+    pub received: u64,
+    /// Samples that were new (the rest were stored before).
+    pub stored: u64,
+    /// Distinct assets in the batch.
+    pub assets: u64,
+    /// Distinct metrics in the batch.
+    pub metrics: u64,
+}
+
+/// Resolves the batch's names to ids (creating unknown assets and metrics) and stores it in
+/// one transaction. `progress` gets the number of samples sent so far.
+pub async fn store_batch(
+    store: &Store,
+    batch: NamedBatch,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport, store::Error> {
+    let received = batch.len() as u64;
+    if batch.is_empty() {
+        return Ok(IngestReport::default());
+    }
+    let asset_ids = store.resolve_asset_ids(&batch.asset_names).await?;
+    let metric_ids = store.resolve_metric_ids(&batch.metric_names).await?;
+    let asset_by_idx: Vec<i64> = batch.asset_names.iter().map(|n| asset_ids[n]).collect();
+    let metric_by_idx: Vec<i32> = batch.metric_names.iter().map(|n| metric_ids[n]).collect();
+    let columns = SampleColumns {
+        asset_ids: batch
+            .asset_idx
+            .iter()
+            .map(|&i| asset_by_idx[i as usize])
+            .collect(),
+        metric_ids: batch
+            .metric_idx
+            .iter()
+            .map(|&i| metric_by_idx[i as usize])
+            .collect(),
+        ts_micros: batch.ts_micros,
+        values: batch.values,
+    };
+    let stored = store
+        .insert_samples_with_progress(&columns, progress)
+        .await?;
+    Ok(IngestReport {
+        received,
+        stored,
+        assets: batch.asset_names.len() as u64,
+        metrics: batch.metric_names.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::new(
+            &IngestSettings::default(),
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        )
+    }
+
+    #[test]
+    fn prometheus_style_names_are_accepted_and_odd_ones_refused() {
+        for name in [
+            "web-01",
+            "host-1:9100",
+            "node_memory_bytes",
+            "pump/7",
+            "a",
+            "_up",
+        ] {
+            assert!(is_valid_name(name), "{name}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for name in ["", "-lead", "with space", "semi;colon", "é", long.as_str()] {
+            assert!(!is_valid_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn non_finite_value_is_refused_with_its_place() {
+        let mut batch = NamedBatch::new(limits());
+        let a = batch.asset("web-01", || "x".into()).unwrap();
+        let m = batch.metric("cpu", || "x".into()).unwrap();
+        let err = batch
+            .push(a, m, 1_700_000_000_000_000, f64::NAN, || "values[3]".into())
+            .unwrap_err();
+        assert_eq!(err.code(), "non_finite_value");
+        assert!(err.to_string().starts_with("values[3]"));
+        assert!(
+            batch
+                .push(a, m, 1_700_000_000_000_000, f64::NEG_INFINITY, String::new)
+                .is_err()
+        );
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn timestamps_outside_the_range_are_refused() {
+        let mut batch = NamedBatch::new(limits());
+        let a = batch.asset("web-01", String::new).unwrap();
+        let m = batch.metric("cpu", String::new).unwrap();
+        let too_old = batch.push(a, m, 0, 1.0, String::new).unwrap_err();
+        assert_eq!(too_old.code(), "timestamp_out_of_range");
+        let future = 1_800_000_000_000_000 + 86_401 * 1_000_000;
+        assert!(batch.push(a, m, future, 1.0, String::new).is_err());
+        assert!(
+            batch
+                .push(a, m, 1_800_000_000_000_000, 1.0, String::new)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_batch_size_limit_holds() {
+        let mut limits = limits();
+        limits.max_batch_samples = 2;
+        let mut batch = NamedBatch::new(limits);
+        let a = batch.asset("a", String::new).unwrap();
+        let m = batch.metric("m", String::new).unwrap();
+        batch
+            .push(a, m, 1_700_000_000_000_000, 1.0, String::new)
+            .unwrap();
+        batch
+            .push(a, m, 1_700_000_000_000_001, 1.0, String::new)
+            .unwrap();
+        let err = batch
+            .push(a, m, 1_700_000_000_000_002, 1.0, String::new)
+            .unwrap_err();
+        assert_eq!(err, IngestError::TooLarge { max: 2 });
+    }
+
+    #[test]
+    fn names_are_interned_once() {
+        let mut batch = NamedBatch::new(limits());
+        assert_eq!(batch.asset("a", String::new).unwrap(), 0);
+        assert_eq!(batch.asset("b", String::new).unwrap(), 1);
+        assert_eq!(batch.asset("a", String::new).unwrap(), 0);
+        assert_eq!(batch.asset_names(), ["a", "b"]);
+        assert!(batch.metric("bad name", String::new).is_err());
+    }
+
+    #[test]
+    fn seconds_convert_to_microseconds() {
+        assert_eq!(seconds_to_micros(1.5), Some(1_500_000));
+        assert_eq!(seconds_to_micros(f64::NAN), None);
+        assert_eq!(seconds_to_micros(1e300), None);
+    }
+}

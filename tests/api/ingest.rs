@@ -1,0 +1,217 @@
+//! `POST /v1/samples` and `GET /v1/assets/{name}/samples`.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, expect_error};
+
+/// Unix seconds of the first sample: recent enough for the default timestamp bounds.
+fn t0() -> i64 {
+    (chrono::Utc::now().timestamp() / 3600 - 24) * 3600
+}
+
+fn batch() -> Value {
+    let t0 = t0();
+    let timestamps: Vec<i64> = (0..60).map(|i| t0 + i * 60).collect();
+    json!({
+        "series": [
+            { "asset": "web-01", "metric": "cpu", "timestamps": timestamps, "values": (0..60).map(f64::from).collect::<Vec<_>>() },
+            { "asset": "web-02", "metric": "mem", "timestamps": timestamps, "values": vec![1.5; 60] },
+        ],
+        "rows": [
+            { "asset": "web-01", "metric": "mem", "ts": t0, "value": 7 },
+            { "asset": "web-01", "metric": "mem", "ts": chrono::DateTime::from_timestamp(t0 + 60, 0).unwrap().to_rfc3339(), "value": 8 },
+        ],
+    })
+}
+
+#[tokio::test]
+async fn posted_samples_are_stored_and_unknown_assets_created() {
+    let app = TestApp::spawn().await;
+    let response = app.post_json("/v1/samples", &batch()).await;
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(
+        report,
+        json!({ "received": 122, "stored": 122, "assets": 2, "metrics": 2 })
+    );
+    assert_eq!(app.db.count_samples().await, 122);
+    let created = app.db.store.asset_by_name("web-02").await.unwrap();
+    assert_eq!(created.class, "default");
+}
+
+#[tokio::test]
+async fn resending_a_batch_stores_nothing_twice() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.post_json("/v1/samples", &batch()).await.status(), 200);
+    let response = app.post_json("/v1/samples", &batch()).await;
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["stored"], 0);
+    assert_eq!(app.db.count_samples().await, 122);
+}
+
+#[tokio::test]
+async fn a_nan_token_is_refused_and_nothing_of_the_batch_is_stored() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_string(&batch())
+        .unwrap()
+        .replacen("59.0", "NaN", 1);
+    assert!(body.contains("NaN"));
+    let response = app
+        .post_raw("/v1/samples", "application/json", body.into_bytes())
+        .await;
+    expect_error(response, 422, "non_finite_value").await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn non_finite_strings_are_refused_with_their_position() {
+    let app = TestApp::spawn().await;
+    for bad in ["NaN", "Infinity", "-Inf"] {
+        let mut body = batch();
+        body["series"][1]["values"][7] = json!(bad);
+        let response = app.post_json("/v1/samples", &body).await;
+        assert_eq!(response.status(), 422);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "non_finite_value");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("series[1].values[7]"),
+            "{error}"
+        );
+    }
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn bad_samples_get_their_own_codes_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/series/0/timestamps/3",
+            json!(100),
+            "timestamp_out_of_range",
+        ),
+        (
+            "/series/0/timestamps/3",
+            json!(4_000_000_000i64),
+            "timestamp_out_of_range",
+        ),
+        (
+            "/series/0/timestamps/3",
+            json!("next tuesday"),
+            "invalid_timestamp",
+        ),
+        ("/series/1/asset", json!("web 02"), "invalid_name"),
+        ("/rows/0/metric", json!(""), "invalid_name"),
+        ("/series/0/values", json!([1, 2, 3]), "length_mismatch"),
+    ];
+    for (pointer, value, code) in cases {
+        let mut body = batch();
+        *body.pointer_mut(pointer).unwrap() = value;
+        let response = app.post_json("/v1/samples", &body).await;
+        expect_error(response, 422, code).await;
+    }
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_content_type_are_refused() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_raw(
+            "/v1/samples",
+            "application/json",
+            b"{\"series\": [".to_vec(),
+        )
+        .await;
+    expect_error(response, 400, "malformed_json").await;
+    let body = serde_json::to_vec(&batch()).unwrap();
+    let response = app.post_raw("/v1/samples", "text/csv", body).await;
+    expect_error(response, 415, "unsupported_media_type").await;
+    let response = app
+        .post_json("/v1/samples", &json!({ "samples": [] }))
+        .await;
+    expect_error(response, 422, "invalid_body").await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn oversized_batches_are_refused() {
+    let app = TestApp::spawn_with(|s| s.ingest.max_batch_samples = 100).await;
+    let response = app.post_json("/v1/samples", &batch()).await;
+    expect_error(response, 413, "batch_too_large").await;
+    let app = TestApp::spawn_with(|s| s.http.body_limit_bytes = 1024).await;
+    let response = app.post_json("/v1/samples", &batch()).await;
+    expect_error(response, 413, "payload_too_large").await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_retryable_503() {
+    let app = TestApp::spawn().await;
+    app.db.store.close().await;
+    let response = app.post_json("/v1/samples", &batch()).await;
+    expect_error(response, 503, "database_unavailable").await;
+}
+
+#[tokio::test]
+async fn history_reads_raw_and_downsampled() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.post_json("/v1/samples", &batch()).await.status(), 200);
+    let t0 = t0();
+    let window = format!("from={t0}&to={}", t0 + 3600);
+    let raw: Value = app
+        .get(&format!("/v1/assets/web-01/samples?metric=cpu&{window}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["series"][0]["metric"], "cpu");
+    assert_eq!(raw["series"][0]["values"].as_array().unwrap().len(), 60);
+    assert_eq!(raw["series"][0]["timestamps"][0], t0 as f64);
+
+    let down: Value = app
+        .get(&format!(
+            "/v1/assets/web-01/samples?metric=cpu&step=10m&{window}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let values: Vec<f64> = serde_json::from_value(down["series"][0]["values"].clone()).unwrap();
+    assert_eq!(values, vec![4.5, 14.5, 24.5, 34.5, 44.5, 54.5]);
+    let max: Value = app
+        .get(&format!(
+            "/v1/assets/web-01/samples?metric=cpu&step=30m&agg=max&{window}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(max["series"][0]["values"], json!([29.0, 59.0]));
+
+    let all: Value = app
+        .get(&format!("/v1/assets/web-01/samples?{window}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let metrics: Vec<&str> = all["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(metrics, vec!["cpu", "mem"]);
+
+    expect_error(
+        app.get("/v1/assets/web-01/samples?step=5w").await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    expect_error(app.get("/v1/assets/nobody/samples").await, 404, "not_found").await;
+}

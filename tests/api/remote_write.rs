@@ -1,0 +1,197 @@
+//! `POST /api/v1/write`, fed requests encoded with the protocol's own message definitions
+//! (`tests/fixtures/remote_write.proto`, compiled at run time), not with Vigil's structs.
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
+
+use crate::support::{TestApp, expect_error};
+
+fn pool() -> DescriptorPool {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    protox::Compiler::new([dir])
+        .unwrap()
+        .open_file("remote_write.proto")
+        .unwrap()
+        .descriptor_pool()
+}
+
+fn message(pool: &DescriptorPool, name: &str) -> MessageDescriptor {
+    pool.get_message_by_name(&format!("prometheus.{name}"))
+        .unwrap()
+}
+
+fn label(pool: &DescriptorPool, name: &str, value: &str) -> Value {
+    let mut label = DynamicMessage::new(message(pool, "Label"));
+    label.set_field_by_name("name", Value::String(name.into()));
+    label.set_field_by_name("value", Value::String(value.into()));
+    Value::Message(label)
+}
+
+/// Two series as a Prometheus server sends them: sorted labels, a staleness marker at the
+/// end of one, an exemplar, and metric metadata.
+fn write_request() -> Vec<u8> {
+    let pool = pool();
+    let now_ms = chrono::Utc::now().timestamp_millis() / 1000 * 1000 - 600_000;
+    let sample = |value: f64, ts: i64| {
+        let mut s = DynamicMessage::new(message(&pool, "Sample"));
+        s.set_field_by_name("value", Value::F64(value));
+        s.set_field_by_name("timestamp", Value::I64(ts));
+        Value::Message(s)
+    };
+    let mut up = DynamicMessage::new(message(&pool, "TimeSeries"));
+    up.set_field_by_name(
+        "labels",
+        Value::List(vec![
+            label(&pool, "__name__", "node_load1"),
+            label(&pool, "instance", "web-1:9100"),
+            label(&pool, "job", "node"),
+        ]),
+    );
+    up.set_field_by_name(
+        "samples",
+        Value::List(vec![
+            sample(0.5, now_ms),
+            sample(0.7, now_ms + 15_000),
+            sample(f64::from_bits(0x7ff0_0000_0000_0002), now_ms + 30_000),
+        ]),
+    );
+    let mut exemplar = DynamicMessage::new(message(&pool, "Exemplar"));
+    exemplar.set_field_by_name("labels", Value::List(vec![label(&pool, "trace_id", "abc")]));
+    exemplar.set_field_by_name("value", Value::F64(0.5));
+    exemplar.set_field_by_name("timestamp", Value::I64(now_ms));
+    up.set_field_by_name("exemplars", Value::List(vec![Value::Message(exemplar)]));
+
+    let mut mem = DynamicMessage::new(message(&pool, "TimeSeries"));
+    mem.set_field_by_name(
+        "labels",
+        Value::List(vec![
+            label(&pool, "__name__", "node_memory_Active_bytes"),
+            label(&pool, "instance", "web-2:9100"),
+            label(&pool, "job", "node"),
+        ]),
+    );
+    mem.set_field_by_name(
+        "samples",
+        Value::List(vec![sample(1.0e9, now_ms), sample(1.1e9, now_ms + 15_000)]),
+    );
+
+    let mut metadata = DynamicMessage::new(message(&pool, "MetricMetadata"));
+    metadata.set_field_by_name("type", Value::EnumNumber(2));
+    metadata.set_field_by_name("metric_family_name", Value::String("node_load1".into()));
+    metadata.set_field_by_name("help", Value::String("1m load average.".into()));
+
+    let mut request = DynamicMessage::new(message(&pool, "WriteRequest"));
+    request.set_field_by_name(
+        "timeseries",
+        Value::List(vec![Value::Message(up), Value::Message(mem)]),
+    );
+    request.set_field_by_name("metadata", Value::List(vec![Value::Message(metadata)]));
+    request.encode_to_vec()
+}
+
+fn snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(raw).unwrap()
+}
+
+async fn send(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/write"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_prometheus_write_request_is_stored() {
+    let app = TestApp::spawn().await;
+    let response = send(&app, snappy(&write_request())).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.headers()["x-vigil-samples-stored"], "4");
+    assert_eq!(
+        response.headers()["x-vigil-samples-skipped"],
+        "1",
+        "the staleness marker"
+    );
+    assert_eq!(app.db.count_samples().await, 4);
+    let asset = app.db.store.asset_by_name("web-1:9100").await.unwrap();
+    assert_eq!(
+        asset.labels,
+        serde_json::json!({ "job": "node" }),
+        "other labels are kept on the asset"
+    );
+    let metrics = app
+        .db
+        .store
+        .resolve_metric_ids(&["node_load1".into()])
+        .await
+        .unwrap();
+    assert_eq!(metrics.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_request_twice_stores_each_sample_once() {
+    let app = TestApp::spawn().await;
+    let body = snappy(&write_request());
+    assert_eq!(send(&app, body.clone()).await.status(), 204);
+    let again = send(&app, body).await;
+    assert_eq!(again.status(), 204);
+    assert_eq!(again.headers()["x-vigil-samples-stored"], "0");
+    assert_eq!(app.db.count_samples().await, 4);
+}
+
+#[tokio::test]
+async fn a_corrupted_snappy_body_is_a_400_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let mut body = snappy(&write_request());
+    let middle = body.len() / 2;
+    body.truncate(middle);
+    expect_error(send(&app, body).await, 400, "invalid_snappy").await;
+    expect_error(send(&app, write_request()).await, 400, "invalid_snappy").await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn a_truncated_protobuf_is_a_400_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let raw = write_request();
+    let body = snappy(&raw[..raw.len() - 7]);
+    expect_error(send(&app, body).await, 400, "invalid_protobuf").await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn a_json_body_is_a_415() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_raw("/api/v1/write", "application/json", b"{}".to_vec())
+        .await;
+    expect_error(response, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_503_so_prometheus_retries() {
+    let app = TestApp::spawn().await;
+    app.db.store.close().await;
+    expect_error(
+        send(&app, snappy(&write_request())).await,
+        503,
+        "database_unavailable",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_a_413() {
+    let app = TestApp::spawn_with(|s| s.ingest.max_batch_samples = 2).await;
+    expect_error(
+        send(&app, snappy(&write_request())).await,
+        413,
+        "batch_too_large",
+    )
+    .await;
+    assert_eq!(app.db.count_samples().await, 0);
+}
