@@ -3,12 +3,23 @@
 //! created on first sight).
 
 use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Error, Result, Store};
+
+/// Name-to-id maps of the assets and metrics this process has seen, and the labels it has
+/// merged into assets. Ids never change once assigned (Vigil never renames or deletes assets
+/// or metrics), so entries never go stale.
+#[derive(Debug, Default)]
+pub struct IdCache {
+    assets: RwLock<HashMap<String, i64>>,
+    metrics: RwLock<HashMap<String, i32>>,
+    labels: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+}
 
 /// Class given to assets created on first sight.
 pub const DEFAULT_CLASS: &str = "default";
@@ -115,12 +126,16 @@ impl Store {
 
     /// Ids of the named assets, creating those not seen before (class `default`).
     pub async fn resolve_asset_ids(&self, names: &[String]) -> Result<HashMap<String, i64>> {
+        // Existing names are selected first so that the insert, and the identity sequence,
+        // only see names that are really new.
         self.resolve_ids(
+            &self.ids.assets,
             "with input as (select distinct unnest($1::text[]) as name), \
-             created as (insert into asset (name) select name from input \
-                         on conflict (name) do nothing returning asset_id, name) \
-             select name, asset_id from created \
-             union all select a.name, a.asset_id from asset a join input using (name)",
+             existing as (select a.name, a.asset_id from asset a join input using (name)), \
+             created as (insert into asset (name) \
+                         select name from input where name not in (select name from existing) \
+                         on conflict (name) do nothing returning name, asset_id) \
+             select name, asset_id from existing union all select name, asset_id from created",
             names,
         )
         .await
@@ -129,11 +144,13 @@ impl Store {
     /// Ids of the named metrics, creating those not seen before.
     pub async fn resolve_metric_ids(&self, names: &[String]) -> Result<HashMap<String, i32>> {
         self.resolve_ids(
+            &self.ids.metrics,
             "with input as (select distinct unnest($1::text[]) as name), \
-             created as (insert into metric (name) select name from input \
-                         on conflict (name) do nothing returning metric_id, name) \
-             select name, metric_id from created \
-             union all select m.name, m.metric_id from metric m join input using (name)",
+             existing as (select m.name, m.metric_id from metric m join input using (name)), \
+             created as (insert into metric (name) \
+                         select name from input where name not in (select name from existing) \
+                         on conflict (name) do nothing returning name, metric_id) \
+             select name, metric_id from existing union all select name, metric_id from created",
             names,
         )
         .await
@@ -145,11 +162,21 @@ impl Store {
         &self,
         labels: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     ) -> Result<u64> {
-        let names: Vec<&str> = labels.keys().map(String::as_str).collect();
-        let values: Vec<Value> = labels
-            .values()
-            .map(|l| serde_json::to_value(l).unwrap_or_default())
-            .collect();
+        // Senders repeat the same labels with every request: skip what this process merged.
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        {
+            let merged = self.ids.labels.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, asset_labels) in labels {
+                if merged.get(name) != Some(asset_labels) {
+                    names.push(name.as_str());
+                    values.push(serde_json::to_value(asset_labels).unwrap_or_default());
+                }
+            }
+        }
+        if names.is_empty() {
+            return Ok(0);
+        }
         let updated = sqlx::query(
             "update asset a set labels = v.labels || a.labels \
              from unnest($1::text[], $2::jsonb[]) v(name, labels) \
@@ -160,24 +187,41 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        let mut merged = self.ids.labels.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            merged.insert(name.to_owned(), labels[name].clone());
+        }
         Ok(updated)
     }
 
     /// Runs a create-or-select statement until every name has an id. A name inserted by a
     /// concurrent transaction that commits after this statement's snapshot is neither
-    /// inserted nor seen; the next round sees it.
+    /// inserted nor seen; the next round sees it. Names found in `cache` are not looked up.
     async fn resolve_ids<T>(
         &self,
+        cache: &RwLock<HashMap<String, T>>,
         sql: &'static str,
         names: &[String],
     ) -> Result<HashMap<String, T>>
     where
-        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Copy
+            + Send
+            + Unpin,
     {
         let mut wanted: Vec<String> = names.to_vec();
         wanted.sort();
         wanted.dedup();
         let mut ids = HashMap::with_capacity(wanted.len());
+        {
+            let known = cache.read().unwrap_or_else(|e| e.into_inner());
+            for name in &wanted {
+                if let Some(&id) = known.get(name) {
+                    ids.insert(name.clone(), id);
+                }
+            }
+        }
         for _ in 0..5 {
             let missing: Vec<String> = wanted
                 .iter()
@@ -191,6 +235,10 @@ impl Store {
                 .bind(&missing)
                 .fetch_all(&self.pool)
                 .await?;
+            cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(rows.iter().cloned());
             ids.extend(rows);
         }
         Err(Error::Database(sqlx::Error::Protocol(

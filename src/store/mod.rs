@@ -104,12 +104,16 @@ impl SchemaStatus {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    ids: std::sync::Arc<assets::IdCache>,
 }
 
 impl Store {
     /// Wraps an existing pool (tests hand theirs in).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            ids: Default::default(),
+        }
     }
 
     /// Opens a pool with the configured size and acquire timeout.
@@ -121,7 +125,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     /// The underlying pool.

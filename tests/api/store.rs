@@ -215,3 +215,24 @@ async fn activation_retires_the_previous_model_and_notifies_replicas() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn resolving_known_names_does_not_use_up_identity_values() {
+    let db = TestDb::migrated().await;
+    let first = db.store.resolve_metric_ids(&["cpu".into()]).await.unwrap();
+    // A second process (no cache) asks for the known name many times, then a new one.
+    let other = vigil::store::Store::new(db.store.pool().clone());
+    for _ in 0..20 {
+        other.resolve_metric_ids(&["cpu".into()]).await.unwrap();
+    }
+    let both = other
+        .resolve_metric_ids(&["cpu".into(), "mem".into()])
+        .await
+        .unwrap();
+    assert_eq!(both["cpu"], first["cpu"]);
+    assert_eq!(
+        both["mem"],
+        first["cpu"] + 1,
+        "no identity value was burnt on known names"
+    );
+}
