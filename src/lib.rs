@@ -8,9 +8,13 @@ pub mod api;
 pub mod cli;
 /// Settings layered from defaults, a TOML file, the environment and flags.
 pub mod config;
+/// Features: the one definition of a window's feature vector (training and scoring).
+pub mod features;
 /// Ingestion: validating samples from REST, remote-write and files into atomic batches.
 pub mod ingest;
 /// Background jobs: retention (later: retraining).
 pub mod jobs;
+/// Models: isolation forest (later: failure probability, calibration, diagnosis).
+pub mod model;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;

@@ -1,0 +1,391 @@
+//! Isolation forest (Liu, Ting and Zhou, 2008), in linfa's params -> check -> fit style.
+//!
+//! Each tree isolates a random subsample of `sample_size` rows by splitting on a random
+//! feature (one that varies in the node) at a uniform random threshold, down to a height of
+//! ceil(log2(sample_size)). A point's anomaly score is 2^(-E[h(x)] / c(sample_size)), where
+//! h(x) is its path length (plus c(leaf size) at a leaf): about 0.5 for normal points, towards
+//! 1 for anomalies, as scikit-learn's `-score_samples`. Trees are fitted in parallel, each from
+//! its own seed, so a fit is reproducible whatever the thread count. Scoring also explains:
+//! each split on a path credits ln(n_parent / n_child) to its feature.
+
+use ndarray::{ArrayView1, ArrayView2, Axis};
+use rand08::rngs::SmallRng;
+use rand08::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{FitError, ParamsError};
+
+/// Checked hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationForestValidParams {
+    n_trees: usize,
+    sample_size: usize,
+    seed: u64,
+}
+
+/// Unchecked hyperparameters; [`IsolationForestParams::check`] validates them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsolationForestParams(IsolationForestValidParams);
+
+/// A fitted isolation forest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForest {
+    params: IsolationForestValidParams,
+    n_features: usize,
+    /// Rows each tree was grown on (the sample size, or fewer rows when the data is small).
+    tree_rows: usize,
+    trees: Vec<Tree>,
+}
+
+/// One tree as a flat node vector; node 0 is the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tree {
+    nodes: Vec<Node>,
+}
+
+/// A split (`feature < u32::MAX`) or a leaf (`feature == u32::MAX`, `size` rows).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Node {
+    feature: u32,
+    threshold: f64,
+    left: u32,
+    right: u32,
+    size: u32,
+}
+
+const LEAF: u32 = u32::MAX;
+
+impl IsolationForest {
+    /// Defaults: n_trees = 100, sample_size = 256, seed = 0 (scikit-learn's n_estimators and
+    /// max_samples).
+    pub fn params() -> IsolationForestParams {
+        IsolationForestParams(IsolationForestValidParams {
+            n_trees: 100,
+            sample_size: 256,
+            seed: 0,
+        })
+    }
+
+    /// The hyperparameters it was fitted with.
+    pub fn valid_params(&self) -> &IsolationForestValidParams {
+        &self.params
+    }
+
+    /// Number of features it expects.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Anomaly score of each row, in (0, 1]: about 0.5 normal, towards 1 anomalous.
+    pub fn score(&self, records: ArrayView2<f64>) -> Vec<f64> {
+        let c = average_path_length(self.tree_rows as f64);
+        records
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .map(|row| self.score_row_with(row, c))
+            .collect()
+    }
+
+    /// Anomaly score of one row.
+    pub fn score_one(&self, row: ArrayView1<f64>) -> f64 {
+        self.score_row_with(row, average_path_length(self.tree_rows as f64))
+    }
+
+    fn score_row_with(&self, row: ArrayView1<f64>, c: f64) -> f64 {
+        let total: f64 = self.trees.iter().map(|t| t.path_length(row, None)).sum();
+        let mean = total / self.trees.len() as f64;
+        2f64.powf(-mean / c)
+    }
+
+    /// Per-feature contributions to one row's isolation: each split on its paths credits
+    /// ln(n_parent / n_child) to the split feature, averaged over trees. Larger means the
+    /// feature did more to isolate the row.
+    pub fn explain(&self, row: ArrayView1<f64>) -> Vec<f64> {
+        let mut credit = vec![0.0; self.n_features];
+        for tree in &self.trees {
+            tree.path_length(row, Some(&mut credit));
+        }
+        let n = self.trees.len() as f64;
+        credit.iter_mut().for_each(|c| *c /= n);
+        credit
+    }
+}
+
+impl IsolationForestParams {
+    /// Number of trees. Default 100.
+    pub fn n_trees(mut self, n_trees: usize) -> Self {
+        self.0.n_trees = n_trees;
+        self
+    }
+
+    /// Rows sampled (without replacement) per tree. Default 256.
+    pub fn sample_size(mut self, sample_size: usize) -> Self {
+        self.0.sample_size = sample_size;
+        self
+    }
+
+    /// Seed of the first tree; tree i uses seed + i. Default 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+
+    /// Validates the hyperparameters.
+    pub fn check(self) -> Result<IsolationForestValidParams, ParamsError> {
+        if self.0.n_trees == 0 {
+            return Err(ParamsError::Zero("n_trees"));
+        }
+        if self.0.sample_size < 2 {
+            return Err(ParamsError::TooSmall {
+                name: "sample_size",
+                min: 2,
+                got: self.0.sample_size,
+            });
+        }
+        Ok(self.0)
+    }
+}
+
+impl IsolationForestValidParams {
+    /// Fits on `records` (rows x features): needs at least 2 rows, all finite.
+    pub fn fit(&self, records: ArrayView2<f64>) -> Result<IsolationForest, FitError> {
+        let (n_rows, n_features) = records.dim();
+        super::check_records(records, 2)?;
+        let tree_rows = self.sample_size.min(n_rows);
+        let height_limit = (tree_rows as f64).log2().ceil() as usize;
+        let trees = (0..self.n_trees)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_add(i as u64));
+                let sample = rand08::seq::index::sample(&mut rng, n_rows, tree_rows).into_vec();
+                Tree::grow(records, sample, height_limit, &mut rng)
+            })
+            .collect();
+        Ok(IsolationForest {
+            params: *self,
+            n_features,
+            tree_rows,
+            trees,
+        })
+    }
+}
+
+impl Tree {
+    fn grow(
+        records: ArrayView2<f64>,
+        mut rows: Vec<usize>,
+        height_limit: usize,
+        rng: &mut SmallRng,
+    ) -> Tree {
+        let mut tree = Tree { nodes: Vec::new() };
+        let n = rows.len();
+        tree.split(records, &mut rows[..n], 0, height_limit, rng);
+        tree
+    }
+
+    /// Appends the subtree for `rows` and returns its index.
+    fn split(
+        &mut self,
+        records: ArrayView2<f64>,
+        rows: &mut [usize],
+        depth: usize,
+        height_limit: usize,
+        rng: &mut SmallRng,
+    ) -> u32 {
+        let index = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            size: rows.len() as u32,
+        });
+        if depth >= height_limit || rows.len() <= 1 {
+            return index;
+        }
+        // Features that vary in this node; pick one at random.
+        let n_features = records.ncols();
+        let mut candidates: Vec<(usize, f64, f64)> = Vec::with_capacity(n_features);
+        for feature in 0..n_features {
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &r in rows.iter() {
+                let v = records[[r, feature]];
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            if hi > lo {
+                candidates.push((feature, lo, hi));
+            }
+        }
+        if candidates.is_empty() {
+            return index;
+        }
+        let (feature, lo, hi) = candidates[rng.gen_range(0..candidates.len())];
+        let threshold = rng.gen_range(lo..hi);
+        // Partition rows: < threshold to the left.
+        let mut split_at = 0;
+        for i in 0..rows.len() {
+            if records[[rows[i], feature]] < threshold {
+                rows.swap(i, split_at);
+                split_at += 1;
+            }
+        }
+        if split_at == 0 || split_at == rows.len() {
+            return index;
+        }
+        let (left_rows, right_rows) = rows.split_at_mut(split_at);
+        let left = self.split(records, left_rows, depth + 1, height_limit, rng);
+        let right = self.split(records, right_rows, depth + 1, height_limit, rng);
+        let node = &mut self.nodes[index as usize];
+        node.feature = feature as u32;
+        node.threshold = threshold;
+        node.left = left;
+        node.right = right;
+        index
+    }
+
+    /// Path length of `row`, crediting splits to `credit` when given.
+    fn path_length(&self, row: ArrayView1<f64>, mut credit: Option<&mut Vec<f64>>) -> f64 {
+        let mut node = &self.nodes[0];
+        let mut depth = 0.0;
+        while node.feature != LEAF {
+            let child = if row[node.feature as usize] < node.threshold {
+                &self.nodes[node.left as usize]
+            } else {
+                &self.nodes[node.right as usize]
+            };
+            if let Some(credit) = credit.as_deref_mut() {
+                credit[node.feature as usize] +=
+                    (f64::from(node.size) / f64::from(child.size)).ln();
+            }
+            node = child;
+            depth += 1.0;
+        }
+        depth + average_path_length(f64::from(node.size))
+    }
+}
+
+/// c(n): the average path length of an unsuccessful search in a binary search tree of n
+/// points, which normalises path lengths (scikit-learn's `_average_path_length`).
+fn average_path_length(n: f64) -> f64 {
+    if n <= 1.0 {
+        0.0
+    } else if n <= 2.0 {
+        1.0
+    } else {
+        2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+    use rand08::Rng;
+
+    use super::*;
+
+    /// 500 inliers around the origin and 5 planted outliers far away, in 4 dimensions.
+    fn data() -> Array2<f64> {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut rows = Vec::new();
+        for _ in 0..500 {
+            for _ in 0..4 {
+                rows.push(rng.gen_range(-1.0..1.0));
+            }
+        }
+        for k in 0..5 {
+            rows.extend([6.0 + k as f64, -6.0, 5.0, 7.0]);
+        }
+        Array2::from_shape_vec((505, 4), rows).unwrap()
+    }
+
+    #[test]
+    fn planted_outliers_score_above_every_inlier() {
+        let x = data();
+        let forest = IsolationForest::params()
+            .check()
+            .unwrap()
+            .fit(x.view())
+            .unwrap();
+        let scores = forest.score(x.view());
+        let max_inlier = scores[..500].iter().cloned().fold(f64::MIN, f64::max);
+        let min_outlier = scores[500..].iter().cloned().fold(f64::MAX, f64::min);
+        assert!(min_outlier > max_inlier, "{min_outlier} vs {max_inlier}");
+        assert!(min_outlier > 0.6);
+        let mean_inlier: f64 = scores[..500].iter().sum::<f64>() / 500.0;
+        assert!((0.35..0.55).contains(&mean_inlier), "{mean_inlier}");
+    }
+
+    #[test]
+    fn the_same_seed_fits_the_same_forest() {
+        let x = data();
+        let a = IsolationForest::params()
+            .seed(3)
+            .check()
+            .unwrap()
+            .fit(x.view())
+            .unwrap();
+        let b = IsolationForest::params()
+            .seed(3)
+            .check()
+            .unwrap()
+            .fit(x.view())
+            .unwrap();
+        let c = IsolationForest::params()
+            .seed(4)
+            .check()
+            .unwrap()
+            .fit(x.view())
+            .unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let json = serde_json::to_string(&a).unwrap();
+        let back: IsolationForest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.score(x.view()), a.score(x.view()));
+    }
+
+    #[test]
+    fn explanations_credit_the_feature_that_isolates() {
+        let mut x = data();
+        // Outlier only in feature 2.
+        x.row_mut(504)
+            .assign(&ndarray::arr1(&[0.0, 0.0, 40.0, 0.0]));
+        let forest = IsolationForest::params()
+            .check()
+            .unwrap()
+            .fit(x.view())
+            .unwrap();
+        let credit = forest.explain(x.row(504));
+        let top = credit
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(top, 2, "{credit:?}");
+    }
+
+    #[test]
+    fn bad_params_and_data_are_refused() {
+        assert_eq!(
+            IsolationForest::params().n_trees(0).check(),
+            Err(ParamsError::Zero("n_trees"))
+        );
+        assert!(matches!(
+            IsolationForest::params().sample_size(1).check(),
+            Err(ParamsError::TooSmall { .. })
+        ));
+        let valid = IsolationForest::params().check().unwrap();
+        assert!(matches!(
+            valid.fit(Array2::zeros((1, 3)).view()),
+            Err(FitError::TooFewRows { .. })
+        ));
+        let mut x = data();
+        x[[3, 1]] = f64::NAN;
+        assert!(matches!(
+            valid.fit(x.view()),
+            Err(FitError::NonFinite { row: 3, col: 1 })
+        ));
+    }
+}

@@ -1,0 +1,72 @@
+//! Models: the algorithms that learn from feature vectors. Plain synchronous code over
+//! ndarray views (no IO): the isolation forest so far; failure probability, calibration,
+//! time to failure and diagnosis are to come.
+//!
+//! Every algorithm follows linfa's shape: unchecked params -> `check()` -> valid params ->
+//! `fit()` -> fitted model, with typed errors for rejected values and data.
+
+pub mod isolation_forest;
+
+use ndarray::ArrayView2;
+
+pub use isolation_forest::IsolationForest;
+
+/// A hyperparameter that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// Must be at least 1.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// Below its minimum.
+    #[error("{name} must be at least {min}, got {got}")]
+    TooSmall {
+        /// The parameter.
+        name: &'static str,
+        /// Its minimum.
+        min: usize,
+        /// The value given.
+        got: usize,
+    },
+}
+
+/// Training data that cannot be fitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    /// Fewer rows than the algorithm needs.
+    #[error("need at least {min} rows, got {got}")]
+    TooFewRows {
+        /// The minimum.
+        min: usize,
+        /// Rows given.
+        got: usize,
+    },
+    /// No feature columns.
+    #[error("the records have no features")]
+    NoFeatures,
+    /// A NaN or infinite value.
+    #[error("value at row {row}, column {col} is not finite")]
+    NonFinite {
+        /// Row.
+        row: usize,
+        /// Column.
+        col: usize,
+    },
+}
+
+/// Checks that `records` has at least `min_rows` rows, some columns, and only finite values.
+pub fn check_records(records: ArrayView2<f64>, min_rows: usize) -> Result<(), FitError> {
+    let (rows, cols) = records.dim();
+    if rows < min_rows {
+        return Err(FitError::TooFewRows {
+            min: min_rows,
+            got: rows,
+        });
+    }
+    if cols == 0 {
+        return Err(FitError::NoFeatures);
+    }
+    if let Some(((row, col), _)) = records.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(FitError::NonFinite { row, col });
+    }
+    Ok(())
+}
