@@ -14,6 +14,8 @@
 //!
 //! This module does no IO: plain functions over slices.
 
+pub mod dataset;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the feature definition, saved with every model; bump it when [`STATS`] or
@@ -152,8 +154,38 @@ pub enum WindowError {
 }
 
 /// Puts one metric's samples (`ts` ascending Unix seconds, `values`) on the grid of
-/// `schema.window` points ending at `end`: each point takes the last sample at or before it,
-/// carried forward at most `schema.max_fill` points. Returns the grid values or the gap.
+/// `n_points` points `start, start + step, ...`: each point takes the last sample at or
+/// before it, carried forward at most `max_fill` points; a point with none is NaN. This is
+/// the one resampling rule: [`resample`] (one window) and the training pipeline (whole
+/// histories) both use it.
+pub fn resample_grid(
+    ts: &[i64],
+    values: &[f64],
+    start: i64,
+    n_points: usize,
+    step_secs: i64,
+    max_fill: usize,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n_points);
+    let max_age = max_fill as i64 * step_secs;
+    // Index of the first sample after the current grid point.
+    let mut next = ts.partition_point(|&t| t <= start);
+    for k in 0..n_points as i64 {
+        let at = start + k * step_secs;
+        while next < ts.len() && ts[next] <= at {
+            next += 1;
+        }
+        let value = match next.checked_sub(1) {
+            Some(last) if at - ts[last] <= max_age => values[last],
+            _ => f64::NAN,
+        };
+        out.push(value);
+    }
+    out
+}
+
+/// Puts one metric's samples on the grid of `schema.window` points ending at `end`
+/// ([`resample_grid`]); a point without a sample within the fill limit is a gap.
 pub fn resample(
     metric: &str,
     ts: &[i64],
@@ -161,30 +193,23 @@ pub fn resample(
     end: i64,
     schema: &FeatureSchema,
 ) -> Result<Vec<f64>, WindowError> {
-    let w = schema.window as i64;
-    let mut out = Vec::with_capacity(schema.window);
-    // Index of the first sample after the current grid point.
-    let mut next = ts.partition_point(|&t| t <= end - (w - 1) * schema.step_secs);
-    for k in 0..w {
-        let at = end - (w - 1 - k) * schema.step_secs;
-        while next < ts.len() && ts[next] <= at {
-            next += 1;
-        }
-        let gap = Err(WindowError::Gap {
+    let start = end - (schema.window as i64 - 1) * schema.step_secs;
+    let grid = resample_grid(
+        ts,
+        values,
+        start,
+        schema.window,
+        schema.step_secs,
+        schema.max_fill,
+    );
+    match grid.iter().position(|v| v.is_nan()) {
+        Some(k) => Err(WindowError::Gap {
             metric: metric.to_owned(),
-            at,
+            at: start + k as i64 * schema.step_secs,
             max_fill: schema.max_fill,
-        });
-        if next == 0 {
-            return gap;
-        }
-        let last = next - 1;
-        if at - ts[last] > schema.max_fill as i64 * schema.step_secs {
-            return gap;
-        }
-        out.push(values[last]);
+        }),
+        None => Ok(grid),
     }
-    Ok(out)
 }
 
 /// Checks a window given directly on the grid (as scoring requests send it).

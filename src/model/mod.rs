@@ -5,10 +5,13 @@
 //! Every algorithm follows linfa's shape: unchecked params -> `check()` -> valid params ->
 //! `fit()` -> fitted model, with typed errors for rejected values and data.
 
+pub mod evaluation;
+pub mod failure;
 pub mod isolation_forest;
 
 use ndarray::ArrayView2;
 
+pub use failure::FailureModel;
 pub use isolation_forest::IsolationForest;
 
 /// A hyperparameter that cannot be used.
@@ -17,6 +20,9 @@ pub enum ParamsError {
     /// Must be at least 1.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// Outside its range.
+    #[error("{0} must be {1}")]
+    OutOfRange(&'static str, &'static str),
     /// Below its minimum.
     #[error("{name} must be at least {min}, got {got}")]
     TooSmall {
@@ -43,6 +49,12 @@ pub enum FitError {
     /// No feature columns.
     #[error("the records have no features")]
     NoFeatures,
+    /// The labels hold one class only (in the fit or the calibration slice).
+    #[error("the labels need both failures and normal windows")]
+    OneClass,
+    /// The solver failed.
+    #[error("solver failed: {0}")]
+    Solver(String),
     /// A NaN or infinite value.
     #[error("value at row {row}, column {col} is not finite")]
     NonFinite {

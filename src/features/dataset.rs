@@ -1,0 +1,379 @@
+//! Training data: from whole metric histories and incidents to labelled feature matrices.
+//!
+//! Per asset, each metric is put on the grid once ([`resample_grid`]); windows of
+//! `schema.window` points end every `stride` grid points, and each becomes one row through
+//! [`extract`], the same call real-time scoring makes. A window is labelled 1 when a failure
+//! of its asset starts within `horizon_secs` after its end; windows that overlap an incident
+//! are left out. The split is by time, never at random: with the cutoff at `train_frac` of the
+//! time range, train windows end at least one horizon before the cutoff (no train label looks
+//! past it) and validation windows start after it. Baselines come from the train part only.
+
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use super::{Baseline, FeatureSchema, extract, resample_grid};
+
+/// One metric's history: ascending Unix seconds and values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricHistory {
+    /// Timestamps, Unix seconds, ascending.
+    pub ts: Vec<i64>,
+    /// Values.
+    pub values: Vec<f64>,
+}
+
+/// One asset's histories, aligned with the schema's metrics (`None`: never reported).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetHistory {
+    /// Asset name.
+    pub asset: String,
+    /// Per schema metric.
+    pub metrics: Vec<Option<MetricHistory>>,
+}
+
+/// A failure of an asset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Asset name.
+    pub asset: String,
+    /// Failure kind.
+    pub kind: String,
+    /// Start, Unix seconds.
+    pub started: i64,
+    /// End, Unix seconds, when known.
+    pub resolved: Option<i64>,
+}
+
+/// How windows are cut, labelled and split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DatasetParams {
+    /// Label horizon: a failure within this many seconds after the window end is a 1.
+    pub horizon_secs: i64,
+    /// Grid points between consecutive window ends.
+    pub stride: usize,
+    /// Fraction of the time range before the train/validation cutoff.
+    pub train_frac: f64,
+}
+
+/// Labelled windows of one side of the split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Features, one row per window.
+    pub x: Array2<f64>,
+    /// Labels.
+    pub y: Vec<bool>,
+    /// Index into [`Dataset::assets`] of each window's asset.
+    pub asset: Vec<u32>,
+    /// Window end, Unix seconds.
+    pub end: Vec<i64>,
+    /// Kind of the failure a positive window precedes (index into [`Dataset::kinds`]).
+    pub kind: Vec<Option<u32>>,
+    /// Windows with at least one missing metric.
+    pub with_missing: usize,
+}
+
+impl Part {
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when there is no window.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Number of positive windows.
+    pub fn positives(&self) -> usize {
+        self.y.iter().filter(|&&y| y).count()
+    }
+}
+
+/// The training and validation parts, with what produced them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Asset names.
+    pub assets: Vec<String>,
+    /// Failure kinds.
+    pub kinds: Vec<String>,
+    /// Each asset's baselines (from the train part), per schema metric.
+    pub baselines: Vec<Vec<Option<Baseline>>>,
+    /// Train/validation cutoff, Unix seconds.
+    pub cutoff: i64,
+    /// First and last sample time, Unix seconds.
+    pub range: (i64, i64),
+    /// Windows before the cutoff.
+    pub train: Part,
+    /// Windows after the cutoff.
+    pub validation: Part,
+}
+
+/// Rows of one asset, before concatenation.
+#[derive(Default)]
+struct Rows {
+    x: Vec<f64>,
+    y: Vec<bool>,
+    end: Vec<i64>,
+    kind: Vec<Option<u32>>,
+    with_missing: usize,
+}
+
+/// Builds the dataset. `failures` may be in any order; unknown assets are ignored.
+pub fn build(
+    schema: &FeatureSchema,
+    histories: &[AssetHistory],
+    failures: &[Failure],
+    params: &DatasetParams,
+) -> Dataset {
+    let range = time_range(histories);
+    let cutoff = range.0 + ((range.1 - range.0) as f64 * params.train_frac) as i64;
+    let mut kinds: Vec<String> = failures.iter().map(|f| f.kind.clone()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let per_asset: Vec<(Vec<Option<Baseline>>, Rows, Rows)> = histories
+        .par_iter()
+        .map(|history| {
+            let mut mine: Vec<&Failure> = failures
+                .iter()
+                .filter(|f| f.asset == history.asset)
+                .collect();
+            mine.sort_by_key(|f| f.started);
+            asset_rows(schema, history, &mine, &kinds, params, cutoff)
+        })
+        .collect();
+    let mut baselines = Vec::with_capacity(per_asset.len());
+    let mut train = Vec::with_capacity(per_asset.len());
+    let mut validation = Vec::with_capacity(per_asset.len());
+    for (b, t, v) in per_asset {
+        baselines.push(b);
+        train.push(t);
+        validation.push(v);
+    }
+    Dataset {
+        assets: histories.iter().map(|h| h.asset.clone()).collect(),
+        kinds,
+        baselines,
+        cutoff,
+        range,
+        train: concat(train, schema.len()),
+        validation: concat(validation, schema.len()),
+    }
+}
+
+fn time_range(histories: &[AssetHistory]) -> (i64, i64) {
+    let mut range = (i64::MAX, i64::MIN);
+    for metric in histories.iter().flat_map(|h| h.metrics.iter().flatten()) {
+        if let (Some(first), Some(last)) = (metric.ts.first(), metric.ts.last()) {
+            range.0 = range.0.min(*first);
+            range.1 = range.1.max(*last);
+        }
+    }
+    if range.0 > range.1 { (0, 0) } else { range }
+}
+
+fn asset_rows(
+    schema: &FeatureSchema,
+    history: &AssetHistory,
+    failures: &[&Failure],
+    kinds: &[String],
+    params: &DatasetParams,
+    cutoff: i64,
+) -> (Vec<Option<Baseline>>, Rows, Rows) {
+    let step = schema.step_secs;
+    let w = schema.window;
+    let baselines: Vec<Option<Baseline>> = history
+        .metrics
+        .iter()
+        .map(|m| {
+            m.as_ref().and_then(|m| {
+                let train_end = m.ts.partition_point(|&t| t <= cutoff);
+                Baseline::of(&m.values[..train_end])
+            })
+        })
+        .collect();
+    let (mut train, mut validation) = (Rows::default(), Rows::default());
+    let (first, last) = time_range(std::slice::from_ref(history));
+    if last <= first {
+        return (baselines, train, validation);
+    }
+    let start = first.div_euclid(step) * step + if first.rem_euclid(step) == 0 { 0 } else { step };
+    let n_points = ((last - start) / step + 1).max(0) as usize;
+    let grids: Vec<Option<Vec<f64>>> = history
+        .metrics
+        .iter()
+        .map(|m| {
+            m.as_ref()
+                .map(|m| resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill))
+        })
+        .collect();
+    let mut row = vec![0.0; schema.len()];
+    let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
+    let mut e = w.saturating_sub(1);
+    while e < n_points {
+        let last_point = e;
+        e += params.stride.max(1);
+        let end = start + last_point as i64 * step;
+        let window_start = end - (w as i64 - 1) * step;
+        let rows = if end <= cutoff - params.horizon_secs {
+            &mut train
+        } else if window_start > cutoff {
+            &mut validation
+        } else {
+            continue;
+        };
+        let overlaps = failures
+            .iter()
+            .any(|f| f.started <= end && f.resolved.unwrap_or(f.started) >= window_start);
+        if overlaps {
+            continue;
+        }
+        let next = failures
+            .iter()
+            .find(|f| f.started > end && f.started <= end + params.horizon_secs);
+        for (slot, grid) in window.iter_mut().zip(&grids) {
+            *slot = grid
+                .as_ref()
+                .map(|g| &g[last_point + 1 - w..=last_point])
+                .filter(|values| !values.iter().any(|v| v.is_nan()));
+        }
+        let Ok(missing) = extract(schema, &window, &baselines, &mut row) else {
+            continue;
+        };
+        if !missing.is_empty() {
+            rows.with_missing += 1;
+        }
+        rows.x.extend_from_slice(&row);
+        rows.y.push(next.is_some());
+        rows.end.push(end);
+        rows.kind.push(
+            next.and_then(|f| kinds.iter().position(|k| *k == f.kind))
+                .map(|k| k as u32),
+        );
+    }
+    (baselines, train, validation)
+}
+
+fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
+    let n: usize = parts.iter().map(|p| p.y.len()).sum();
+    let mut x = Vec::with_capacity(n * n_features);
+    let mut part = Part {
+        x: Array2::zeros((0, n_features)),
+        y: Vec::with_capacity(n),
+        asset: Vec::with_capacity(n),
+        end: Vec::with_capacity(n),
+        kind: Vec::with_capacity(n),
+        with_missing: 0,
+    };
+    for (asset, rows) in parts.into_iter().enumerate() {
+        x.extend_from_slice(&rows.x);
+        part.asset
+            .extend(std::iter::repeat_n(asset as u32, rows.y.len()));
+        part.y.extend(rows.y);
+        part.end.extend(rows.end);
+        part.kind.extend(rows.kind);
+        part.with_missing += rows.with_missing;
+    }
+    part.x = Array2::from_shape_vec((n, n_features), x).expect("rows have the schema's width");
+    part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::resample;
+
+    fn schema() -> FeatureSchema {
+        FeatureSchema::new(vec!["cpu".into(), "mem".into()], 5, 60, 2)
+    }
+
+    /// One asset, 200 minutes, cpu every minute (one minute missing), mem every 2 minutes.
+    fn history() -> AssetHistory {
+        let cpu_ts: Vec<i64> = (0..200).filter(|&k| k != 50).map(|k| k * 60 + 3).collect();
+        let mem_ts: Vec<i64> = (0..100).map(|k| k * 120).collect();
+        AssetHistory {
+            asset: "a".into(),
+            metrics: vec![
+                Some(MetricHistory {
+                    values: cpu_ts.iter().map(|&t| (t as f64 / 600.0).sin()).collect(),
+                    ts: cpu_ts,
+                }),
+                Some(MetricHistory {
+                    values: mem_ts.iter().map(|&t| t as f64 / 100.0).collect(),
+                    ts: mem_ts,
+                }),
+            ],
+        }
+    }
+
+    fn params() -> DatasetParams {
+        DatasetParams {
+            horizon_secs: 600,
+            stride: 1,
+            train_frac: 0.7,
+        }
+    }
+
+    #[test]
+    fn windows_are_split_by_time_and_labelled_by_horizon() {
+        let failures = vec![Failure {
+            asset: "a".into(),
+            kind: "leak".into(),
+            started: 160 * 60,
+            resolved: None,
+        }];
+        let data = build(&schema(), &[history()], &failures, &params());
+        assert!(data.train.end.iter().all(|&e| e <= data.cutoff - 600));
+        assert!(data.validation.end.iter().all(|&e| e - 240 > data.cutoff));
+        // Positives: windows ending in [150 min, 160 min).
+        let positives: Vec<i64> = data
+            .validation
+            .end
+            .iter()
+            .zip(&data.validation.y)
+            .filter(|(_, y)| **y)
+            .map(|(e, _)| *e / 60)
+            .collect();
+        assert_eq!(positives, (150..160).collect::<Vec<_>>());
+        assert!(
+            data.validation
+                .kind
+                .iter()
+                .flatten()
+                .all(|&k| data.kinds[k as usize] == "leak")
+        );
+        // Windows containing the failure are left out.
+        assert!(
+            !data
+                .validation
+                .end
+                .iter()
+                .any(|&e| (160 * 60..164 * 60 + 1).contains(&e))
+        );
+    }
+
+    #[test]
+    fn training_rows_equal_the_scoring_path_for_the_same_window() {
+        let schema = schema();
+        let history = history();
+        let data = build(&schema, std::slice::from_ref(&history), &[], &params());
+        let i = data.validation.len() / 2;
+        let end = data.validation.end[i];
+        let windows: Vec<Vec<f64>> = history
+            .metrics
+            .iter()
+            .zip(&schema.metrics)
+            .map(|(m, name)| {
+                let m = m.as_ref().unwrap();
+                resample(name, &m.ts, &m.values, end, &schema).unwrap()
+            })
+            .collect();
+        let window: Vec<Option<&[f64]>> = windows.iter().map(|w| Some(w.as_slice())).collect();
+        let mut row = vec![0.0; schema.len()];
+        extract(&schema, &window, &data.baselines[0], &mut row).unwrap();
+        assert_eq!(
+            row.as_slice(),
+            data.validation.x.row(i).as_slice().unwrap(),
+            "bit-identical"
+        );
+    }
+}
