@@ -115,6 +115,8 @@ pub struct Settings {
     pub remote_write: RemoteWriteSettings,
     /// Alertmanager webhook receiver.
     pub alertmanager: AlertmanagerSettings,
+    /// Windows, labels and model hyperparameters of training.
+    pub training: TrainingSettings,
 }
 
 impl Default for Settings {
@@ -130,6 +132,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             remote_write: RemoteWriteSettings::default(),
             alertmanager: AlertmanagerSettings::default(),
+            training: TrainingSettings::default(),
         }
     }
 }
@@ -276,6 +279,47 @@ impl Default for AlertmanagerSettings {
         Self {
             asset_label: "instance".to_owned(),
             kind_label: "alertname".to_owned(),
+        }
+    }
+}
+
+/// Windows, labels and model hyperparameters of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSettings {
+    /// Points per window. Default 60.
+    pub window: usize,
+    /// Grid step in seconds. Default 60.
+    pub step_secs: i64,
+    /// Most grid points a value is carried over a gap. Default 10.
+    pub max_fill: usize,
+    /// Grid points between window ends. Default 1.
+    pub stride: usize,
+    /// A window is positive when a failure starts within this many seconds after it.
+    /// Default 1800.
+    pub horizon_secs: i64,
+    /// Fraction of the time range used for training (the rest validates). Default 0.7.
+    pub train_frac: f64,
+    /// Isolation forest trees. Default 100.
+    pub n_trees: usize,
+    /// Isolation forest rows per tree. Default 256.
+    pub sample_size: usize,
+    /// Seed of every random choice. Default 0.
+    pub seed: u64,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        Self {
+            window: 60,
+            step_secs: 60,
+            max_fill: 10,
+            stride: 1,
+            horizon_secs: 1800,
+            train_frac: 0.7,
+            n_trees: 100,
+            sample_size: 256,
+            seed: 0,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod training;
 mod transfer;
 
 use crate::api::App;
@@ -86,6 +87,14 @@ pub enum Command {
     Export(ExportArgs),
     /// Drop sample partitions older than retention.samples_days now (serve does it hourly).
     Retention(RetentionArgs),
+    /// Train the anomaly and failure models once and print their validation measures.
+    ///
+    /// Reads samples and incidents from files (no database needed), cuts windows of
+    /// training.window points every training.stride steps, labels a window 1 when a failure
+    /// starts within training.horizon_secs after it, splits by time at training.train_frac,
+    /// fits the isolation forest and the calibrated failure model, and writes the bundle
+    /// (JSON) to --output. Training from the database is not built yet.
+    Train(TrainArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -136,6 +145,20 @@ pub struct ExportArgs {
     pub to: Option<String>,
 }
 
+/// Flags of `vigil train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Samples file (.csv or .parquet, long or wide form).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Incidents file (.csv or .parquet): asset,kind,started_at[,resolved_at].
+    #[arg(long, value_name = "FILE")]
+    pub incidents: PathBuf,
+    /// Where to write the model bundle [default: <data-dir>/models/bundle-<time>.json].
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 /// Flags of `vigil retention`.
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
@@ -177,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => transfer::import(cli.settings(None)?, args).await,
         Command::Export(args) => transfer::export(cli.settings(None)?, args).await,
         Command::Retention(args) => retention(cli.settings(None)?, args).await,
+        Command::Train(args) => training::train(cli.settings(None)?, args).await,
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());
             Ok(())

@@ -218,6 +218,18 @@ impl NamedBatch {
         &self.metric_names
     }
 
+    /// Takes the batch apart into its columns.
+    pub fn into_parts(self) -> BatchParts {
+        BatchParts {
+            assets: self.asset_names,
+            metrics: self.metric_names,
+            asset: self.asset_idx,
+            metric: self.metric_idx,
+            ts_micros: self.ts_micros,
+            values: self.values,
+        }
+    }
+
     /// The earliest timestamp in the batch, microseconds since the Unix epoch.
     pub fn oldest_micros(&self) -> Option<i64> {
         self.ts_micros.iter().min().copied()
@@ -287,6 +299,24 @@ impl NamedBatch {
         self.values.push(value);
         Ok(())
     }
+}
+
+/// The columns of a [`NamedBatch`]: sample i is asset `assets[asset[i]]`, metric
+/// `metrics[metric[i]]`, at `ts_micros[i]`.
+#[derive(Debug, Clone, Default)]
+pub struct BatchParts {
+    /// Distinct asset names.
+    pub assets: Vec<String>,
+    /// Distinct metric names.
+    pub metrics: Vec<String>,
+    /// Asset index of each sample.
+    pub asset: Vec<u32>,
+    /// Metric index of each sample.
+    pub metric: Vec<u32>,
+    /// Microseconds since the Unix epoch.
+    pub ts_micros: Vec<i64>,
+    /// Values.
+    pub values: Vec<f64>,
 }
 
 fn intern(
