@@ -306,6 +306,8 @@ pub struct TrainingSettings {
     pub sample_size: usize,
     /// Seed of every random choice. Default 0.
     pub seed: u64,
+    /// Days of history `vigil train` reads from the database. Default 30.
+    pub history_days: u32,
 }
 
 impl Default for TrainingSettings {
@@ -320,6 +322,7 @@ impl Default for TrainingSettings {
             n_trees: 100,
             sample_size: 256,
             seed: 0,
+            history_days: 30,
         }
     }
 }

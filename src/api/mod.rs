@@ -13,6 +13,7 @@ pub mod health;
 pub mod incidents;
 pub mod input;
 pub mod metrics;
+pub mod models;
 pub mod remote_write;
 pub mod samples;
 
@@ -184,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/assets/{name}", get(assets::get))
         .route("/v1/assets/{name}/samples", get(samples::read))
         .route("/v1/incidents", get(incidents::list))
+        .route("/v1/models", get(models::list))
         .route_layer(guarded(Access::AnyToken));
     let ingest = Router::new()
         .route("/v1/assets/{name}", put(assets::put))
@@ -195,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(guarded(Access::Scope(Scope::Ingest)));
     let admin = Router::new()
         .route("/v1/config", get(config::show))
+        .route("/v1/models/{id}/activate", post(models::activate))
         .route_layer(guarded(Access::Scope(Scope::Admin)));
 
     let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);

@@ -89,12 +89,17 @@ pub enum Command {
     Retention(RetentionArgs),
     /// Train the anomaly and failure models once and print their validation measures.
     ///
-    /// Reads samples and incidents from files (no database needed), cuts windows of
+    /// Reads the last training.history_days of samples and incidents from the database (or,
+    /// with --input and --incidents, from files and no database), cuts windows of
     /// training.window points every training.stride steps, labels a window 1 when a failure
     /// starts within training.horizon_secs after it, splits by time at training.train_frac,
-    /// fits the isolation forest and the calibrated failure model, and writes the bundle
-    /// (JSON) to --output. Training from the database is not built yet.
+    /// and fits the isolation forest and the calibrated failure model. From the database, the
+    /// run becomes a new registry version, activated only if at least as good as the active
+    /// one on the same validation windows. From files, the bundle is written to --output.
     Train(TrainArgs),
+    /// List, inspect, activate or roll back registered models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -148,15 +153,34 @@ pub struct ExportArgs {
 /// Flags of `vigil train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Samples file (.csv or .parquet, long or wide form).
-    #[arg(long, value_name = "FILE")]
-    pub input: PathBuf,
+    /// Samples file (.csv or .parquet, long or wide form): train from files, no database.
+    #[arg(long, value_name = "FILE", requires = "incidents")]
+    pub input: Option<PathBuf>,
     /// Incidents file (.csv or .parquet): asset,kind,started_at[,resolved_at].
-    #[arg(long, value_name = "FILE")]
-    pub incidents: PathBuf,
-    /// Where to write the model bundle [default: <data-dir>/models/bundle-<time>.json].
+    #[arg(long, value_name = "FILE", requires = "input")]
+    pub incidents: Option<PathBuf>,
+    /// With --input: where to write the bundle [default: <data-dir>/models/bundle-<time>.json].
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `vigil models ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Registered models, newest first.
+    List,
+    /// One model's params, feature schema, training range and validation metrics (JSON).
+    Show {
+        /// Model id.
+        id: i64,
+    },
+    /// Make a model the active one of its kind (the previous one is retired).
+    Activate {
+        /// Model id.
+        id: i64,
+    },
+    /// Re-activate the model that was active before the current one.
+    Rollback,
 }
 
 /// Flags of `vigil retention`.
@@ -201,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => transfer::export(cli.settings(None)?, args).await,
         Command::Retention(args) => retention(cli.settings(None)?, args).await,
         Command::Train(args) => training::train(cli.settings(None)?, args).await,
+        Command::Models(command) => training::models(cli.settings(None)?, command).await,
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());
             Ok(())

@@ -1,45 +1,36 @@
-//! `vigil train`: one training run from files, with a progress spinner and a summary table.
+//! `vigil train` (one run from the database or from files, with a progress spinner and a
+//! summary table) and `vigil models` (the registry).
 
 use std::time::Instant;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use chrono::Utc;
 use indicatif::ProgressBar;
 
-use super::TrainArgs;
+use super::{ModelsCommand, TrainArgs};
 use crate::config::Settings;
 use crate::ingest::Limits;
-use crate::jobs::train::{self, Bundle};
+use crate::jobs::train::{self, BUNDLE_KIND, Bundle, TrainingData};
 use crate::model::evaluation::Scorecard;
+use crate::store::Database;
 
 /// `vigil train`.
 pub async fn train(settings: Settings, args: &TrainArgs) -> anyhow::Result<()> {
     let spinner = ProgressBar::new_spinner().with_message("loading");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let started = Instant::now();
+    let (Some(input), Some(incidents)) = (args.input.clone(), args.incidents.clone()) else {
+        return train_from_database(settings, spinner, started).await;
+    };
     let limits = Limits::new(&settings.ingest, Utc::now());
-    let training = settings.training.clone();
-    let input = args.input.clone();
-    let incidents = args.incidents.clone();
-    let bar = spinner.clone();
-    let (bundle, load_secs) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Bundle, f64)> {
-            let data = train::histories_from_files(&input, Some(&incidents), limits)?;
-            let load_secs = started.elapsed().as_secs_f64();
-            let mut bundle = train::train(
-                data.metrics,
-                &data.histories,
-                &data.failures,
-                &training,
-                &mut |stage| bar.set_message(stage.to_owned()),
-            )?;
-            bundle.report.samples = data.samples;
-            Ok((bundle, load_secs))
-        })
-        .await
-        .context("the training task panicked")??;
+    let data = tokio::task::spawn_blocking(move || {
+        train::histories_from_files(&input, Some(&incidents), limits)
+    })
+    .await
+    .context("the loading task panicked")??;
+    let load_secs = started.elapsed().as_secs_f64();
+    let bundle = fit(&settings, data, None, &spinner).await?;
     spinner.finish_and_clear();
-
     let output = args
         .output
         .clone()
@@ -52,6 +43,144 @@ pub async fn train(settings: Settings, args: &TrainArgs) -> anyhow::Result<()> {
     print_summary(&bundle, load_secs, started.elapsed().as_secs_f64());
     println!("model bundle written to {}", output.display());
     Ok(())
+}
+
+async fn fit(
+    settings: &Settings,
+    data: TrainingData,
+    champion: Option<Bundle>,
+    spinner: &ProgressBar,
+) -> anyhow::Result<Bundle> {
+    let training = settings.training.clone();
+    let bar = spinner.clone();
+    let bundle = tokio::task::spawn_blocking(move || {
+        let mut bundle = train::train(
+            data.metrics,
+            &data.histories,
+            &data.failures,
+            &training,
+            champion.as_ref(),
+            &mut |stage| bar.set_message(stage.to_owned()),
+        )?;
+        bundle.report.samples = data.samples;
+        Ok::<_, train::TrainError>(bundle)
+    })
+    .await
+    .context("the training task panicked")??;
+    Ok(bundle)
+}
+
+async fn train_from_database(
+    settings: Settings,
+    spinner: ProgressBar,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let database = Database::open(&settings)
+        .await
+        .context("opening the database")?;
+    let result = async {
+        let store = &database.store;
+        let to = Utc::now() + chrono::Duration::days(1);
+        let from = Utc::now() - chrono::Duration::days(i64::from(settings.training.history_days));
+        spinner.set_message("loading samples from the database");
+        let data = train::load_from_store(store, from, to).await?;
+        if data.samples == 0 {
+            bail!(
+                "no samples in the last {} days to train on (import some with `vigil import`)",
+                settings.training.history_days
+            );
+        }
+        let load_secs = started.elapsed().as_secs_f64();
+        let champion = train::active_bundle(store).await?;
+        let (champion_id, champion) = match champion {
+            Some((record, bundle)) => (Some(record.model_id), Some(bundle)),
+            None => (None, None),
+        };
+        let bundle = fit(&settings, data, champion, &spinner).await?;
+        spinner.set_message("registering");
+        let registration = train::register(store, &bundle, &settings.data_dir.join("models"), (from, to)).await?;
+        spinner.finish_and_clear();
+        print_summary(&bundle, load_secs, started.elapsed().as_secs_f64());
+        let model = &registration.model;
+        let decision = bundle.report.champion.as_ref().map_or("", |d| d.reason.as_str());
+        if registration.activated {
+            println!(
+                "model {} (bundle v{}) is now active ({decision}); artifact {}",
+                model.model_id,
+                model.version,
+                registration.artifact.display()
+            );
+        } else {
+            println!(
+                "model {} (bundle v{}) stays a candidate: it is worse than active model {} on the same validation windows; artifact {}",
+                model.model_id,
+                model.version,
+                champion_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                registration.artifact.display()
+            );
+        }
+        Ok(())
+    }
+    .await;
+    database.close().await?;
+    result
+}
+
+/// `vigil models ...`.
+pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Result<()> {
+    let database = Database::open(&settings)
+        .await
+        .context("opening the database")?;
+    let store = &database.store;
+    let result = async {
+        match command {
+            ModelsCommand::List => {
+                let models = store.list_models().await?;
+                println!(
+                    "{:>5}  {:<18} {:<8} {:>7}  {:<10} {:>9}  created",
+                    "id", "kind", "class", "version", "status", "val AP"
+                );
+                for m in models {
+                    let ap = m.metrics["failure"]["average_precision"].as_f64();
+                    println!(
+                        "{:>5}  {:<18} {:<8} {:>7}  {:<10} {:>9}  {}",
+                        m.model_id,
+                        m.kind,
+                        m.asset_class.as_deref().unwrap_or("*"),
+                        m.version,
+                        m.status,
+                        ap.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
+                        m.created_at.format("%Y-%m-%d %H:%M")
+                    );
+                }
+            }
+            ModelsCommand::Show { id } => {
+                let model = store.model(*id).await?;
+                println!("{}", serde_json::to_string_pretty(&model)?);
+            }
+            ModelsCommand::Activate { id } => {
+                let model = store.activate_model(*id).await?;
+                println!(
+                    "model {} ({} v{}) is now active",
+                    model.model_id, model.kind, model.version
+                );
+            }
+            ModelsCommand::Rollback => {
+                let Some(previous) = store.previous_active_model(BUNDLE_KIND, None).await? else {
+                    bail!("no earlier active model to roll back to");
+                };
+                let model = store.activate_model(previous.model_id).await?;
+                println!(
+                    "rolled back: model {} (v{}) is active again",
+                    model.model_id, model.version
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    database.close().await?;
+    result
 }
 
 fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
@@ -78,7 +207,7 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     for (stage, secs) in &r.stages {
         println!("{stage:<22} {secs:>9.3}");
     }
-    println!("{:<22} {:>9.3}", "total (incl. writing)", total_secs);
+    println!("{:<22} {:>9.3}", "total", total_secs);
     println!("\nvalidation          ROC AUC   avg precision   Brier");
     let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
     let line = |name: &str, card: &Option<Scorecard>| {
@@ -93,6 +222,11 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     };
     line("failure model", &r.failure);
     line("isolation forest", &r.anomaly);
+    if let Some(champion) = &r.champion
+        && let Some(ap) = champion.champion_average_precision
+    {
+        println!("{:<18} {:>8} {:>15.4}", "active model", "", ap);
+    }
     if let Some(card) = &r.failure {
         println!("\nreliability (failure model on validation)");
         println!(

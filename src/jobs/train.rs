@@ -3,16 +3,21 @@
 //! measures and stage timings.
 //!
 //! [`train`] is pure computation on histories already in memory; [`histories_from_files`]
-//! loads them from CSV/Parquet (the offline path, no database). Training from the database
-//! and the registry's champion/challenger step are not built yet.
+//! loads them from CSV/Parquet (the offline path, no database) and [`load_from_store`] from
+//! PostgreSQL. [`register`] stores a run as a new registry version and activates it only if
+//! it is at least as good as the active one on the same validation windows
+//! (champion/challenger); otherwise it stays a candidate with the reason recorded.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use std::path::PathBuf;
+
 use chrono::Utc;
 use ndarray::Axis;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::config::TrainingSettings;
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
@@ -21,6 +26,8 @@ use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
 use crate::model::evaluation::{Scorecard, brier, reliability};
 use crate::model::{FailureModel, FitError, IsolationForest, ParamsError};
+use crate::store::Store;
+use crate::store::models::{ModelRecord, NewModel};
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,17 @@ pub enum TrainError {
     /// A model could not be fitted.
     #[error(transparent)]
     Fit(#[from] FitError),
+    /// Reading data or writing the registry failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The artifact could not be written or read.
+    #[error("{path}: {source}")]
+    Artifact {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// Everything scoring needs, saved as one artifact.
@@ -91,6 +109,22 @@ pub struct TrainReport {
     pub anomaly: Option<Scorecard>,
     /// Failure model on validation.
     pub failure: Option<Scorecard>,
+    /// The active model measured on the same validation windows, when there was one.
+    pub champion: Option<ChampionComparison>,
+}
+
+/// The challenger (this run) against the champion (the active model) on the same
+/// validation windows, by average precision of the failure model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChampionComparison {
+    /// The champion's average precision, if it could be measured.
+    pub champion_average_precision: Option<f64>,
+    /// The challenger's average precision.
+    pub challenger_average_precision: Option<f64>,
+    /// Whether the challenger is at least as good.
+    pub challenger_wins: bool,
+    /// Why.
+    pub reason: String,
 }
 
 impl TrainReport {
@@ -211,12 +245,22 @@ pub fn histories_from_batch(batch: NamedBatch) -> (Vec<String>, Vec<AssetHistory
     (metrics, histories)
 }
 
-/// Trains a bundle. `on_stage` is told each stage as it starts.
+impl Bundle {
+    /// Calibrated failure log-odds of feature rows made with this bundle's schema.
+    pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
+        let anomaly = self.forest.score(features);
+        self.failure.logits(features, &anomaly)
+    }
+}
+
+/// Trains a bundle, and measures `champion` (the active bundle, if any) on the same
+/// validation windows. `on_stage` is told each stage as it starts.
 pub fn train(
     metrics: Vec<String>,
     histories: &[AssetHistory],
     failures: &[Failure],
     settings: &TrainingSettings,
+    champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
     let mut report = TrainReport {
@@ -294,6 +338,12 @@ pub fn train(
         });
     }
     report.stage("score_validation", started);
+    report.champion = Some(compare(
+        champion,
+        &schema,
+        &data.validation,
+        report.failure.as_ref(),
+    ));
     debug_assert_eq!(data.validation.x.len_of(Axis(1)), schema.len());
 
     let baselines = data.assets.iter().cloned().zip(data.baselines).collect();
@@ -308,6 +358,260 @@ pub fn train(
     })
 }
 
+fn compare(
+    champion: Option<&Bundle>,
+    schema: &FeatureSchema,
+    validation: &dataset::Part,
+    challenger: Option<&Scorecard>,
+) -> ChampionComparison {
+    let challenger_ap = challenger.and_then(|c| c.average_precision);
+    let (champion_ap, reason) = match champion {
+        None => (None, "no active model: the first one becomes active".to_owned()),
+        Some(c) if c.schema != *schema => (
+            None,
+            "the active model has another feature schema: it cannot be measured on these windows, so the new one replaces it".to_owned(),
+        ),
+        Some(c) => {
+            let logits = c.logits(validation.x.view());
+            let ap = crate::model::evaluation::average_precision(&logits, &validation.y);
+            (ap, "both measured on this run's validation windows".to_owned())
+        }
+    };
+    let challenger_wins = match (champion_ap, challenger_ap) {
+        (Some(old), Some(new)) => new >= old,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    ChampionComparison {
+        champion_average_precision: champion_ap,
+        challenger_average_precision: challenger_ap,
+        challenger_wins,
+        reason,
+    }
+}
+
+/// Loads training data from the database: the samples of `[from, to)` and the incidents
+/// that started in that range.
+pub async fn load_from_store(
+    store: &Store,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+) -> Result<TrainingData, TrainError> {
+    let dump = store.dump_samples(from, to).await?;
+    let mut metric_ids: Vec<i32> = dump.metric_ids.clone();
+    metric_ids.sort_unstable();
+    metric_ids.dedup();
+    metric_ids.sort_by(|a, b| dump.metrics[a].cmp(&dump.metrics[b]));
+    let metrics: Vec<String> = metric_ids
+        .iter()
+        .map(|id| dump.metrics[id].clone())
+        .collect();
+    let position: std::collections::HashMap<i32, usize> = metric_ids
+        .iter()
+        .enumerate()
+        .map(|(pos, &id)| (id, pos))
+        .collect();
+    let mut histories: Vec<AssetHistory> = Vec::new();
+    let mut current: Option<i64> = None;
+    for i in 0..dump.values.len() {
+        if current != Some(dump.asset_ids[i]) {
+            current = Some(dump.asset_ids[i]);
+            histories.push(AssetHistory {
+                asset: dump.assets[&dump.asset_ids[i]].clone(),
+                metrics: vec![None; metrics.len()],
+            });
+        }
+        let history = histories.last_mut().expect("pushed above");
+        let series = history.metrics[position[&dump.metric_ids[i]]]
+            .get_or_insert_with(MetricHistory::default);
+        series.ts.push(dump.ts[i]);
+        series.values.push(dump.values[i]);
+    }
+    let incidents = store
+        .list_incidents(&crate::store::incidents::IncidentFilter {
+            from: Some(from),
+            to: Some(to),
+            limit: i64::MAX,
+            ..Default::default()
+        })
+        .await?;
+    let failures = incidents
+        .into_iter()
+        .map(|i| Failure {
+            asset: i.asset,
+            kind: i.kind,
+            started: i.started_at.timestamp(),
+            resolved: i.resolved_at.map(|t| t.timestamp()),
+        })
+        .collect();
+    Ok(TrainingData {
+        metrics,
+        histories,
+        failures,
+        samples: dump.values.len() as u64,
+    })
+}
+
+/// Kind of the registry rows that hold bundles.
+pub const BUNDLE_KIND: &str = "bundle";
+
+/// What registering a trained bundle did.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The registry row.
+    pub model: ModelRecord,
+    /// Whether it became the active model.
+    pub activated: bool,
+    /// Where the artifact was written.
+    pub artifact: PathBuf,
+}
+
+/// The active bundle and its registry row, if there is one and its artifact is readable.
+pub async fn active_bundle(store: &Store) -> Result<Option<(ModelRecord, Bundle)>, TrainError> {
+    let Some(record) = store.active_model(BUNDLE_KIND, None).await? else {
+        return Ok(None);
+    };
+    let Some(path) = record.artifact_path.clone() else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path).map_err(|source| TrainError::Artifact {
+        path: path.clone(),
+        source,
+    })?;
+    match serde_json::from_slice::<Bundle>(&bytes) {
+        Ok(bundle) => Ok(Some((record, bundle))),
+        Err(e) => {
+            tracing::warn!(
+                path,
+                "active model artifact cannot be read, so it cannot be compared: {e}"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Registers a bundle as a new version, writes its artifact under `models_dir`, and
+/// activates it when it is at least as good as the champion (else it stays a candidate,
+/// with the reason in its metrics).
+pub async fn register(
+    store: &Store,
+    bundle: &Bundle,
+    models_dir: &Path,
+    range: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+) -> Result<Registration, TrainError> {
+    let report = serde_json::to_value(&bundle.report).unwrap_or_default();
+    let new = NewModel {
+        kind: BUNDLE_KIND.to_owned(),
+        asset_class: None,
+        params: serde_json::to_value(&bundle.settings).unwrap_or_default(),
+        seed: Some(bundle.settings.seed as i64),
+        feature_schema: serde_json::to_value(&bundle.schema).unwrap_or_default(),
+        train_from: Some(range.0),
+        train_to: Some(range.1),
+        metrics: report,
+        artifact_path: None,
+        artifact_sha256: None,
+    };
+    let record = store.register_model(&new).await?;
+    let artifact = models_dir.join(format!("bundle-v{}.json", record.version));
+    let bytes = serde_json::to_vec(bundle).unwrap_or_default();
+    std::fs::create_dir_all(models_dir).map_err(|source| TrainError::Artifact {
+        path: models_dir.display().to_string(),
+        source,
+    })?;
+    std::fs::write(&artifact, &bytes).map_err(|source| TrainError::Artifact {
+        path: artifact.display().to_string(),
+        source,
+    })?;
+    let artifact = artifact.canonicalize().unwrap_or(artifact);
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    store
+        .set_model_artifact(record.model_id, &artifact.display().to_string(), &sha)
+        .await?;
+    let decision = bundle.report.champion.clone();
+    let wins = decision.as_ref().is_none_or(|d| d.challenger_wins);
+    store
+        .annotate_model(
+            record.model_id,
+            &serde_json::json!({ "decision": decision }),
+        )
+        .await?;
+    let model = if wins {
+        store.activate_model(record.model_id).await?
+    } else {
+        store.model(record.model_id).await?
+    };
+    Ok(Registration {
+        model,
+        activated: wins,
+        artifact,
+    })
+}
+
+/// A small fleet with planted failures, for tests and try-outs: `assets` assets with
+/// metrics cpu, mem, temp at one-minute steps for `days` days, noise around asset-specific
+/// levels, and six `memory_leak` failures per asset per three days, each preceded by a
+/// 40-minute ramp of `mem`. Timestamps start at 0 (1970), so use it in memory, not in a
+/// database with timestamp bounds.
+pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
+    let metrics = vec!["cpu".to_string(), "mem".to_string(), "temp".to_string()];
+    let mut state = seed.max(1);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let minutes = days * 1440;
+    let mut failures = Vec::new();
+    let mut histories = Vec::new();
+    for a in 0..assets {
+        let asset = format!("asset-{a}");
+        let fail_at: Vec<i64> = (0..)
+            .map(|k| (200 + k * 700 + a * 37) as i64)
+            .take_while(|&f| f < minutes as i64 - 60)
+            .collect();
+        for &f in &fail_at {
+            failures.push(Failure {
+                asset: asset.clone(),
+                kind: "memory_leak".into(),
+                started: f * 60,
+                resolved: Some(f * 60 + 120),
+            });
+        }
+        let level = 10.0 * a as f64;
+        let mut series = vec![MetricHistory::default(); metrics.len()];
+        for t in 0..minutes as i64 {
+            let ramp: f64 = fail_at
+                .iter()
+                .map(|&f| {
+                    if t < f && f - t <= 40 {
+                        (40 - (f - t)) as f64
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            for (m, s) in series.iter_mut().enumerate() {
+                s.ts.push(t * 60);
+                let extra = if m == 1 { ramp } else { 0.0 };
+                s.values.push(level + 5.0 * noise() + extra);
+            }
+        }
+        histories.push(AssetHistory {
+            asset,
+            metrics: series.into_iter().map(Some).collect(),
+        });
+    }
+    let samples = (assets * minutes * metrics.len()) as u64;
+    TrainingData {
+        metrics,
+        histories,
+        failures,
+        samples,
+    }
+}
+
 /// Default artifact path for a bundle trained now.
 pub fn default_artifact_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("models").join(format!(
@@ -320,65 +624,14 @@ pub fn default_artifact_path(data_dir: &Path) -> std::path::PathBuf {
 mod tests {
     use super::*;
 
-    /// 6 assets x 3 metrics x 3 days at one-minute steps; before each planted failure,
-    /// `mem` ramps up over 40 minutes. The rest is noise around asset-specific levels.
-    fn planted() -> (Vec<String>, Vec<AssetHistory>, Vec<Failure>) {
-        let metrics = vec!["cpu".to_string(), "mem".to_string(), "temp".to_string()];
-        let mut state = 12345u64;
-        let mut noise = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
-        let minutes = 3 * 1440;
-        let mut failures = Vec::new();
-        let mut histories = Vec::new();
-        for a in 0..6 {
-            let asset = format!("asset-{a}");
-            let fail_at: Vec<i64> = (0..6).map(|k| (200 + k * 700 + a * 37) as i64).collect();
-            for &f in &fail_at {
-                failures.push(Failure {
-                    asset: asset.clone(),
-                    kind: "memory_leak".into(),
-                    started: f * 60,
-                    resolved: Some(f * 60 + 120),
-                });
-            }
-            let level = 10.0 * a as f64;
-            let mut series = vec![
-                MetricHistory::default(),
-                MetricHistory::default(),
-                MetricHistory::default(),
-            ];
-            for t in 0..minutes as i64 {
-                let ramp = fail_at
-                    .iter()
-                    .map(|&f| {
-                        if t < f && f - t <= 40 {
-                            (40 - (f - t)) as f64
-                        } else {
-                            0.0
-                        }
-                    })
-                    .sum::<f64>();
-                for (m, s) in series.iter_mut().enumerate() {
-                    s.ts.push(t * 60);
-                    let extra = if m == 1 { ramp } else { 0.0 };
-                    s.values.push(level + 5.0 * noise() + extra);
-                }
-            }
-            histories.push(AssetHistory {
-                asset,
-                metrics: series.into_iter().map(Some).collect(),
-            });
-        }
-        (metrics, histories, failures)
-    }
-
     #[test]
     fn the_failure_model_ranks_pre_failure_windows_above_normal_ones() {
-        let (metrics, histories, failures) = planted();
+        let TrainingData {
+            metrics,
+            histories,
+            failures,
+            ..
+        } = synthetic(6, 3, 12345);
         let settings = TrainingSettings {
             window: 20,
             horizon_secs: 30 * 60,
@@ -386,7 +639,7 @@ mod tests {
             n_trees: 50,
             ..TrainingSettings::default()
         };
-        let bundle = train(metrics, &histories, &failures, &settings, &mut |_| {}).unwrap();
+        let bundle = train(metrics, &histories, &failures, &settings, None, &mut |_| {}).unwrap();
         let card = bundle.report.failure.as_ref().unwrap();
         assert!(card.roc_auc.unwrap() > 0.9, "{card:?}");
         assert!(bundle.report.validation_windows.1 > 0);
@@ -397,15 +650,79 @@ mod tests {
 
     #[test]
     fn training_without_failures_is_refused() {
-        let (metrics, histories, _) = planted();
+        let TrainingData {
+            metrics, histories, ..
+        } = synthetic(6, 3, 12345);
         let err = train(
             metrics,
             &histories,
             &[],
             &TrainingSettings::default(),
+            None,
             &mut |_| {},
         )
         .unwrap_err();
         assert!(matches!(err, TrainError::NotEnoughData(_)), "{err}");
+    }
+
+    fn small_settings() -> TrainingSettings {
+        TrainingSettings {
+            window: 20,
+            stride: 3,
+            n_trees: 30,
+            ..TrainingSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_worse_challenger_loses_and_a_better_one_wins() {
+        let data = synthetic(4, 3, 7);
+        let settings = small_settings();
+        let champion = train(
+            data.metrics.clone(),
+            &data.histories,
+            &data.failures,
+            &settings,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        let params = DatasetParams {
+            horizon_secs: settings.horizon_secs,
+            stride: settings.stride,
+            train_frac: settings.train_frac,
+        };
+        let validation =
+            dataset::build(&champion.schema, &data.histories, &data.failures, &params).validation;
+        let card = |ap: f64| Scorecard {
+            average_precision: Some(ap),
+            ..Scorecard::ranking(&[], &[])
+        };
+        let worse = compare(
+            Some(&champion),
+            &champion.schema,
+            &validation,
+            Some(&card(0.0)),
+        );
+        assert!(!worse.challenger_wins, "{worse:?}");
+        assert!(worse.champion_average_precision.unwrap() > 0.5);
+        let better = compare(
+            Some(&champion),
+            &champion.schema,
+            &validation,
+            Some(&card(1.0)),
+        );
+        assert!(better.challenger_wins);
+        let other_schema = FeatureSchema::new(vec!["cpu".into()], 20, 60, 10);
+        assert!(
+            compare(
+                Some(&champion),
+                &other_schema,
+                &validation,
+                Some(&card(0.0))
+            )
+            .challenger_wins
+        );
+        assert!(compare(None, &champion.schema, &validation, None).challenger_wins);
     }
 }

@@ -181,4 +181,57 @@ impl Store {
             .await?;
         Ok(records)
     }
+
+    /// The model with this id; [`Error::NotFound`] if none.
+    pub async fn model(&self, model_id: i64) -> Result<ModelRecord> {
+        let sql = format!("select {MODEL_COLUMNS} from model where model_id = $1");
+        sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(model_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("model {model_id}")))
+    }
+
+    /// The model that was active before the current one of a kind and class: the retired
+    /// one activated most recently.
+    pub async fn previous_active_model(
+        &self,
+        kind: &str,
+        asset_class: Option<&str>,
+    ) -> Result<Option<ModelRecord>> {
+        let sql = format!(
+            "select {MODEL_COLUMNS} from model where kind = $1 \
+             and asset_class is not distinct from $2 and status = 'retired' \
+             and activated_at is not null order by activated_at desc limit 1"
+        );
+        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(asset_class)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(record)
+    }
+
+    /// Merges `extra` into a model's metrics (for example the champion/challenger decision).
+    pub async fn annotate_model(&self, model_id: i64, extra: &Value) -> Result<()> {
+        sqlx::query("update model set metrics = metrics || $2 where model_id = $1")
+            .bind(model_id)
+            .bind(extra)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records where a model's artifact was written and its SHA-256.
+    pub async fn set_model_artifact(&self, model_id: i64, path: &str, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "update model set artifact_path = $2, artifact_sha256 = $3 where model_id = $1",
+        )
+        .bind(model_id)
+        .bind(path)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }

@@ -327,3 +327,55 @@ impl Store {
         Ok(count)
     }
 }
+
+/// All samples of a time range, for training: ids and names resolved, ordered by asset,
+/// metric and time.
+#[derive(Debug, Clone, Default)]
+pub struct SampleDump {
+    /// Asset names by id.
+    pub assets: std::collections::HashMap<i64, String>,
+    /// Metric names by id.
+    pub metrics: std::collections::HashMap<i32, String>,
+    /// Asset id of each sample.
+    pub asset_ids: Vec<i64>,
+    /// Metric id of each sample.
+    pub metric_ids: Vec<i32>,
+    /// Unix seconds.
+    pub ts: Vec<i64>,
+    /// Values.
+    pub values: Vec<f64>,
+}
+
+impl Store {
+    /// Every sample in `[from, to)`, read from the database into columns.
+    pub async fn dump_samples(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<SampleDump> {
+        let mut dump = SampleDump {
+            assets: sqlx::query_as("select asset_id, name from asset")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect(),
+            metrics: sqlx::query_as("select metric_id, name from metric")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect(),
+            ..SampleDump::default()
+        };
+        let rows = sqlx::query_as::<_, (i64, i32, i64, f64)>(
+            "select asset_id, metric_id, extract(epoch from ts)::int8, value from sample \
+             where ts >= $1 and ts < $2 order by asset_id, metric_id, ts",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        for (asset_id, metric_id, ts, value) in rows {
+            dump.asset_ids.push(asset_id);
+            dump.metric_ids.push(metric_id);
+            dump.ts.push(ts);
+            dump.values.push(value);
+        }
+        Ok(dump)
+    }
+}

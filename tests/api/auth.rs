@@ -12,6 +12,15 @@ fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::GET, "/v1/assets", None),
         (Method::GET, "/v1/assets/web-01", None),
         (Method::GET, "/v1/config", Some(Scope::Admin)),
+        (Method::GET, "/v1/models", None),
+        (Method::GET, "/v1/assets/web-01/samples", None),
+        (Method::GET, "/v1/incidents", None),
+        (Method::POST, "/v1/samples", Some(Scope::Ingest)),
+        (Method::POST, "/api/v1/write", Some(Scope::Ingest)),
+        (Method::POST, "/v1/incidents", Some(Scope::Ingest)),
+        (Method::POST, "/v1/incidents/1/resolve", Some(Scope::Ingest)),
+        (Method::POST, "/v1/alertmanager", Some(Scope::Ingest)),
+        (Method::POST, "/v1/models/1/activate", Some(Scope::Admin)),
     ]
 }
 
@@ -83,11 +92,8 @@ async fn with_auth_off_routes_need_no_token() {
     let app = TestApp::spawn().await;
     for (method, path, _) in guarded_routes() {
         let response = call(&app, &method, path, None).await;
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            response.status()
-        );
+        let status = response.status();
+        assert!(status != 401 && status != 403, "{method} {path}: {status}");
     }
 }
 

@@ -7,6 +7,7 @@ mod health;
 mod import;
 mod incidents;
 mod ingest;
+mod models;
 mod remote_write;
 mod schema;
 mod shutdown;

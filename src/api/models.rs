@@ -1,0 +1,37 @@
+//! The model registry over HTTP: `GET /v1/models` (any token) lists registered models,
+//! newest first; `POST /v1/models/{id}/activate` (scope `admin`) makes one active, retiring
+//! the previous one, and announces it to every replica.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::{self, models::ModelRecord};
+
+/// Answer of `GET /v1/models`.
+#[derive(Debug, Serialize)]
+pub struct ModelList {
+    models: Vec<ModelRecord>,
+}
+
+/// `GET /v1/models`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    Ok(Json(ModelList {
+        models: state.store.list_models().await?,
+    }))
+}
+
+/// `POST /v1/models/{id}/activate`.
+pub async fn activate(
+    State(state): State<AppState>,
+    Path(model_id): Path<i64>,
+) -> Result<Json<ModelRecord>, ApiError> {
+    match state.store.activate_model(model_id).await {
+        Ok(model) => Ok(Json(model)),
+        Err(store::Error::NotFound(_)) => Err(ApiError::NotFound(format!("model {model_id}"))),
+        Err(store::Error::Constraint { constraint }) => Err(ApiError::invalid("id", constraint)),
+        Err(e) => Err(e.into()),
+    }
+}
