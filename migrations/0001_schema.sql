@@ -53,7 +53,8 @@ comment on table sample is
     'deletes its samples explicitly. The primary key makes re-sent samples idempotent.';
 
 -- Creates the daily partitions of `sample` for the given UTC days, if missing; returns how
--- many it created. Serialised by an advisory lock so that concurrent batches do not race.
+-- many it created. Only a batch that needs a new partition takes the advisory lock (held to
+-- the end of its transaction), so batches into existing partitions never wait on each other.
 create function vigil_ensure_sample_partitions(days date[])
 returns integer
 language plpgsql as $$
@@ -62,16 +63,22 @@ declare
     part text;
     created integer := 0;
 begin
-    perform pg_advisory_xact_lock(hashtext('vigil_sample_partition'));
     foreach day in array days loop
         part := 'sample_p' || to_char(day, 'YYYYMMDD');
         if to_regclass(part) is null then
-            execute format(
-                'create table %I partition of sample for values from (%L) to (%L)',
-                part,
-                (day::timestamp at time zone 'UTC'),
-                ((day + 1)::timestamp at time zone 'UTC'));
-            created := created + 1;
+            perform pg_advisory_xact_lock(hashtext('vigil_sample_partition'));
+            -- Another transaction may have created it while this one waited; the catalog
+            -- snapshot of this statement may not show it yet, so rely on the error.
+            begin
+                execute format(
+                    'create table %I partition of sample for values from (%L) to (%L)',
+                    part,
+                    (day::timestamp at time zone 'UTC'),
+                    ((day + 1)::timestamp at time zone 'UTC'));
+                created := created + 1;
+            exception when duplicate_table then
+                null;
+            end;
         end if;
     end loop;
     return created;

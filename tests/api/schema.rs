@@ -142,3 +142,32 @@ async fn a_batch_with_one_bad_value_is_stored_not_at_all() {
     assert!(db.store.insert_samples(&batch).await.is_err());
     assert_eq!(db.store.count_samples(None).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_batches_into_new_days_create_each_partition_once() {
+    let db = TestDb::migrated().await;
+    let assets = db
+        .store
+        .resolve_asset_ids(&["pump-1".into()])
+        .await
+        .unwrap();
+    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|k| {
+            let store = db.store.clone();
+            let (asset, metric) = (assets["pump-1"], metrics["temp"]);
+            tokio::spawn(async move {
+                let mut batch = SampleColumns::default();
+                for day in 1..=4 {
+                    batch.push(asset, metric, at(day, k), f64::from(k));
+                }
+                store.insert_samples(&batch).await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 4);
+    }
+    assert_eq!(db.store.sample_partitions().await.unwrap().len(), 4);
+    assert_eq!(db.store.count_samples(None).await.unwrap(), 24);
+}
