@@ -93,7 +93,8 @@ pub enum Command {
     /// with --input and --incidents, from files and no database), cuts windows of
     /// training.window points every training.stride steps, labels a window 1 when a failure
     /// starts within training.horizon_secs after it, splits by time at training.train_frac,
-    /// and fits the isolation forest and the calibrated failure model. From the database, the
+    /// and fits the isolation forest, the calibrated failure model and the diagnosis tree
+    /// (failure kind from the windows before failures). From the database, the
     /// run becomes a new registry version, activated only if at least as good as the active
     /// one on the same validation windows. From files, the bundle is written to --output.
     Train(TrainArgs),
@@ -159,6 +160,9 @@ pub struct TrainArgs {
     /// Incidents file (.csv or .parquet): asset,kind,started_at[,resolved_at].
     #[arg(long, value_name = "FILE", requires = "input")]
     pub incidents: Option<PathBuf>,
+    /// Also print the diagnosis tree as rules.
+    #[arg(long)]
+    pub rules: bool,
     /// With --input: where to write the bundle [default: <data-dir>/models/bundle-<time>.json].
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,

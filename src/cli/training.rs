@@ -20,7 +20,7 @@ pub async fn train(settings: Settings, args: &TrainArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let started = Instant::now();
     let (Some(input), Some(incidents)) = (args.input.clone(), args.incidents.clone()) else {
-        return train_from_database(settings, spinner, started).await;
+        return train_from_database(settings, spinner, started, args.rules).await;
     };
     let limits = Limits::new(&settings.ingest, Utc::now());
     let data = tokio::task::spawn_blocking(move || {
@@ -41,6 +41,7 @@ pub async fn train(settings: Settings, args: &TrainArgs) -> anyhow::Result<()> {
     let json = serde_json::to_vec(&bundle).context("serialising the bundle")?;
     std::fs::write(&output, json).with_context(|| format!("writing {}", output.display()))?;
     print_summary(&bundle, load_secs, started.elapsed().as_secs_f64());
+    print_rules(&bundle, args.rules);
     println!("model bundle written to {}", output.display());
     Ok(())
 }
@@ -74,6 +75,7 @@ async fn train_from_database(
     settings: Settings,
     spinner: ProgressBar,
     started: Instant,
+    rules: bool,
 ) -> anyhow::Result<()> {
     let database = Database::open(&settings)
         .await
@@ -101,6 +103,7 @@ async fn train_from_database(
         let registration = train::register(store, &bundle, &settings.data_dir.join("models"), (from, to)).await?;
         spinner.finish_and_clear();
         print_summary(&bundle, load_secs, started.elapsed().as_secs_f64());
+        print_rules(&bundle, rules);
         let model = &registration.model;
         let decision = bundle.report.champion.as_ref().map_or("", |d| d.reason.as_str());
         if registration.activated {
@@ -183,6 +186,12 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
     result
 }
 
+fn print_rules(bundle: &Bundle, rules: bool) {
+    if let (true, Some(diagnosis)) = (rules, &bundle.diagnosis) {
+        println!("\ndiagnosis tree\n{}", diagnosis.rules());
+    }
+}
+
 fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     let r = &bundle.report;
     println!(
@@ -226,6 +235,22 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
         && let Some(ap) = champion.champion_average_precision
     {
         println!("{:<18} {:>8} {:>15.4}", "active model", "", ap);
+    }
+    if let Some(kinds) = &r.diagnosis {
+        println!("\ndiagnosis on validation windows before failures");
+        println!(
+            "{:<20} {:>8} {:>10} {:>8}",
+            "kind", "windows", "precision", "recall"
+        );
+        for k in kinds {
+            println!(
+                "{:<20} {:>8} {:>10} {:>8}",
+                k.kind,
+                k.support,
+                fmt(k.precision),
+                fmt(k.recall)
+            );
+        }
     }
     if let Some(card) = &r.failure {
         println!("\nreliability (failure model on validation)");

@@ -24,8 +24,9 @@ use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Metri
 use crate::features::{Baseline, FeatureSchema};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
+use crate::model::diagnosis::KindScore;
 use crate::model::evaluation::{Scorecard, brier, reliability};
-use crate::model::{FailureModel, FitError, IsolationForest, ParamsError};
+use crate::model::{Diagnosis, FailureModel, FitError, IsolationForest, ParamsError};
 use crate::store::Store;
 use crate::store::models::{ModelRecord, NewModel};
 
@@ -80,6 +81,9 @@ pub struct Bundle {
     pub forest: IsolationForest,
     /// Failure-probability model.
     pub failure: FailureModel,
+    /// Failure-kind diagnosis, when the training windows before failures allowed one.
+    #[serde(default)]
+    pub diagnosis: Option<Diagnosis>,
     /// Training settings used.
     pub settings: TrainingSettings,
     /// Validation measures.
@@ -111,6 +115,9 @@ pub struct TrainReport {
     pub failure: Option<Scorecard>,
     /// The active model measured on the same validation windows, when there was one.
     pub champion: Option<ChampionComparison>,
+    /// Diagnosis per kind on the validation windows before failures.
+    #[serde(default)]
+    pub diagnosis: Option<Vec<KindScore>>,
 }
 
 /// The challenger (this run) against the champion (the active model) on the same
@@ -324,6 +331,11 @@ pub fn train(
     )?;
     report.stage("fit_failure", started);
 
+    on_stage("fit diagnosis");
+    let started = Instant::now();
+    let diagnosis = fit_diagnosis(&schema, &data, &mut report)?;
+    report.stage("fit_diagnosis", started);
+
     on_stage("score validation");
     let started = Instant::now();
     if !data.validation.is_empty() {
@@ -353,9 +365,43 @@ pub fn train(
         baselines,
         forest,
         failure,
+        diagnosis,
         settings: settings.clone(),
         report,
     })
+}
+
+/// Rows of a part that precede a failure of known kind, and those kinds.
+fn kind_rows(part: &dataset::Part) -> (Vec<usize>, Vec<usize>) {
+    part.kind
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| k.map(|k| (i, k as usize)))
+        .unzip()
+}
+
+/// Fits the diagnosis tree on the training windows before failures and scores it on the
+/// validation ones; `None` when fewer than 10 such training windows exist.
+fn fit_diagnosis(
+    schema: &FeatureSchema,
+    data: &dataset::Dataset,
+    report: &mut TrainReport,
+) -> Result<Option<Diagnosis>, TrainError> {
+    let (rows, kinds) = kind_rows(&data.train);
+    if rows.len() < 10 {
+        return Ok(None);
+    }
+    let x = data.train.x.select(Axis(0), &rows);
+    let diagnosis =
+        Diagnosis::params()
+            .check()?
+            .fit(x.view(), &kinds, &data.kinds, &schema.names())?;
+    let (rows, kinds) = kind_rows(&data.validation);
+    if !rows.is_empty() {
+        let x = data.validation.x.select(Axis(0), &rows);
+        report.diagnosis = Some(diagnosis.evaluate(x.view(), &kinds));
+    }
+    Ok(Some(diagnosis))
 }
 
 fn compare(
@@ -550,10 +596,13 @@ pub async fn register(
 
 /// A small fleet with planted failures, for tests and try-outs: `assets` assets with
 /// metrics cpu, mem, temp at one-minute steps for `days` days, noise around asset-specific
-/// levels, and six `memory_leak` failures per asset per three days, each preceded by a
-/// 40-minute ramp of `mem`. Timestamps start at 0 (1970), so use it in memory, not in a
+/// levels, and a failure about every 700 minutes per asset, each preceded by a 40-minute
+/// ramp of the metric that announces its kind (`cpu_runaway`: cpu, `memory_leak`: mem,
+/// `thermal_drift`: temp; kinds take turns). Timestamps start at 0 (1970), so use it in memory, not in a
 /// database with timestamp bounds.
 pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
+    /// Kinds in the order of the metric that announces them.
+    const KINDS: [&str; 3] = ["cpu_runaway", "memory_leak", "thermal_drift"];
     let metrics = vec!["cpu".to_string(), "mem".to_string(), "temp".to_string()];
     let mut state = seed.max(1);
     let mut noise = move || {
@@ -571,10 +620,11 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
             .map(|k| (200 + k * 700 + a * 37) as i64)
             .take_while(|&f| f < minutes as i64 - 60)
             .collect();
-        for &f in &fail_at {
+        let kind_of = |k: usize| (k + a) % KINDS.len();
+        for (k, &f) in fail_at.iter().enumerate() {
             failures.push(Failure {
                 asset: asset.clone(),
-                kind: "memory_leak".into(),
+                kind: KINDS[kind_of(k)].into(),
                 started: f * 60,
                 resolved: Some(f * 60 + 120),
             });
@@ -582,20 +632,15 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
         let level = 10.0 * a as f64;
         let mut series = vec![MetricHistory::default(); metrics.len()];
         for t in 0..minutes as i64 {
-            let ramp: f64 = fail_at
-                .iter()
-                .map(|&f| {
-                    if t < f && f - t <= 40 {
-                        (40 - (f - t)) as f64
-                    } else {
-                        0.0
-                    }
-                })
-                .sum();
+            let mut ramp = [0.0; 3];
+            for (k, &f) in fail_at.iter().enumerate() {
+                if t < f && f - t <= 40 {
+                    ramp[kind_of(k)] += (40 - (f - t)) as f64;
+                }
+            }
             for (m, s) in series.iter_mut().enumerate() {
                 s.ts.push(t * 60);
-                let extra = if m == 1 { ramp } else { 0.0 };
-                s.values.push(level + 5.0 * noise() + extra);
+                s.values.push(level + 5.0 * noise() + ramp[m]);
             }
         }
         histories.push(AssetHistory {
@@ -642,6 +687,15 @@ mod tests {
         let bundle = train(metrics, &histories, &failures, &settings, None, &mut |_| {}).unwrap();
         let card = bundle.report.failure.as_ref().unwrap();
         assert!(card.roc_auc.unwrap() > 0.9, "{card:?}");
+        let diagnosis = bundle.report.diagnosis.as_ref().unwrap();
+        let kinds: Vec<&str> = diagnosis.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["cpu_runaway", "memory_leak", "thermal_drift"]);
+        for kind in diagnosis {
+            assert!(
+                kind.recall.unwrap() > 0.8 && kind.precision.unwrap() > 0.8,
+                "{kind:?}"
+            );
+        }
         assert!(bundle.report.validation_windows.1 > 0);
         let json = serde_json::to_string(&bundle).unwrap();
         let back: Bundle = serde_json::from_str(&json).unwrap();

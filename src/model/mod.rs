@@ -1,16 +1,18 @@
 //! Models: the algorithms that learn from feature vectors. Plain synchronous code over
-//! ndarray views (no IO): the isolation forest so far; failure probability, calibration,
-//! time to failure and diagnosis are to come.
+//! ndarray views (no IO): the isolation forest, the calibrated failure-probability model
+//! and the diagnosis tree; time to failure is to come.
 //!
 //! Every algorithm follows linfa's shape: unchecked params -> `check()` -> valid params ->
 //! `fit()` -> fitted model, with typed errors for rejected values and data.
 
+pub mod diagnosis;
 pub mod evaluation;
 pub mod failure;
 pub mod isolation_forest;
 
 use ndarray::ArrayView2;
 
+pub use diagnosis::Diagnosis;
 pub use failure::FailureModel;
 pub use isolation_forest::IsolationForest;
 
