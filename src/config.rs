@@ -308,6 +308,9 @@ pub struct TrainingSettings {
     pub seed: u64,
     /// Days of history `vigil train` reads from the database. Default 30.
     pub history_days: u32,
+    /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
+    /// Default `0 0 2 * * *` (02:00 every night).
+    pub schedule: String,
 }
 
 impl Default for TrainingSettings {
@@ -323,6 +326,7 @@ impl Default for TrainingSettings {
             sample_size: 256,
             seed: 0,
             history_days: 30,
+            schedule: "0 0 2 * * *".to_owned(),
         }
     }
 }
@@ -362,8 +366,20 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks what serde cannot: token hashes are 64 hex digits, names unique.
+    /// Checks what serde cannot: token hashes are 64 hex digits, names unique, the training
+    /// schedule parses.
     pub fn check(&self) -> Result<(), Error> {
+        if !self.training.schedule.trim().is_empty() {
+            self.training
+                .schedule
+                .parse::<cron::Schedule>()
+                .map_err(|e| {
+                    Error::Invalid(format!(
+                        "training.schedule {:?}: {e}",
+                        self.training.schedule
+                    ))
+                })?;
+        }
         let mut names = std::collections::HashSet::new();
         for token in &self.auth.tokens {
             let bad = |reason: &str| Error::BadToken {
@@ -563,6 +579,18 @@ mod tests {
             )?;
             let err = load_in_jail(Some("vigil.toml"), &Overrides::default()).unwrap_err();
             assert!(matches!(err, Error::BadToken { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_training_schedule_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VIGIL_TRAINING__SCHEDULE", "every night");
+            let err = load_in_jail(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("training.schedule"), "{err}");
+            jail.set_env("VIGIL_TRAINING__SCHEDULE", "0 30 3 * * *");
+            assert!(load_in_jail(None, &Overrides::default()).is_ok());
             Ok(())
         });
     }

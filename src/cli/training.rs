@@ -80,53 +80,40 @@ async fn train_from_database(
     let database = Database::open(&settings)
         .await
         .context("opening the database")?;
-    let result = async {
-        let store = &database.store;
-        let to = Utc::now() + chrono::Duration::days(1);
-        let from = Utc::now() - chrono::Duration::days(i64::from(settings.training.history_days));
-        spinner.set_message("loading samples from the database");
-        let data = train::load_from_store(store, from, to).await?;
-        if data.samples == 0 {
-            bail!(
-                "no samples in the last {} days to train on (import some with `vigil import`)",
-                settings.training.history_days
-            );
-        }
-        let load_secs = started.elapsed().as_secs_f64();
-        let champion = train::active_bundle(store).await?;
-        let (champion_id, champion) = match champion {
-            Some((record, bundle)) => (Some(record.model_id), Some(bundle)),
-            None => (None, None),
-        };
-        let bundle = fit(&settings, data, champion, &spinner).await?;
-        spinner.set_message("registering");
-        let registration = train::register(store, &bundle, &settings.data_dir.join("models"), (from, to)).await?;
-        spinner.finish_and_clear();
-        print_summary(&bundle, load_secs, started.elapsed().as_secs_f64());
-        print_rules(&bundle, rules);
-        let model = &registration.model;
-        let decision = bundle.report.champion.as_ref().map_or("", |d| d.reason.as_str());
-        if registration.activated {
-            println!(
-                "model {} (bundle v{}) is now active ({decision}); artifact {}",
-                model.model_id,
-                model.version,
-                registration.artifact.display()
-            );
-        } else {
-            println!(
-                "model {} (bundle v{}) stays a candidate: it is worse than active model {} on the same validation windows; artifact {}",
-                model.model_id,
-                model.version,
-                champion_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
-                registration.artifact.display()
-            );
-        }
-        Ok(())
-    }
+    let bar = spinner.clone();
+    let result = train::run_once(&database.store, &settings, move |stage| {
+        bar.set_message(stage.to_owned())
+    })
     .await;
     database.close().await?;
-    result
+    let outcome = result?;
+    spinner.finish_and_clear();
+    let bundle = &outcome.bundle;
+    print_summary(bundle, outcome.load_secs, started.elapsed().as_secs_f64());
+    print_rules(bundle, rules);
+    let model = &outcome.registration.model;
+    let artifact = outcome.registration.artifact.display();
+    let decision = bundle
+        .report
+        .champion
+        .as_ref()
+        .map_or("", |d| d.reason.as_str());
+    if outcome.registration.activated {
+        println!(
+            "model {} (bundle v{}) is now active ({decision}); artifact {artifact}",
+            model.model_id, model.version
+        );
+    } else {
+        println!(
+            "model {} (bundle v{}) stays a candidate: it is worse than active model {} on the same validation windows; artifact {artifact}",
+            model.model_id,
+            model.version,
+            outcome
+                .champion_id
+                .map_or_else(|| "?".to_owned(), |id| id.to_string()),
+        );
+    }
+    Ok(())
 }
 
 /// `vigil models ...`.

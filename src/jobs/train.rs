@@ -657,6 +657,167 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
     }
 }
 
+/// What one scheduled or requested run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The trained bundle.
+    pub bundle: Bundle,
+    /// Its registration.
+    pub registration: Registration,
+    /// The model that was active before, if any.
+    pub champion_id: Option<i64>,
+    /// Seconds spent loading from the database.
+    pub load_secs: f64,
+}
+
+/// Name of the job in `job_run`.
+pub const JOB: &str = "train";
+
+/// One training run on the database: loads the last `history_days`, trains against the
+/// active model, registers the result, and records the run in `job_run`.
+pub async fn run_once(
+    store: &Store,
+    settings: &crate::config::Settings,
+    on_stage: impl FnMut(&str) + Send + 'static,
+) -> Result<RunOutcome, TrainError> {
+    let run_id = store.start_job_run(JOB).await?;
+    let result = run(store, settings, on_stage).await;
+    let detail = match &result {
+        Ok(outcome) => serde_json::json!({
+            "model_id": outcome.registration.model.model_id,
+            "version": outcome.registration.model.version,
+            "activated": outcome.registration.activated,
+            "validation_average_precision": outcome.bundle.report.failure.as_ref().and_then(|c| c.average_precision),
+        }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    store
+        .finish_job_run(run_id, result.is_ok(), &detail)
+        .await
+        .ok();
+    result
+}
+
+async fn run(
+    store: &Store,
+    settings: &crate::config::Settings,
+    mut on_stage: impl FnMut(&str) + Send + 'static,
+) -> Result<RunOutcome, TrainError> {
+    let started = Instant::now();
+    let to = Utc::now() + chrono::Duration::days(1);
+    let from = Utc::now() - chrono::Duration::days(i64::from(settings.training.history_days));
+    on_stage("loading samples from the database");
+    let data = load_from_store(store, from, to).await?;
+    if data.samples == 0 {
+        return Err(TrainError::NotEnoughData(format!(
+            "no samples in the last {} days (import some with `vigil import`)",
+            settings.training.history_days
+        )));
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let (champion_id, champion) = match active_bundle(store).await? {
+        Some((record, bundle)) => (Some(record.model_id), Some(bundle)),
+        None => (None, None),
+    };
+    let training = settings.training.clone();
+    let bundle = tokio::task::spawn_blocking(move || {
+        let mut bundle = train(
+            data.metrics,
+            &data.histories,
+            &data.failures,
+            &training,
+            champion.as_ref(),
+            &mut on_stage,
+        )?;
+        bundle.report.samples = data.samples;
+        Ok::<_, TrainError>(bundle)
+    })
+    .await
+    .map_err(|e| TrainError::NotEnoughData(format!("the training task failed: {e}")))??;
+    let registration = register(
+        store,
+        &bundle,
+        &settings.data_dir.join("models"),
+        (from, to),
+    )
+    .await?;
+    Ok(RunOutcome {
+        bundle,
+        registration,
+        champion_id,
+        load_secs,
+    })
+}
+
+/// Key of the advisory lock that lets one replica at a time train.
+const TRAIN_LOCK: i64 = 0x7669_6769_6c74_726e;
+
+/// Retrains on `training.schedule` (cron, UTC) until the task is aborted. Each run first
+/// takes a PostgreSQL advisory lock, so that of several replicas exactly one trains; the
+/// others skip that run.
+pub fn spawn_schedule(
+    store: Store,
+    settings: crate::config::Settings,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let expression = settings.training.schedule.trim().to_owned();
+    if expression.is_empty() {
+        return None;
+    }
+    let schedule: cron::Schedule = match expression.parse() {
+        Ok(schedule) => schedule,
+        Err(e) => {
+            tracing::error!(
+                "training.schedule {expression:?} does not parse ({e}); no scheduled training"
+            );
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        for next in schedule.upcoming(Utc) {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            match with_train_lock(&store, || run_once(&store, &settings, |_| {})).await {
+                Ok(Some(Ok(outcome))) => tracing::info!(
+                    model_id = outcome.registration.model.model_id,
+                    activated = outcome.registration.activated,
+                    "scheduled training done"
+                ),
+                Ok(Some(Err(e))) => tracing::warn!("scheduled training failed: {e}"),
+                Ok(None) => {
+                    tracing::info!("scheduled training skipped: another replica holds the lock")
+                }
+                Err(e) => tracing::warn!("scheduled training could not take its lock: {e}"),
+            }
+        }
+    }))
+}
+
+/// Runs `job` while holding the training advisory lock on one pooled connection; `None`
+/// when another session holds it.
+pub async fn with_train_lock<F, Fut, T>(
+    store: &Store,
+    job: F,
+) -> Result<Option<T>, crate::store::Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut conn = store.pool().acquire().await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(TRAIN_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    let result = job().await;
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(TRAIN_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(result))
+}
+
 /// Default artifact path for a bundle trained now.
 pub fn default_artifact_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("models").join(format!(

@@ -115,3 +115,133 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
         .unwrap();
     expect_error(response, 404, "not_found").await;
 }
+
+/// Stores the synthetic fleet in the database, moved to end an hour ago.
+async fn store_synthetic(store: &vigil::store::Store) {
+    let data = synthetic(3, 3, 11);
+    let shift = chrono::Utc::now().timestamp() / 60 * 60 - 3 * 86_400 - 3600;
+    let names: Vec<String> = data.histories.iter().map(|h| h.asset.clone()).collect();
+    let assets = store.resolve_asset_ids(&names).await.unwrap();
+    let metrics = store.resolve_metric_ids(&data.metrics).await.unwrap();
+    let mut batch = vigil::store::samples::SampleColumns::default();
+    for history in &data.histories {
+        for (m, series) in history.metrics.iter().enumerate() {
+            let series = series.as_ref().unwrap();
+            for (&t, &v) in series.ts.iter().zip(&series.values) {
+                batch.push_micros(
+                    assets[&history.asset],
+                    metrics[&data.metrics[m]],
+                    (t + shift) * 1_000_000,
+                    v,
+                );
+            }
+        }
+    }
+    store.insert_samples(&batch).await.unwrap();
+    for failure in &data.failures {
+        let at = |t: i64| chrono::DateTime::from_timestamp(t + shift, 0).unwrap();
+        store
+            .create_incident(&vigil::store::incidents::NewIncident {
+                asset_id: assets[&failure.asset],
+                kind: failure.kind.clone(),
+                severity: "major".into(),
+                started_at: at(failure.started),
+                detected_at: None,
+                resolved_at: failure.resolved.map(at),
+                root_cause: None,
+                source: "simulator".into(),
+                fingerprint: None,
+                labels: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn training_from_the_database_registers_and_measures_the_champion() {
+    let app = TestApp::spawn().await;
+    let store = &app.db.store;
+    store_synthetic(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = vigil::config::Settings {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    settings.training = TrainingSettings {
+        window: 20,
+        stride: 3,
+        n_trees: 30,
+        ..TrainingSettings::default()
+    };
+    let first = train::run_once(store, &settings, |_| {}).await.unwrap();
+    assert!(first.registration.activated);
+    assert!(
+        first
+            .bundle
+            .report
+            .failure
+            .as_ref()
+            .unwrap()
+            .roc_auc
+            .unwrap()
+            > 0.9
+    );
+    assert!(
+        first
+            .registration
+            .artifact
+            .starts_with(dir.path().canonicalize().unwrap())
+    );
+
+    let second = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let decision = second.bundle.report.champion.as_ref().unwrap();
+    assert!(
+        decision.champion_average_precision.is_some(),
+        "the champion was measured: {decision:?}"
+    );
+    assert_eq!(
+        decision.champion_average_precision, decision.challenger_average_precision,
+        "the same data and seed train the same model"
+    );
+    assert!(second.registration.activated, "an equal challenger wins");
+    let runs: i64 = sqlx::query_scalar(
+        "select count(*) from job_run where job = 'train' and status = 'succeeded'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(runs, 2);
+}
+
+#[tokio::test]
+async fn only_one_replica_trains_at_a_time() {
+    let app = TestApp::spawn().await;
+    let store = app.db.store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            train::with_train_lock(&store, || async {
+                let _ = rx.await;
+                "trained"
+            })
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = train::with_train_lock(&store, || async { "trained too" })
+        .await
+        .unwrap();
+    assert_eq!(
+        second, None,
+        "the second replica skips while the first holds the lock"
+    );
+    tx.send(()).unwrap();
+    assert_eq!(holder.await.unwrap(), Some("trained"));
+    let third = train::with_train_lock(&store, || async { "next night" })
+        .await
+        .unwrap();
+    assert_eq!(third, Some("next night"));
+}
