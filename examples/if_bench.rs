@@ -20,14 +20,16 @@ use vigil::model::evaluation::{average_precision, roc_auc};
 
 fn write_npy(path: &Path, data: ArrayView2<f64>) {
     let (rows, cols) = data.dim();
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     file.write_all(b"\x93NUMPY\x01\x00").unwrap();
-    file.write_all(&(header.len() as u16).to_le_bytes()).unwrap();
+    file.write_all(&(header.len() as u16).to_le_bytes())
+        .unwrap();
     file.write_all(header.as_bytes()).unwrap();
     for v in data.iter() {
         file.write_all(&v.to_le_bytes()).unwrap();
@@ -41,15 +43,27 @@ fn main() {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
-            .unwrap_or_else(|| panic!("usage: if_bench --input metrics.csv --incidents incidents.csv --out DIR"))
+            .unwrap_or_else(|| {
+                panic!("usage: if_bench --input metrics.csv --incidents incidents.csv --out DIR")
+            })
             .clone()
     };
-    let (input, incidents, out) = (value("--input"), value("--incidents"), PathBuf::from(value("--out")));
+    let (input, incidents, out) = (
+        value("--input"),
+        value("--incidents"),
+        PathBuf::from(value("--out")),
+    );
     std::fs::create_dir_all(&out).unwrap();
     let limits = Limits::new(&IngestSettings::default(), chrono::Utc::now());
-    let data = histories_from_files(Path::new(&input), Some(Path::new(&incidents)), limits).unwrap();
+    let data =
+        histories_from_files(Path::new(&input), Some(Path::new(&incidents)), limits).unwrap();
     let settings = TrainingSettings::default();
-    let schema = FeatureSchema::new(data.metrics.clone(), settings.window, settings.step_secs, settings.max_fill);
+    let schema = FeatureSchema::new(
+        data.metrics.clone(),
+        settings.window,
+        settings.step_secs,
+        settings.max_fill,
+    );
     let params = DatasetParams {
         horizon_secs: settings.horizon_secs,
         stride: settings.stride,
@@ -60,7 +74,11 @@ fn main() {
     write_npy(&out.join("validation.npy"), set.validation.x.view());
     let labels = Array2::from_shape_vec(
         (set.validation.len(), 1),
-        set.validation.y.iter().map(|&y| if y { 1.0 } else { 0.0 }).collect(),
+        set.validation
+            .y
+            .iter()
+            .map(|&y| if y { 1.0 } else { 0.0 })
+            .collect(),
     )
     .unwrap();
     write_npy(&out.join("validation_labels.npy"), labels.view());
@@ -69,7 +87,11 @@ fn main() {
     let mut scores = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let forest = IsolationForest::params().check().unwrap().fit(set.train.x.view()).unwrap();
+        let forest = IsolationForest::params()
+            .check()
+            .unwrap()
+            .fit(set.train.x.view())
+            .unwrap();
         let fit_secs = started.elapsed().as_secs_f64();
         let started = Instant::now();
         scores = forest.score(set.validation.x.view());

@@ -306,6 +306,9 @@ pub struct TrainingSettings {
     pub sample_size: usize,
     /// Seed of every random choice. Default 0.
     pub seed: u64,
+    /// Normal windows kept per pre-failure window to fit the failure model (class
+    /// imbalance). Default 5.
+    pub negatives_per_positive: usize,
     /// Days of history `vigil train` reads from the database. Default 30.
     pub history_days: u32,
     /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
@@ -325,6 +328,7 @@ impl Default for TrainingSettings {
             n_trees: 100,
             sample_size: 256,
             seed: 0,
+            negatives_per_positive: 5,
             history_days: 30,
             schedule: "0 0 2 * * *".to_owned(),
         }

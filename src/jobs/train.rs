@@ -315,20 +315,18 @@ pub fn train(
         .fit(data.train.x.view())?;
     report.stage("fit_if", started);
 
-    on_stage("score isolation forest");
-    let started = Instant::now();
-    let train_anomaly = forest.score(data.train.x.view());
-    let validation_anomaly = forest.score(data.validation.x.view());
-    report.stage("score_if", started);
-
     on_stage("fit failure model");
     let started = Instant::now();
-    let failure = FailureModel::params().seed(settings.seed).check()?.fit(
-        data.train.x.view(),
-        &train_anomaly,
-        &data.train.y,
-        &data.train.end,
-    )?;
+    let failure = FailureModel::params()
+        .seed(settings.seed)
+        .negatives_per_positive(settings.negatives_per_positive)
+        .check()?
+        .fit(
+            data.train.x.view(),
+            &|rows| forest.score(rows),
+            &data.train.y,
+            &data.train.end,
+        )?;
     report.stage("fit_failure", started);
 
     on_stage("fit diagnosis");
@@ -338,6 +336,7 @@ pub fn train(
 
     on_stage("score validation");
     let started = Instant::now();
+    let validation_anomaly = forest.score(data.validation.x.view());
     if !data.validation.is_empty() {
         let logits = failure.logits(data.validation.x.view(), &validation_anomaly);
         let probabilities: Vec<f64> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();

@@ -161,12 +161,12 @@ impl FailureModelParams {
 }
 
 impl FailureModelValidParams {
-    /// Fits on windows' `features` and `anomaly` scores, their `labels`, and `ends` (window
-    /// end times, which decide the calibration slice).
+    /// Fits on windows' `features`, their `labels` and `ends` (window end times, which
+    /// decide the calibration slice); `anomaly` scores the rows it needs.
     pub fn fit(
         &self,
         features: ArrayView2<f64>,
-        anomaly: &[f64],
+        anomaly: &dyn Fn(ArrayView2<f64>) -> Vec<f64>,
         labels: &[bool],
         ends: &[i64],
     ) -> Result<FailureModel, FitError> {
@@ -188,8 +188,10 @@ impl FailureModelValidParams {
         chosen.extend(negatives);
         chosen.sort_unstable();
 
-        let chosen_anomaly: Vec<f64> = chosen.iter().map(|&i| anomaly[i]).collect();
-        let x = with_anomaly(features.select(Axis(0), &chosen).view(), &chosen_anomaly);
+        // Anomaly scores only for the rows used: the sampled fit rows and the calibration slice.
+        let chosen_features = features.select(Axis(0), &chosen);
+        let chosen_anomaly = anomaly(chosen_features.view());
+        let x = with_anomaly(chosen_features.view(), &chosen_anomaly);
         let (mean, std) = standardizer(x.view());
         let z = (&x - &Array1::from(mean.clone())) / &Array1::from(std.clone());
         let y: Array1<bool> = chosen.iter().map(|&i| labels[i]).collect();
@@ -210,9 +212,12 @@ impl FailureModelValidParams {
             platt_a: 1.0,
             platt_b: 0.0,
         };
-        let cal_logits: Vec<f64> = cal_rows
-            .iter()
-            .map(|&i| model.raw_logit(features.row(i), anomaly[i]))
+        let cal_features = features.select(Axis(0), cal_rows);
+        let cal_anomaly = anomaly(cal_features.view());
+        let cal_logits: Vec<f64> = cal_features
+            .axis_iter(Axis(0))
+            .zip(&cal_anomaly)
+            .map(|(row, &a)| model.raw_logit(row, a))
             .collect();
         let cal_labels: Vec<bool> = cal_rows.iter().map(|&i| labels[i]).collect();
         let (a, b) = platt(&cal_logits, &cal_labels);
@@ -312,11 +317,10 @@ mod tests {
     #[test]
     fn failures_rank_high_and_probabilities_are_calibrated() {
         let (x, y, ends) = data(1);
-        let anomaly = vec![0.5; y.len()];
         let model = FailureModel::params()
             .check()
             .unwrap()
-            .fit(x.view(), &anomaly, &y, &ends)
+            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends)
             .unwrap();
         let (x_val, y_val, _) = data(2);
         let p: Vec<f64> = x_val
@@ -342,7 +346,12 @@ mod tests {
         let err = FailureModel::params()
             .check()
             .unwrap()
-            .fit(x.view(), &[0.5; 3000], &[false; 3000], &ends)
+            .fit(
+                x.view(),
+                &|rows| vec![0.5; rows.nrows()],
+                &[false; 3000],
+                &ends,
+            )
             .unwrap_err();
         assert_eq!(err, FitError::OneClass);
     }
