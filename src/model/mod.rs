@@ -1,6 +1,6 @@
 //! Models: the algorithms that learn from feature vectors. Plain synchronous code over
 //! ndarray views (no IO): the isolation forest, the calibrated failure-probability model
-//! and the diagnosis tree; time to failure is to come.
+//! the diagnosis tree, and gradient-boosted regression trees for time to failure.
 //!
 //! Every algorithm follows linfa's shape: unchecked params -> `check()` -> valid params ->
 //! `fit()` -> fitted model, with typed errors for rejected values and data.
@@ -8,12 +8,14 @@
 pub mod diagnosis;
 pub mod evaluation;
 pub mod failure;
+pub mod gradient_boosting;
 pub mod isolation_forest;
 
 use ndarray::ArrayView2;
 
 pub use diagnosis::Diagnosis;
 pub use failure::FailureModel;
+pub use gradient_boosting::GradientBoosting;
 pub use isolation_forest::IsolationForest;
 
 /// A hyperparameter that cannot be used.
