@@ -174,12 +174,16 @@ impl FailureModelValidParams {
         let mut by_time: Vec<usize> = (0..labels.len()).collect();
         by_time.sort_by_key(|&i| ends[i]);
         let n_cal = ((labels.len() as f64) * self.calibration_frac) as usize;
-        let (fit_rows, cal_rows) = by_time.split_at(labels.len() - n_cal);
+        let (fit_rows, mut cal_rows) = by_time.split_at(labels.len() - n_cal);
         let positives: Vec<usize> = fit_rows.iter().copied().filter(|&i| labels[i]).collect();
         let mut negatives: Vec<usize> = fit_rows.iter().copied().filter(|&i| !labels[i]).collect();
-        let cal_positives = cal_rows.iter().filter(|&&i| labels[i]).count();
-        if positives.is_empty() || cal_positives == 0 {
+        if positives.is_empty() {
             return Err(FitError::OneClass);
+        }
+        // With few failures the latest slice may hold none; calibrating on all training
+        // windows is then the least bad choice (in-sample, so somewhat overconfident).
+        if !cal_rows.iter().any(|&i| labels[i]) {
+            cal_rows = &by_time;
         }
         let mut rng = SmallRng::seed_from_u64(self.seed);
         negatives.shuffle(&mut rng);
