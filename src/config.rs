@@ -117,6 +117,8 @@ pub struct Settings {
     pub alertmanager: AlertmanagerSettings,
     /// Windows, labels and model hyperparameters of training.
     pub training: TrainingSettings,
+    /// Real-time scoring.
+    pub scoring: ScoringSettings,
 }
 
 impl Default for Settings {
@@ -133,6 +135,7 @@ impl Default for Settings {
             remote_write: RemoteWriteSettings::default(),
             alertmanager: AlertmanagerSettings::default(),
             training: TrainingSettings::default(),
+            scoring: ScoringSettings::default(),
         }
     }
 }
@@ -279,6 +282,26 @@ impl Default for AlertmanagerSettings {
         Self {
             asset_label: "instance".to_owned(),
             kind_label: "alertname".to_owned(),
+        }
+    }
+}
+
+/// Real-time scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSettings {
+    /// Failure probability at or above which a score is an alert (until feedback-tuned
+    /// thresholds exist). Default 0.5.
+    pub alert_threshold: f64,
+    /// How many drivers an explanation lists. Default 5.
+    pub top_drivers: usize,
+}
+
+impl Default for ScoringSettings {
+    fn default() -> Self {
+        Self {
+            alert_threshold: 0.5,
+            top_drivers: 5,
         }
     }
 }

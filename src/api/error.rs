@@ -70,6 +70,12 @@ pub enum ApiError {
     /// A remote-write body that cannot be decoded.
     #[error(transparent)]
     RemoteWrite(#[from] crate::ingest::remote_write::DecodeError),
+    /// A window that cannot be scored.
+    #[error(transparent)]
+    Window(crate::features::WindowError),
+    /// No model is active yet.
+    #[error("no model is active: train one with `vigil train`")]
+    NoModel,
     /// A storage error.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -119,6 +125,17 @@ impl ApiError {
                     DecodeError::Protobuf(_) => (StatusCode::BAD_REQUEST, "invalid_protobuf"),
                 }
             }
+            Self::Window(err) => {
+                use crate::features::WindowError;
+                let code = match err {
+                    WindowError::WrongLength { .. } => "wrong_window_length",
+                    WindowError::NonFinite { .. } => "non_finite_value",
+                    WindowError::NothingUsable(_) => "no_usable_metric",
+                    WindowError::Gap { .. } => "window_gap",
+                };
+                (StatusCode::UNPROCESSABLE_ENTITY, code)
+            }
+            Self::NoModel => (StatusCode::SERVICE_UNAVAILABLE, "no_model"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

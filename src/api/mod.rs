@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod remote_write;
 pub mod samples;
+pub mod score;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// Start time, for uptime.
     pub started: Instant,
+    /// The model answering scoring requests.
+    pub model: Arc<score::ModelSlot>,
 }
 
 /// Errors building the app.
@@ -113,6 +116,7 @@ impl App {
             auth,
             metrics: Arc::new(HttpMetrics::default()),
             started: Instant::now(),
+            model: Arc::new(score::ModelSlot::default()),
         };
         let router = router(state.clone());
         Ok(App {
@@ -147,6 +151,8 @@ impl App {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = begun_tx.send(());
         };
+        let models =
+            score::spawn_model_listener(self.state.store.clone(), self.state.model.clone());
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {
@@ -155,13 +161,15 @@ impl App {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = server => result,
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping remaining requests");
                 Ok(())
             }
-        }
+        };
+        models.abort();
+        result
     }
 }
 
@@ -195,6 +203,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/v1/alertmanager", post(incidents::alertmanager))
         .route_layer(guarded(Access::Scope(Scope::Ingest)));
+    let scoring = Router::new()
+        .route("/v1/score", post(score::score))
+        .route_layer(guarded(Access::Scope(Scope::Score)));
     let admin = Router::new()
         .route("/v1/config", get(config::show))
         .route("/v1/models/{id}/activate", post(models::activate))
@@ -206,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(reads)
         .merge(ingest)
+        .merge(scoring)
         .merge(admin)
         .route_layer(middleware::from_fn_with_state(timeout, enforce_timeout))
         .route_layer(middleware::from_fn_with_state(

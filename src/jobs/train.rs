@@ -8,7 +8,6 @@
 //! it is at least as good as the active one on the same validation windows
 //! (champion/challenger); otherwise it stays a candidate with the reason recorded.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,15 +15,14 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use ndarray::Axis;
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::config::TrainingSettings;
+use crate::features::FeatureSchema;
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
-use crate::features::{Baseline, FeatureSchema};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
-use crate::model::diagnosis::KindScore;
+pub use crate::model::bundle::{Bundle, ChampionComparison, TrainReport};
 use crate::model::evaluation::{Scorecard, brier, reliability};
 use crate::model::{Diagnosis, FailureModel, FitError, IsolationForest, ParamsError};
 use crate::store::Store;
@@ -66,84 +64,6 @@ pub enum TrainError {
         /// The cause.
         source: std::io::Error,
     },
-}
-
-/// Everything scoring needs, saved as one artifact.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Bundle {
-    /// Feature names, order and window shape.
-    pub schema: FeatureSchema,
-    /// Label horizon in seconds: the probability is of a failure within it.
-    pub horizon_secs: i64,
-    /// Each known asset's baselines, per schema metric.
-    pub baselines: BTreeMap<String, Vec<Option<Baseline>>>,
-    /// Anomaly model.
-    pub forest: IsolationForest,
-    /// Failure-probability model.
-    pub failure: FailureModel,
-    /// Failure-kind diagnosis, when the training windows before failures allowed one.
-    #[serde(default)]
-    pub diagnosis: Option<Diagnosis>,
-    /// Training settings used.
-    pub settings: TrainingSettings,
-    /// Validation measures.
-    pub report: TrainReport,
-}
-
-/// What a run measured.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TrainReport {
-    /// Seconds per stage, in order.
-    pub stages: Vec<(String, f64)>,
-    /// Samples read.
-    pub samples: u64,
-    /// Assets.
-    pub assets: u64,
-    /// Failures known.
-    pub failures: u64,
-    /// Train/validation cutoff, Unix seconds.
-    pub cutoff: i64,
-    /// Train windows, of which positive.
-    pub train_windows: (u64, u64),
-    /// Validation windows, of which positive.
-    pub validation_windows: (u64, u64),
-    /// Windows with a missing metric (train + validation).
-    pub windows_with_missing: u64,
-    /// Isolation forest on validation.
-    pub anomaly: Option<Scorecard>,
-    /// Failure model on validation.
-    pub failure: Option<Scorecard>,
-    /// The active model measured on the same validation windows, when there was one.
-    pub champion: Option<ChampionComparison>,
-    /// Diagnosis per kind on the validation windows before failures.
-    #[serde(default)]
-    pub diagnosis: Option<Vec<KindScore>>,
-}
-
-/// The challenger (this run) against the champion (the active model) on the same
-/// validation windows, by average precision of the failure model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChampionComparison {
-    /// The champion's average precision, if it could be measured.
-    pub champion_average_precision: Option<f64>,
-    /// The challenger's average precision.
-    pub challenger_average_precision: Option<f64>,
-    /// Whether the challenger is at least as good.
-    pub challenger_wins: bool,
-    /// Why.
-    pub reason: String,
-}
-
-impl TrainReport {
-    fn stage(&mut self, name: &str, started: Instant) {
-        self.stages
-            .push((name.to_owned(), started.elapsed().as_secs_f64()));
-    }
-
-    /// Total seconds of all stages.
-    pub fn total_secs(&self) -> f64 {
-        self.stages.iter().map(|(_, s)| s).sum()
-    }
 }
 
 /// Training input loaded from files.
@@ -250,14 +170,6 @@ pub fn histories_from_batch(batch: NamedBatch) -> (Vec<String>, Vec<AssetHistory
         })
         .collect();
     (metrics, histories)
-}
-
-impl Bundle {
-    /// Calibrated failure log-odds of feature rows made with this bundle's schema.
-    pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
-        let anomaly = self.forest.score(features);
-        self.failure.logits(features, &anomaly)
-    }
 }
 
 /// Trains a bundle, and measures `champion` (the active bundle, if any) on the same

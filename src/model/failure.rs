@@ -94,6 +94,18 @@ impl FailureModel {
             .collect()
     }
 
+    /// Each input (features, then the anomaly score) in standard deviations from the
+    /// training windows' mean.
+    pub fn standardized(&self, features: ArrayView1<f64>, anomaly: f64) -> Vec<f64> {
+        features
+            .iter()
+            .chain(std::iter::once(&anomaly))
+            .zip(&self.mean)
+            .zip(&self.std)
+            .map(|((&v, &m), &s)| (v - m) / s)
+            .collect()
+    }
+
     /// Signed contributions of each input (features, then the anomaly score) to the
     /// calibrated log-odds: what pushed this window's score up (positive) or down.
     pub fn contributions(&self, features: ArrayView1<f64>, anomaly: f64) -> Vec<f64> {

@@ -5,6 +5,7 @@
 //! Every algorithm follows linfa's shape: unchecked params -> `check()` -> valid params ->
 //! `fit()` -> fitted model, with typed errors for rejected values and data.
 
+pub mod bundle;
 pub mod diagnosis;
 pub mod evaluation;
 pub mod failure;

@@ -10,6 +10,7 @@ mod ingest;
 mod models;
 mod remote_write;
 mod schema;
+mod score;
 mod shutdown;
 mod store;
 mod support;

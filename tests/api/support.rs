@@ -321,3 +321,23 @@ pub async fn error_code(response: reqwest::Response) -> String {
         .expect("code is a string")
         .to_owned()
 }
+
+/// A small bundle trained on the synthetic fleet (window 20), for registry and scoring tests.
+pub fn trained() -> vigil::jobs::train::Bundle {
+    let data = vigil::jobs::train::synthetic(4, 3, 7);
+    let settings = vigil::config::TrainingSettings {
+        window: 20,
+        stride: 3,
+        n_trees: 30,
+        ..Default::default()
+    };
+    vigil::jobs::train::train(
+        data.metrics,
+        &data.histories,
+        &data.failures,
+        &settings,
+        None,
+        &mut |_| {},
+    )
+    .unwrap()
+}

@@ -1,0 +1,164 @@
+//! `POST /v1/score` (scope `score`): the failure probability of one asset's window within the
+//! active model's horizon, its anomaly score, the threshold in force and whether it alerts,
+//! the model version, and an explanation (the inputs that pushed the score most, and the
+//! diagnosed failure kind with its rule path).
+//!
+//! The active model is held in memory and swapped when any replica activates another one:
+//! [`spawn_model_listener`] listens on PostgreSQL's `vigil_model_activated` channel. A request
+//! takes the model it starts with, so no request mixes versions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+
+use super::AppState;
+use super::error::ApiError;
+use super::input::ApiJson;
+use crate::features::WindowError;
+use crate::jobs::train::{self, Bundle};
+use crate::model::bundle::WindowScore;
+use crate::store::Store;
+use crate::store::models::ACTIVATION_CHANNEL;
+
+/// The model answering scoring requests.
+#[derive(Debug)]
+pub struct ActiveModel {
+    /// Registry id.
+    pub model_id: i64,
+    /// Version.
+    pub version: i32,
+    /// The trained bundle.
+    pub bundle: Bundle,
+}
+
+/// The slot holding the active model, shared by all requests.
+#[derive(Debug, Default)]
+pub struct ModelSlot(RwLock<Option<Arc<ActiveModel>>>);
+
+impl ModelSlot {
+    /// The model now (cheap: an `Arc` clone).
+    pub fn current(&self) -> Option<Arc<ActiveModel>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, model: Option<ActiveModel>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = model.map(Arc::new);
+    }
+
+    /// Loads the registry's active bundle into the slot.
+    pub async fn reload(&self, store: &Store) -> Result<(), train::TrainError> {
+        let model = train::active_bundle(store)
+            .await?
+            .map(|(record, bundle)| ActiveModel {
+                model_id: record.model_id,
+                version: record.version,
+                bundle,
+            });
+        match &model {
+            Some(m) => tracing::info!(model_id = m.model_id, version = m.version, "serving model"),
+            None => tracing::info!("no active model: scoring answers 503 until one is trained"),
+        }
+        self.set(model);
+        Ok(())
+    }
+}
+
+/// Loads the active model, then reloads it whenever an activation is announced, until
+/// aborted. Reconnects after database errors.
+pub fn spawn_model_listener(store: Store, slot: Arc<ModelSlot>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let listener = async {
+                let mut listener = PgListener::connect_with(store.pool()).await?;
+                listener.listen(ACTIVATION_CHANNEL).await?;
+                // Load after listening, so no activation falls between the two.
+                if let Err(e) = slot.reload(&store).await {
+                    tracing::warn!("cannot load the active model: {e}");
+                }
+                loop {
+                    listener.recv().await?;
+                    if let Err(e) = slot.reload(&store).await {
+                        tracing::warn!("cannot load the newly active model: {e}");
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            if let Err(e) = listener.await {
+                tracing::warn!("model activation listener stopped ({e}); reconnecting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Body of `POST /v1/score`, the same as the seed-baseline service takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreRequest {
+    asset: String,
+    /// Values per metric on the model's grid, oldest first.
+    window: BTreeMap<String, Vec<f64>>,
+    /// Accepted for compatibility; the window is taken as already on the grid.
+    #[serde(default)]
+    #[allow(dead_code)]
+    timestamps: Option<Vec<serde_json::Value>>,
+    /// Accepted; per-class models are not built yet, so the fleet-wide model answers.
+    #[serde(default)]
+    #[allow(dead_code)]
+    asset_class: Option<String>,
+}
+
+/// Which model answered.
+#[derive(Debug, Serialize)]
+pub struct ModelRef {
+    model_id: i64,
+    version: i32,
+}
+
+/// Answer of `POST /v1/score`.
+#[derive(Debug, Serialize)]
+pub struct ScoreAnswer {
+    asset: String,
+    model: ModelRef,
+    threshold: f64,
+    alert: bool,
+    #[serde(flatten)]
+    score: WindowScore,
+}
+
+impl From<WindowError> for ApiError {
+    fn from(err: WindowError) -> Self {
+        ApiError::Window(err)
+    }
+}
+
+/// `POST /v1/score`.
+pub async fn score(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ScoreRequest>,
+) -> Result<Json<ScoreAnswer>, ApiError> {
+    super::input::check_name("asset", &request.asset)?;
+    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    let score = model.bundle.score(
+        &request.asset,
+        &request.window,
+        state.settings.scoring.top_drivers,
+    )?;
+    let threshold = state.settings.scoring.alert_threshold;
+    Ok(Json(ScoreAnswer {
+        asset: request.asset,
+        model: ModelRef {
+            model_id: model.model_id,
+            version: model.version,
+        },
+        threshold,
+        alert: score.probability >= threshold,
+        score,
+    }))
+}

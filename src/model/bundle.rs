@@ -1,0 +1,223 @@
+//! The trained bundle: everything real-time scoring needs (feature schema, per-asset
+//! baselines, isolation forest, calibrated failure model, diagnosis tree) with the report of
+//! the run that made it, saved as one JSON artifact; and [`Bundle::score`], which turns one
+//! window into a failure probability, an anomaly score and an explanation.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::diagnosis::{Diagnosed, KindScore};
+use super::evaluation::Scorecard;
+use super::{Diagnosis, FailureModel, IsolationForest};
+use crate::config::TrainingSettings;
+use crate::features::{Baseline, FeatureSchema, STATS, WindowError, check_window, extract};
+
+/// Everything scoring needs, saved as one artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Feature names, order and window shape.
+    pub schema: FeatureSchema,
+    /// Label horizon in seconds: the probability is of a failure within it.
+    pub horizon_secs: i64,
+    /// Each known asset's baselines, per schema metric.
+    pub baselines: BTreeMap<String, Vec<Option<Baseline>>>,
+    /// Anomaly model.
+    pub forest: IsolationForest,
+    /// Failure-probability model.
+    pub failure: FailureModel,
+    /// Failure-kind diagnosis, when the training windows before failures allowed one.
+    #[serde(default)]
+    pub diagnosis: Option<Diagnosis>,
+    /// Training settings used.
+    pub settings: TrainingSettings,
+    /// Validation measures.
+    pub report: TrainReport,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Seconds per stage, in order.
+    pub stages: Vec<(String, f64)>,
+    /// Samples read.
+    pub samples: u64,
+    /// Assets.
+    pub assets: u64,
+    /// Failures known.
+    pub failures: u64,
+    /// Train/validation cutoff, Unix seconds.
+    pub cutoff: i64,
+    /// Train windows, of which positive.
+    pub train_windows: (u64, u64),
+    /// Validation windows, of which positive.
+    pub validation_windows: (u64, u64),
+    /// Windows with a missing metric (train + validation).
+    pub windows_with_missing: u64,
+    /// Isolation forest on validation.
+    pub anomaly: Option<Scorecard>,
+    /// Failure model on validation.
+    pub failure: Option<Scorecard>,
+    /// The active model measured on the same validation windows, when there was one.
+    pub champion: Option<ChampionComparison>,
+    /// Diagnosis per kind on the validation windows before failures.
+    #[serde(default)]
+    pub diagnosis: Option<Vec<KindScore>>,
+}
+
+/// The challenger (this run) against the champion (the active model) on the same
+/// validation windows, by average precision of the failure model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChampionComparison {
+    /// The champion's average precision, if it could be measured.
+    pub champion_average_precision: Option<f64>,
+    /// The challenger's average precision.
+    pub challenger_average_precision: Option<f64>,
+    /// Whether the challenger is at least as good.
+    pub challenger_wins: bool,
+    /// Why.
+    pub reason: String,
+}
+
+impl TrainReport {
+    pub(crate) fn stage(&mut self, name: &str, started: Instant) {
+        self.stages
+            .push((name.to_owned(), started.elapsed().as_secs_f64()));
+    }
+
+    /// Total seconds of all stages.
+    pub fn total_secs(&self) -> f64 {
+        self.stages.iter().map(|(_, s)| s).sum()
+    }
+}
+
+impl Bundle {
+    /// Calibrated failure log-odds of feature rows made with this bundle's schema.
+    pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
+        let anomaly = self.forest.score(features);
+        self.failure.logits(features, &anomaly)
+    }
+}
+
+/// One input that pushed a score, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    /// Feature name, `<metric>_<stat>`, or `anomaly_score`.
+    pub feature: String,
+    /// Its value in this window.
+    pub value: f64,
+    /// Standard deviations from the training windows' mean.
+    pub sd_from_training: f64,
+    /// Signed contribution to the calibrated log-odds of failure.
+    pub contribution: f64,
+    /// The same in words.
+    pub text: String,
+}
+
+/// What scoring one window gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowScore {
+    /// Calibrated probability of a failure within `horizon_secs`.
+    pub probability: f64,
+    /// Isolation-forest anomaly score in (0, 1] (about 0.5 normal).
+    pub anomaly_score: f64,
+    /// The horizon of `probability`.
+    pub horizon_secs: i64,
+    /// Schema metrics the window lacked (scored as missing).
+    pub missing_metrics: Vec<String>,
+    /// Metrics of the window the model does not know (not used).
+    pub ignored_metrics: Vec<String>,
+    /// Whether the asset's own baseline was known to the model.
+    pub asset_baseline: bool,
+    /// The inputs that pushed the probability most, strongest first.
+    pub drivers: Vec<Driver>,
+    /// The likely failure kind, with the rule path.
+    pub diagnosis: Option<Diagnosed>,
+}
+
+impl Bundle {
+    /// Scores one window: `window` maps metric names to values on the model's grid, oldest
+    /// first, each of exactly `schema.window` finite values. Metrics the model knows but the
+    /// window lacks are scored as missing; a window with none of them is refused.
+    pub fn score(
+        &self,
+        asset: &str,
+        window: &BTreeMap<String, Vec<f64>>,
+        top: usize,
+    ) -> Result<WindowScore, WindowError> {
+        let mut ignored_metrics = Vec::new();
+        let mut slots: Vec<Option<&[f64]>> = vec![None; self.schema.metrics.len()];
+        for (name, values) in window {
+            match self.schema.metric_index(name) {
+                Some(i) => {
+                    check_window(name, values, &self.schema)?;
+                    slots[i] = Some(values.as_slice());
+                }
+                None => ignored_metrics.push(name.clone()),
+            }
+        }
+        let no_baselines = vec![None; self.schema.metrics.len()];
+        let (baselines, asset_baseline) = match self.baselines.get(asset) {
+            Some(b) => (b, true),
+            None => (&no_baselines, false),
+        };
+        let mut features = vec![0.0; self.schema.len()];
+        let missing = extract(&self.schema, &slots, baselines, &mut features)?;
+        let row = ndarray::ArrayView1::from(&features);
+        let anomaly_score = self.forest.score_one(row);
+        let probability = self.failure.probability(row, anomaly_score);
+        let drivers = self.drivers(row, anomaly_score, top);
+        Ok(WindowScore {
+            probability,
+            anomaly_score,
+            horizon_secs: self.horizon_secs,
+            missing_metrics: missing
+                .iter()
+                .map(|&i| self.schema.metrics[i].clone())
+                .collect(),
+            ignored_metrics,
+            asset_baseline,
+            drivers,
+            diagnosis: self.diagnosis.as_ref().map(|d| d.diagnose(row)),
+        })
+    }
+
+    fn drivers(&self, features: ndarray::ArrayView1<f64>, anomaly: f64, top: usize) -> Vec<Driver> {
+        let names = self.schema.names();
+        let contributions = self.failure.contributions(features, anomaly);
+        let standardized = self.failure.standardized(features, anomaly);
+        let mut order: Vec<usize> = (0..contributions.len()).collect();
+        order.sort_by(|&a, &b| contributions[b].abs().total_cmp(&contributions[a].abs()));
+        order
+            .into_iter()
+            .take(top)
+            .map(|i| {
+                let (feature, value) = if i < names.len() {
+                    (names[i].clone(), features[i])
+                } else {
+                    ("anomaly_score".to_owned(), anomaly)
+                };
+                let stat = STATS.get(i % STATS.len()).copied().unwrap_or("");
+                let direction = if contributions[i] > 0.0 { "raises" } else { "lowers" };
+                let text = if i < names.len() && stat == "baseline_z" {
+                    let metric = &self.schema.metrics[i / STATS.len()];
+                    format!("{metric} mean {value:+.1} sd from this asset's baseline; {direction} the risk")
+                } else {
+                    format!(
+                        "{} = {value:.4} ({:+.1} sd from training windows); {direction} the risk",
+                        feature.replace('_', " "),
+                        standardized[i]
+                    )
+                };
+                Driver {
+                    feature,
+                    value,
+                    sd_from_training: standardized[i],
+                    contribution: contributions[i],
+                    text,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,143 @@
+//! `POST /v1/score`: scoring with the active model, hot swap on activation, bad windows.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vigil::jobs::train::{self, synthetic};
+
+use crate::support::{TestApp, expect_error, trained};
+
+/// The synthetic fleet's asset-0 window of 20 minutes ending at `end_minute`.
+fn window(end_minute: usize) -> Value {
+    let data = synthetic(4, 3, 7);
+    let history = &data.histories[0];
+    let mut window = serde_json::Map::new();
+    for (name, series) in data.metrics.iter().zip(&history.metrics) {
+        let values = &series.as_ref().unwrap().values[end_minute + 1 - 20..=end_minute];
+        window.insert(name.clone(), json!(values));
+    }
+    json!({ "asset": "asset-0", "window": window })
+}
+
+async fn wait_for_model(app: &TestApp, body: &Value) -> reqwest::Response {
+    for _ in 0..100 {
+        let response = app.post_json("/v1/score", body).await;
+        if response.status() != 503 {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the activated model never reached the app");
+}
+
+#[tokio::test]
+async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
+    let app = TestApp::spawn().await;
+    // asset-0 fails at minute 200 (cpu ramps from minute 160) and next at minute 900.
+    let before_failure = window(195);
+    let normal = window(550);
+    expect_error(app.post_json("/v1/score", &normal).await, 503, "no_model").await;
+
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    let registration = train::register(&app.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+
+    let response = wait_for_model(&app, &before_failure).await;
+    assert_eq!(response.status(), 200);
+    let risky: Value = response.json().await.unwrap();
+    assert_eq!(risky["model"]["model_id"], registration.model.model_id);
+    assert_eq!(risky["horizon_secs"], 1800);
+    assert_eq!(risky["threshold"], 0.5);
+    assert!(risky["alert"].is_boolean());
+    assert!(risky["anomaly_score"].as_f64().unwrap() > 0.0);
+    let drivers = risky["drivers"].as_array().unwrap();
+    assert_eq!(drivers.len(), 5);
+    assert!(
+        drivers
+            .iter()
+            .all(|d| d["text"].as_str().is_some_and(|t| t.contains("risk")))
+    );
+    assert_eq!(risky["diagnosis"]["kind"], "cpu_runaway", "{risky}");
+    assert!(!risky["diagnosis"]["rules"].as_array().unwrap().is_empty());
+
+    let calm: Value = app
+        .post_json("/v1/score", &normal)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        risky["probability"].as_f64().unwrap() > calm["probability"].as_f64().unwrap(),
+        "{} vs {}",
+        risky["probability"],
+        calm["probability"]
+    );
+    assert_eq!(risky["alert"], true);
+    assert_eq!(calm["alert"], false);
+}
+
+#[tokio::test]
+async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
+    let app = TestApp::spawn().await;
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    train::register(&app.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+    let good = window(550);
+    assert_eq!(wait_for_model(&app, &good).await.status(), 200);
+
+    let mut missing = good.clone();
+    missing["window"].as_object_mut().unwrap().remove("temp");
+    missing["window"]["disk"] = json!(vec![1.0; 20]);
+    let answer: Value = app
+        .post_json("/v1/score", &missing)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["missing_metrics"], json!(["temp"]));
+    assert_eq!(answer["ignored_metrics"], json!(["disk"]));
+
+    let mut short = good.clone();
+    short["window"]["cpu"] = json!([1.0, 2.0]);
+    expect_error(
+        app.post_json("/v1/score", &short).await,
+        422,
+        "wrong_window_length",
+    )
+    .await;
+
+    let text = serde_json::to_string(&good).unwrap();
+    let cpu_at = text.find("\"cpu\":[").unwrap() + 7;
+    let nan_body = format!("{}NaN,{}", &text[..cpu_at], &text[cpu_at..]);
+    let response = app
+        .post_raw("/v1/score", "application/json", nan_body.into_bytes())
+        .await;
+    expect_error(response, 422, "non_finite_value").await;
+
+    let nothing = json!({ "asset": "asset-0", "window": { "disk": vec![1.0; 20] } });
+    expect_error(
+        app.post_json("/v1/score", &nothing).await,
+        422,
+        "no_usable_metric",
+    )
+    .await;
+    let bad_asset = json!({ "asset": "no such asset!", "window": good["window"] });
+    expect_error(
+        app.post_json("/v1/score", &bad_asset).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+}
