@@ -165,21 +165,36 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The body this error is answered with (5xx causes are logged, not sent).
+    pub fn body(&self) -> ErrorBody {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        ErrorBody {
+            code,
+            message: self.public_message(status),
+        }
+    }
+
+    fn public_message(&self, status: StatusCode) -> String {
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, ?self, "request failed");
             "internal error; the cause is in the server log".to_owned()
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %self, "request failed: unavailable");
-            match &self {
+            match self {
                 Self::Store(_) => "the database is unavailable; retry later".to_owned(),
                 other => other.to_string(),
             }
         } else {
             self.to_string()
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = self.public_message(status);
         let mut response = (status, Json(ErrorBody { code, message })).into_response();
         let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {

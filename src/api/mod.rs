@@ -205,6 +205,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(guarded(Access::Scope(Scope::Ingest)));
     let scoring = Router::new()
         .route("/v1/score", post(score::score))
+        .route("/v1/score/batch", post(score::score_batch))
+        .route("/v1/assets/{name}/score", get(score::score_asset))
         .route_layer(guarded(Access::Scope(Scope::Score)));
     let admin = Router::new()
         .route("/v1/config", get(config::show))

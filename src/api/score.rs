@@ -138,21 +138,20 @@ impl From<WindowError> for ApiError {
     }
 }
 
-/// `POST /v1/score`.
-pub async fn score(
-    State(state): State<AppState>,
-    ApiJson(request): ApiJson<ScoreRequest>,
-) -> Result<Json<ScoreAnswer>, ApiError> {
-    super::input::check_name("asset", &request.asset)?;
-    let model = state.model.current().ok_or(ApiError::NoModel)?;
-    let score = model.bundle.score(
-        &request.asset,
-        &request.window,
-        state.settings.scoring.top_drivers,
-    )?;
+/// Scores one window with `model`.
+fn score_with(
+    state: &AppState,
+    model: &ActiveModel,
+    asset: String,
+    window: &BTreeMap<String, Vec<f64>>,
+) -> Result<ScoreAnswer, ApiError> {
+    super::input::check_name("asset", &asset)?;
+    let score = model
+        .bundle
+        .score(&asset, window, state.settings.scoring.top_drivers)?;
     let threshold = state.settings.scoring.alert_threshold;
-    Ok(Json(ScoreAnswer {
-        asset: request.asset,
+    Ok(ScoreAnswer {
+        asset,
         model: ModelRef {
             model_id: model.model_id,
             version: model.version,
@@ -160,5 +159,114 @@ pub async fn score(
         threshold,
         alert: score.probability >= threshold,
         score,
-    }))
+    })
+}
+
+/// `POST /v1/score`.
+pub async fn score(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ScoreRequest>,
+) -> Result<Json<ScoreAnswer>, ApiError> {
+    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    score_with(&state, &model, request.asset, &request.window).map(Json)
+}
+
+/// Most windows in one `POST /v1/score/batch`.
+pub const MAX_BATCH_WINDOWS: usize = 1000;
+
+/// Body of `POST /v1/score/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    windows: Vec<ScoreRequest>,
+}
+
+/// One item of a batch answer: a score, or the error of that window alone.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// Scored.
+    Scored(Box<ScoreAnswer>),
+    /// Refused, with the same code and message a single request would get.
+    Failed {
+        /// The error.
+        error: super::error::ErrorBody,
+    },
+}
+
+/// Answer of `POST /v1/score/batch`, in request order.
+#[derive(Debug, Serialize)]
+pub struct BatchAnswer {
+    scores: Vec<BatchItem>,
+}
+
+/// `POST /v1/score/batch`: many windows with one model version; a bad window fails alone.
+pub async fn score_batch(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    if request.windows.len() > MAX_BATCH_WINDOWS {
+        return Err(ApiError::invalid(
+            "windows",
+            format!("at most {MAX_BATCH_WINDOWS} windows per batch"),
+        ));
+    }
+    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    let scores = request
+        .windows
+        .into_iter()
+        .map(|w| match score_with(&state, &model, w.asset, &w.window) {
+            Ok(answer) => BatchItem::Scored(Box::new(answer)),
+            Err(e) => BatchItem::Failed { error: e.body() },
+        })
+        .collect();
+    Ok(Json(BatchAnswer { scores }))
+}
+
+/// `GET /v1/assets/{name}/score`: scores the asset's latest stored window, put on the model's
+/// grid from its stored samples (gaps within `max_fill` steps are carried forward; a metric
+/// with a longer gap is scored as missing).
+pub async fn score_asset(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<ScoreAnswer>, ApiError> {
+    super::input::check_name("name", &name)?;
+    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    let asset = match state.store.asset_by_name(&name).await {
+        Ok(asset) => asset,
+        Err(crate::store::Error::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("asset {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let schema = &model.bundle.schema;
+    let latest = state
+        .store
+        .latest_sample_time(asset.asset_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("samples of asset {name}")))?;
+    let span = (schema.window + schema.max_fill) as i64 * schema.step_secs;
+    let query = crate::store::samples::SampleQuery {
+        asset_id: asset.asset_id,
+        metric: None,
+        from: latest - chrono::Duration::seconds(span),
+        to: latest + chrono::Duration::microseconds(1),
+        step_secs: None,
+        aggregate: crate::store::samples::Aggregate::Last,
+        max_points: 1_000_000,
+    };
+    let series = state.store.read_samples(&query).await?;
+    let end = latest.timestamp().div_euclid(schema.step_secs) * schema.step_secs;
+    let mut window = BTreeMap::new();
+    for s in series {
+        let ts: Vec<i64> = s
+            .ts_micros
+            .iter()
+            .map(|t| t.div_euclid(1_000_000))
+            .collect();
+        if let Ok(values) = crate::features::resample(&s.metric, &ts, &s.values, end, schema) {
+            window.insert(s.metric, values);
+        }
+    }
+    score_with(&state, &model, name, &window).map(Json)
 }

@@ -316,6 +316,15 @@ impl Store {
         Ok(names)
     }
 
+    /// Time of an asset's latest sample, if any.
+    pub async fn latest_sample_time(&self, asset_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let latest = sqlx::query_scalar("select max(ts) from sample where asset_id = $1")
+            .bind(asset_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(latest)
+    }
+
     /// Number of stored samples, optionally of one asset.
     pub async fn count_samples(&self, asset_id: Option<i64>) -> Result<i64> {
         let count = sqlx::query_scalar(

@@ -21,6 +21,8 @@ fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::POST, "/v1/incidents/1/resolve", Some(Scope::Ingest)),
         (Method::POST, "/v1/alertmanager", Some(Scope::Ingest)),
         (Method::POST, "/v1/score", Some(Scope::Score)),
+        (Method::POST, "/v1/score/batch", Some(Scope::Score)),
+        (Method::GET, "/v1/assets/web-01/score", Some(Scope::Score)),
         (Method::POST, "/v1/models/1/activate", Some(Scope::Admin)),
     ]
 }

@@ -141,3 +141,57 @@ async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn batches_score_each_window_and_stored_history_scores_like_a_posted_window() {
+    let app = TestApp::spawn().await;
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    train::register(&app.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+    let posted = window(195);
+    let single: Value = wait_for_model(&app, &posted).await.json().await.unwrap();
+
+    let mut short = posted.clone();
+    short["window"]["cpu"] = json!([1.0]);
+    let batch: Value = app
+        .post_json("/v1/score/batch", &json!({ "windows": [posted, short] }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["scores"][0]["probability"], single["probability"]);
+    assert_eq!(batch["scores"][1]["error"]["code"], "wrong_window_length");
+
+    expect_error(app.get("/v1/assets/asset-0/score").await, 404, "not_found").await;
+    // Store the same 20 minutes as samples ending at the last whole minute.
+    let end = chrono::Utc::now().timestamp() / 60 * 60;
+    let series: Vec<Value> = posted["window"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(metric, values)| {
+            let timestamps: Vec<i64> = (0..20).map(|k| end - (19 - k) * 60).collect();
+            json!({ "asset": "asset-0", "metric": metric, "timestamps": timestamps, "values": values })
+        })
+        .collect();
+    assert_eq!(
+        app.post_json("/v1/samples", &json!({ "series": series }))
+            .await
+            .status(),
+        200
+    );
+    let stored: Value = app
+        .get("/v1/assets/asset-0/score")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["probability"], single["probability"], "{stored}");
+    assert_eq!(stored["missing_metrics"], json!([]));
+}
