@@ -184,23 +184,30 @@ impl Bundle {
     }
 
     fn drivers(&self, features: ndarray::ArrayView1<f64>, anomaly: f64, top: usize) -> Vec<Driver> {
-        let names = self.schema.names();
+        let n_features = self.schema.len();
         let contributions = self.failure.contributions(features, anomaly);
         let standardized = self.failure.standardized(features, anomaly);
+        let by_strength =
+            |a: &usize, b: &usize| contributions[*b].abs().total_cmp(&contributions[*a].abs());
         let mut order: Vec<usize> = (0..contributions.len()).collect();
-        order.sort_by(|&a, &b| contributions[b].abs().total_cmp(&contributions[a].abs()));
+        // Only the strongest `top` need ordering.
+        if top < order.len() {
+            order.select_nth_unstable_by(top, by_strength);
+            order.truncate(top);
+        }
+        order.sort_by(by_strength);
         order
             .into_iter()
-            .take(top)
             .map(|i| {
-                let (feature, value) = if i < names.len() {
-                    (names[i].clone(), features[i])
+                let (feature, value) = if i < n_features {
+                    let metric = &self.schema.metrics[i / STATS.len()];
+                    (format!("{metric}_{}", STATS[i % STATS.len()]), features[i])
                 } else {
                     ("anomaly_score".to_owned(), anomaly)
                 };
                 let stat = STATS.get(i % STATS.len()).copied().unwrap_or("");
                 let direction = if contributions[i] > 0.0 { "raises" } else { "lowers" };
-                let text = if i < names.len() && stat == "baseline_z" {
+                let text = if i < n_features && stat == "baseline_z" {
                     let metric = &self.schema.metrics[i / STATS.len()];
                     format!("{metric} mean {value:+.1} sd from this asset's baseline; {direction} the risk")
                 } else {
