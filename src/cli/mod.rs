@@ -185,6 +185,12 @@ pub enum ModelsCommand {
     },
     /// Re-activate the model that was active before the current one.
     Rollback,
+    /// Register a bundle trained offline (`vigil train --input ... -o FILE`) as a new
+    /// version; it becomes active if it is the first or at least as good by its report.
+    Register {
+        /// The bundle JSON.
+        file: PathBuf,
+    },
 }
 
 /// Flags of `vigil retention`.

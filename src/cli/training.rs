@@ -155,6 +155,32 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
                     model.model_id, model.kind, model.version
                 );
             }
+            ModelsCommand::Register { file } => {
+                let bytes =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let bundle: Bundle = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not a Vigil model bundle", file.display()))?;
+                let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+                let range = (
+                    at(bundle.report.data_range.0),
+                    at(bundle.report.data_range.1),
+                );
+                let registration =
+                    train::register(store, &bundle, &settings.data_dir.join("models"), range)
+                        .await?;
+                let m = &registration.model;
+                let state = if registration.activated {
+                    "active"
+                } else {
+                    "a candidate"
+                };
+                println!(
+                    "registered {} as model {} (v{}), now {state}",
+                    file.display(),
+                    m.model_id,
+                    m.version
+                );
+            }
             ModelsCommand::Rollback => {
                 let Some(previous) = store.previous_active_model(BUNDLE_KIND, None).await? else {
                     bail!("no earlier active model to roll back to");

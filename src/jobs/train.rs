@@ -203,6 +203,7 @@ pub fn train(
     let data = dataset::build(&schema, histories, failures, &params);
     report.stage("features", started);
     report.cutoff = data.cutoff;
+    report.data_range = data.range;
     report.train_windows = (data.train.len() as u64, data.train.positives() as u64);
     report.validation_windows = (
         data.validation.len() as u64,

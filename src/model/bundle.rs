@@ -49,6 +49,9 @@ pub struct TrainReport {
     pub failures: u64,
     /// Train/validation cutoff, Unix seconds.
     pub cutoff: i64,
+    /// First and last sample time of the data, Unix seconds.
+    #[serde(default)]
+    pub data_range: (i64, i64),
     /// Train windows, of which positive.
     pub train_windows: (u64, u64),
     /// Validation windows, of which positive.

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Scoring over HTTP, back to back in one sitting: the seed-baseline service (its load.sh, one
+# uvicorn worker with luminol, as the blog stack runs) and `vigil serve` on the same request
+# bodies with the seed-baseline's post.lua (path changed to /v1/score), wrk at 64
+# connections; also Vigil's /healthz. Prints requests/s, p99 and the ratios.
+#
+#   SEED=/path/to/seed-baseline-copy bench/http.sh
+# SEED: a writable seed-baseline copy with .venv, results/data (make_data.py) and
+# results/models (pipeline.py) in place. Needs wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+PORT=${PORT:-18090}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release --quiet --bin vigil
+work=$(mktemp -d /tmp/vigil-http-XXXX)
+chmod 755 "$work"
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "== seed-baseline service (1 worker, luminol on), $CONNS connections, ${DURATION}s"
+( cd "$SEED" && WORKERS=1 LUMINOL_MODES=1 CONNS=$CONNS DURATION=$DURATION OUT="$work/seed" ./load.sh >/dev/null )
+seed=$(tail -n 1 "$work/seed/summary.jsonl")
+echo "$seed"
+
+echo "== vigil: train on the same data, register, serve"
+target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
+  -o "$work/bundle.json" >/dev/null
+export VIGIL_DATA_DIR="$work/data" VIGIL_TRAINING__SCHEDULE=""
+unset DATABASE_URL
+target/release/vigil models register "$work/bundle.json"
+target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
+head -n 1 "$SEED/results/models/sample_requests.jsonl" | curl -sf -H 'content-type: application/json' --data-binary @- "127.0.0.1:$PORT/v1/score" >/dev/null
+wrk -t1 -c"$CONNS" -d3s -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" >/dev/null
+vigil_score=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" | sed -n 's/^RESULT //p')
+echo "$vigil_score"
+health=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/healthz" | awk '/Requests\/sec/ {print $2}')
+echo "vigil /healthz: $health requests/s"
+python3 - "$seed" "$vigil_score" "$health" <<'PY'
+import json, sys
+seed, vigil, health = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+print(f"score requests/s: vigil {vigil['rps']:.0f} vs seed-baseline {seed['rps']:.1f} = {vigil['rps'] / seed['rps']:.0f}x")
+print(f"p99: vigil {vigil['p99_ms']:.2f} ms vs seed-baseline {seed['p99_ms']:.1f} ms; non-2xx {vigil['non2xx']}, socket errors {vigil['socket_errors']}")
+print(f"vigil score / healthz requests/s: {vigil['rps'] / health:.2f}")
+PY
