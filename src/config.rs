@@ -295,6 +295,11 @@ pub struct ScoringSettings {
     pub alert_threshold: f64,
     /// How many drivers an explanation lists. Default 5.
     pub top_drivers: usize,
+    /// An alert opens after this many consecutive windows at or above the threshold.
+    /// Default 3.
+    pub fire_windows: u32,
+    /// An open alert clears at the first window below this probability. Default 0.3.
+    pub clear_threshold: f64,
 }
 
 impl Default for ScoringSettings {
@@ -302,6 +307,8 @@ impl Default for ScoringSettings {
         Self {
             alert_threshold: 0.5,
             top_drivers: 5,
+            fire_windows: 3,
+            clear_threshold: 0.3,
         }
     }
 }

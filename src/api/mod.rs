@@ -59,6 +59,10 @@ pub struct AppState {
     pub started: Instant,
     /// The model answering scoring requests.
     pub model: Arc<score::ModelSlot>,
+    /// Alert hysteresis per asset.
+    pub hysteresis: Arc<score::Hysteresis>,
+    /// Queue of scores to store; `None` until `serve` starts the writer.
+    pub scores: Option<score::ScoreSender>,
 }
 
 /// Errors building the app.
@@ -117,11 +121,12 @@ impl App {
             metrics: Arc::new(HttpMetrics::default()),
             started: Instant::now(),
             model: Arc::new(score::ModelSlot::default()),
+            hysteresis: Arc::new(score::Hysteresis::default()),
+            scores: None,
         };
-        let router = router(state.clone());
         Ok(App {
             listener,
-            router,
+            router: Router::new(),
             state,
         })
     }
@@ -153,7 +158,11 @@ impl App {
         };
         let models =
             score::spawn_model_listener(self.state.store.clone(), self.state.model.clone());
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
+        let mut state = self.state;
+        state.scores = Some(scores);
+        let app = self.router.merge(router(state));
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -169,6 +178,8 @@ impl App {
             }
         };
         models.abort();
+        // The router (and with it the last score sender) is gone: the writer drains and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         result
     }
 }

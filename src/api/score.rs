@@ -97,6 +97,88 @@ pub fn spawn_model_listener(store: Store, slot: Arc<ModelSlot>) -> tokio::task::
     })
 }
 
+/// What a window did to an asset's alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing changes.
+    Stay,
+    /// Enough consecutive windows at or above the threshold: open an alert.
+    Fire,
+    /// Below the clear threshold while an alert may be open: clear it.
+    Clear,
+}
+
+/// Per-asset hysteresis: an alert fires after `fire_windows` consecutive windows at or
+/// above the threshold, and clears at the first window below the (lower) clear threshold.
+/// Counts live in memory; whether an alert is open lives in the database.
+#[derive(Debug, Default)]
+pub struct Hysteresis {
+    /// Per asset: consecutive windows at or above the threshold, and whether an alert may be
+    /// open (unknown after a restart, so the first calm window checks).
+    state: std::sync::Mutex<std::collections::HashMap<String, (u32, bool)>>,
+}
+
+impl Hysteresis {
+    /// Records one window's probability and says what to do.
+    pub fn observe(
+        &self,
+        asset: &str,
+        probability: f64,
+        threshold: f64,
+        clear_threshold: f64,
+        fire_windows: u32,
+    ) -> Transition {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = state.entry(asset.to_owned()).or_insert((0, true));
+        if probability >= threshold {
+            entry.0 += 1;
+            if entry.0 >= fire_windows.max(1) {
+                entry.1 = true;
+                return Transition::Fire;
+            }
+            Transition::Stay
+        } else {
+            entry.0 = 0;
+            if probability < clear_threshold && entry.1 {
+                entry.1 = false;
+                return Transition::Clear;
+            }
+            Transition::Stay
+        }
+    }
+}
+
+/// Capacity of the queue of scores waiting to be written.
+const SCORE_QUEUE: usize = 10_000;
+
+/// Sends scores to the background writer.
+pub type ScoreSender = tokio::sync::mpsc::Sender<crate::store::scores::NewScore>;
+
+/// Writes queued scores in batches (up to 500, or what arrived within 100 ms) until every
+/// sender is gone. Scores are derived data: a batch the database refuses is logged and
+/// dropped, never retried forever.
+pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(500);
+        while rx.recv_many(&mut batch, 500).await > 0 {
+            let deadline = tokio::time::sleep(Duration::from_millis(100));
+            tokio::pin!(deadline);
+            while batch.len() < 500 {
+                tokio::select! {
+                    () = &mut deadline => break,
+                    n = rx.recv_many(&mut batch, 500) => if n == 0 { break },
+                }
+            }
+            if let Err(e) = store.insert_scores(&batch).await {
+                tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+            }
+            batch.clear();
+        }
+    });
+    (tx, task)
+}
+
 /// Body of `POST /v1/score`, the same as the seed-baseline service takes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,10 +186,10 @@ pub struct ScoreRequest {
     asset: String,
     /// Values per metric on the model's grid, oldest first.
     window: BTreeMap<String, Vec<f64>>,
-    /// Accepted for compatibility; the window is taken as already on the grid.
+    /// The window's timestamps; the last one dates the stored score (else: now). The window
+    /// is taken as already on the grid.
     #[serde(default)]
-    #[allow(dead_code)]
-    timestamps: Option<Vec<serde_json::Value>>,
+    timestamps: Option<Vec<super::input::Timestamp>>,
     /// Accepted; per-class models are not built yet, so the fleet-wide model answers.
     #[serde(default)]
     #[allow(dead_code)]
@@ -128,6 +210,9 @@ pub struct ScoreAnswer {
     model: ModelRef,
     threshold: f64,
     alert: bool,
+    /// The asset's alert opened by this window (after `scoring.fire_windows` in a row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_opened: Option<i64>,
     #[serde(flatten)]
     score: WindowScore,
 }
@@ -158,8 +243,53 @@ fn score_with(
         },
         threshold,
         alert: score.probability >= threshold,
+        alert_opened: None,
         score,
     })
+}
+
+/// Stores the score (queued, off the request path) and applies the alert hysteresis: an
+/// alert is written before the answer goes out, so it is durable before anyone acts on it.
+async fn record(
+    state: &AppState,
+    answer: &mut ScoreAnswer,
+    window_end: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let settings = &state.settings.scoring;
+    let record = crate::store::scores::NewScore {
+        asset: answer.asset.clone(),
+        model_id: Some(answer.model.model_id),
+        model_version: format!("bundle/v{}", answer.model.version),
+        window_end,
+        probability: answer.score.probability,
+        anomaly_score: answer.score.anomaly_score,
+        threshold: answer.threshold,
+        is_alert: answer.alert,
+        failure_kind: answer.score.diagnosis.as_ref().map(|d| d.kind.clone()),
+        kind_confidence: answer.score.diagnosis.as_ref().map(|d| d.confidence),
+        explanation: serde_json::json!({
+            "drivers": answer.score.drivers,
+            "diagnosis": answer.score.diagnosis,
+        }),
+    };
+    match state.hysteresis.observe(
+        &answer.asset,
+        answer.score.probability,
+        answer.threshold,
+        settings.clear_threshold,
+        settings.fire_windows,
+    ) {
+        Transition::Fire => answer.alert_opened = state.store.open_alert(&record).await?,
+        Transition::Clear => {
+            state.store.clear_alert(&answer.asset).await?;
+        }
+        Transition::Stay => {}
+    }
+    if let Some(writer) = &state.scores {
+        // Back-pressure rather than loss when the writer falls behind.
+        let _ = writer.send(record).await;
+    }
+    Ok(())
 }
 
 /// `POST /v1/score`.
@@ -168,7 +298,16 @@ pub async fn score(
     ApiJson(request): ApiJson<ScoreRequest>,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
     let model = state.model.current().ok_or(ApiError::NoModel)?;
-    score_with(&state, &model, request.asset, &request.window).map(Json)
+    let window_end = request
+        .timestamps
+        .as_ref()
+        .and_then(|t| t.last())
+        .map(|t| t.required("timestamps"))
+        .transpose()?
+        .unwrap_or_else(chrono::Utc::now);
+    let mut answer = score_with(&state, &model, request.asset, &request.window)?;
+    record(&state, &mut answer, window_end).await?;
+    Ok(Json(answer))
 }
 
 /// Most windows in one `POST /v1/score/batch`.
@@ -268,5 +407,38 @@ pub async fn score_asset(
             window.insert(s.metric, values);
         }
     }
-    score_with(&state, &model, name, &window).map(Json)
+    let mut answer = score_with(&state, &model, name, &window)?;
+    let window_end = chrono::DateTime::from_timestamp(end, 0).unwrap_or(latest);
+    record(&state, &mut answer, window_end).await?;
+    Ok(Json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_fires_after_n_windows_and_clears_below_the_lower_threshold() {
+        let h = Hysteresis::default();
+        let observe = |p: f64| h.observe("a", p, 0.5, 0.3, 3);
+        // Unknown state after a start: the first calm window checks for an open alert.
+        assert_eq!(observe(0.1), Transition::Clear);
+        assert_eq!(observe(0.6), Transition::Stay);
+        assert_eq!(observe(0.7), Transition::Stay);
+        assert_eq!(
+            observe(0.4),
+            Transition::Stay,
+            "a dip resets the count but does not clear"
+        );
+        assert_eq!(observe(0.6), Transition::Stay);
+        assert_eq!(observe(0.6), Transition::Stay);
+        assert_eq!(observe(0.9), Transition::Fire);
+        assert_eq!(
+            observe(0.4),
+            Transition::Stay,
+            "between the thresholds the alert holds"
+        );
+        assert_eq!(observe(0.2), Transition::Clear);
+        assert_eq!(observe(0.2), Transition::Stay, "cleared once");
+    }
 }

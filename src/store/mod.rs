@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod jobs;
 pub mod models;
 pub mod samples;
+pub mod scores;
 
 use std::time::Duration;
 

@@ -195,3 +195,91 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
     assert_eq!(stored["probability"], single["probability"], "{stored}");
     assert_eq!(stored["missing_metrics"], json!([]));
 }
+
+#[tokio::test]
+async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
+    let app = TestApp::spawn_with(|s| s.scoring.fire_windows = 2).await;
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    train::register(&app.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+    let risky = window(195);
+    let calm = window(550);
+    assert_eq!(wait_for_model(&app, &calm).await.status(), 200);
+
+    let first: Value = app
+        .post_json("/v1/score", &risky)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["alert"], true);
+    assert!(
+        first.get("alert_opened").is_none(),
+        "one risky window is not enough"
+    );
+    let second: Value = app
+        .post_json("/v1/score", &risky)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let alert_id = second["alert_opened"]
+        .as_i64()
+        .expect("the second risky window opens an alert");
+    // The alert is durable before the answer: it is in the database now.
+    assert_eq!(
+        app.db.store.open_alert_id("asset-0").await.unwrap(),
+        Some(alert_id)
+    );
+    let third: Value = app
+        .post_json("/v1/score", &risky)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        third.get("alert_opened").is_none(),
+        "an open alert is not opened again"
+    );
+
+    let _: Value = app
+        .post_json("/v1/score", &calm)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.db.store.open_alert_id("asset-0").await.unwrap(),
+        None,
+        "a calm window clears it"
+    );
+
+    // Scores are written off the request path, shortly after.
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = sqlx::query_scalar::<_, i64>("select count(*) from score")
+            .fetch_one(app.db.store.pool())
+            .await
+            .unwrap();
+        if stored >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored >= 5, "{stored} scores stored");
+    let kinds: Vec<Option<String>> =
+        sqlx::query_scalar("select failure_kind from score where is_alert")
+            .fetch_all(app.db.store.pool())
+            .await
+            .unwrap();
+    assert!(
+        kinds.iter().all(|k| k.as_deref() == Some("cpu_runaway")),
+        "{kinds:?}"
+    );
+}
