@@ -300,6 +300,8 @@ pub struct ScoringSettings {
     pub fire_windows: u32,
     /// An open alert clears at the first window below this probability. Default 0.3.
     pub clear_threshold: f64,
+    /// Keep every scored window in the `score` table (alerts are always kept). Default true.
+    pub store_scores: bool,
 }
 
 impl Default for ScoringSettings {
@@ -309,6 +311,7 @@ impl Default for ScoringSettings {
             top_drivers: 5,
             fire_windows: 3,
             clear_threshold: 0.3,
+            store_scores: true,
         }
     }
 }

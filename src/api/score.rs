@@ -108,14 +108,24 @@ pub enum Transition {
     Clear,
 }
 
+/// What this process knows of an asset's alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlertState {
+    /// Not known since the start (another replica or an earlier run may have opened one).
+    Unknown,
+    /// Opened (or found open) by this process.
+    Open,
+    /// Cleared, or known not to be open.
+    Closed,
+}
+
 /// Per-asset hysteresis: an alert fires after `fire_windows` consecutive windows at or
 /// above the threshold, and clears at the first window below the (lower) clear threshold.
-/// Counts live in memory; whether an alert is open lives in the database.
+/// Counts live in memory, the open alert in the database; the database is only touched on a
+/// transition, so steady risky or calm windows cost no query.
 #[derive(Debug, Default)]
 pub struct Hysteresis {
-    /// Per asset: consecutive windows at or above the threshold, and whether an alert may be
-    /// open (unknown after a restart, so the first calm window checks).
-    state: std::sync::Mutex<std::collections::HashMap<String, (u32, bool)>>,
+    state: std::sync::Mutex<std::collections::HashMap<String, (u32, AlertState)>>,
 }
 
 impl Hysteresis {
@@ -129,22 +139,23 @@ impl Hysteresis {
         fire_windows: u32,
     ) -> Transition {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = state.entry(asset.to_owned()).or_insert((0, true));
+        let (above, alert) = state
+            .entry(asset.to_owned())
+            .or_insert((0, AlertState::Unknown));
         if probability >= threshold {
-            entry.0 += 1;
-            if entry.0 >= fire_windows.max(1) {
-                entry.1 = true;
+            *above = above.saturating_add(1);
+            if *above >= fire_windows.max(1) && *alert != AlertState::Open {
+                *alert = AlertState::Open;
                 return Transition::Fire;
             }
-            Transition::Stay
         } else {
-            entry.0 = 0;
-            if probability < clear_threshold && entry.1 {
-                entry.1 = false;
+            *above = 0;
+            if probability < clear_threshold && *alert != AlertState::Closed {
+                *alert = AlertState::Closed;
                 return Transition::Clear;
             }
-            Transition::Stay
         }
+        Transition::Stay
     }
 }
 
@@ -267,10 +278,16 @@ async fn record(
         is_alert: answer.alert,
         failure_kind: answer.score.diagnosis.as_ref().map(|d| d.kind.clone()),
         kind_confidence: answer.score.diagnosis.as_ref().map(|d| d.confidence),
-        explanation: serde_json::json!({
-            "drivers": answer.score.drivers,
-            "diagnosis": answer.score.diagnosis,
-        }),
+        // The explanation is kept for alerting windows, where people read it; a calm
+        // window's row stays small.
+        explanation: if answer.alert {
+            serde_json::json!({
+                "drivers": answer.score.drivers,
+                "diagnosis": answer.score.diagnosis,
+            })
+        } else {
+            serde_json::json!({})
+        },
     };
     match state.hysteresis.observe(
         &answer.asset,
@@ -285,7 +302,7 @@ async fn record(
         }
         Transition::Stay => {}
     }
-    if let Some(writer) = &state.scores {
+    if let (true, Some(writer)) = (settings.store_scores, &state.scores) {
         // Back-pressure rather than loss when the writer falls behind.
         let _ = writer.send(record).await;
     }
