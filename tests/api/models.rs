@@ -4,26 +4,7 @@ use serde_json::Value;
 use vigil::config::TrainingSettings;
 use vigil::jobs::train::{self, BUNDLE_KIND, ChampionComparison, synthetic};
 
-use crate::support::{TestApp, expect_error};
-
-fn trained() -> train::Bundle {
-    let data = synthetic(4, 3, 7);
-    let settings = TrainingSettings {
-        window: 20,
-        stride: 3,
-        n_trees: 30,
-        ..TrainingSettings::default()
-    };
-    train::train(
-        data.metrics,
-        &data.histories,
-        &data.failures,
-        &settings,
-        None,
-        &mut |_| {},
-    )
-    .unwrap()
-}
+use crate::support::{TestApp, expect_error, trained};
 
 fn decided(bundle: &train::Bundle, challenger_wins: bool) -> train::Bundle {
     let mut bundle = bundle.clone();

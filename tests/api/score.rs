@@ -19,6 +19,25 @@ fn window(end_minute: usize) -> Value {
     json!({ "asset": "asset-0", "window": window })
 }
 
+/// An app whose database has the trained bundle registered and active, once the app serves
+/// it; the directory holds the artifact.
+async fn app_with_model(
+    tweak: impl FnOnce(&mut vigil::config::Settings),
+) -> (TestApp, tempfile::TempDir) {
+    let app = TestApp::spawn_with(tweak).await;
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    train::register(&app.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+    assert_eq!(wait_for_model(&app, &window(550)).await.status(), 200);
+    (app, dir)
+}
+
 async fn wait_for_model(app: &TestApp, body: &Value) -> reqwest::Response {
     for _ in 0..100 {
         let response = app.post_json("/v1/score", body).await;
@@ -84,16 +103,7 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
 
 #[tokio::test]
 async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
-    let app = TestApp::spawn().await;
-    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
-    train::register(&app.db.store, &bundle, dir.path(), range)
-        .await
-        .unwrap();
+    let (app, _dir) = app_with_model(|_| {}).await;
     let good = window(550);
     assert_eq!(wait_for_model(&app, &good).await.status(), 200);
 
@@ -144,16 +154,7 @@ async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
 
 #[tokio::test]
 async fn batches_score_each_window_and_stored_history_scores_like_a_posted_window() {
-    let app = TestApp::spawn().await;
-    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
-    train::register(&app.db.store, &bundle, dir.path(), range)
-        .await
-        .unwrap();
+    let (app, _dir) = app_with_model(|_| {}).await;
     let posted = window(195);
     let single: Value = wait_for_model(&app, &posted).await.json().await.unwrap();
 
@@ -198,16 +199,7 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
 
 #[tokio::test]
 async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
-    let app = TestApp::spawn_with(|s| s.scoring.fire_windows = 2).await;
-    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
-    train::register(&app.db.store, &bundle, dir.path(), range)
-        .await
-        .unwrap();
+    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
     let risky = window(195);
     let calm = window(550);
     assert_eq!(wait_for_model(&app, &calm).await.status(), 200);
