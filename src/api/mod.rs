@@ -85,13 +85,12 @@ pub enum BuildError {
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
-    router: Router,
     state: AppState,
 }
 
 impl App {
-    /// Checks the exposure rule, binds `settings.listen` (port 0 picks a free port) and
-    /// builds the router on `store`.
+    /// Checks the exposure rule and binds `settings.listen` (port 0 picks a free port); the
+    /// router on `store` is built by [`App::serve`], with the background tasks it needs.
     pub async fn build(settings: Settings, store: Store) -> Result<App, BuildError> {
         settings.check_exposure()?;
         let listener =
@@ -124,11 +123,7 @@ impl App {
             hysteresis: Arc::new(score::Hysteresis::default()),
             scores: None,
         };
-        Ok(App {
-            listener,
-            router: Router::new(),
-            state,
-        })
+        Ok(App { listener, state })
     }
 
     /// The bound address.
@@ -161,8 +156,7 @@ impl App {
         let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
         let mut state = self.state;
         state.scores = Some(scores);
-        let app = self.router.merge(router(state));
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let server = axum::serve(self.listener, router(state)).with_graceful_shutdown(signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
