@@ -275,3 +275,43 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
+    let (first, dir) = app_with_model(|_| {}).await;
+    let second = first.replica().await;
+    let body = window(550);
+    let before: Value = wait_for_model(&second, &body).await.json().await.unwrap();
+    let v1 = before["model"]["model_id"].as_i64().unwrap();
+
+    // Register a second version through the first replica's store; both must switch.
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(3),
+        chrono::Utc::now(),
+    );
+    let v2 = train::register(&first.db.store, &bundle, dir.path(), range)
+        .await
+        .unwrap();
+    assert!(v2.activated, "an equal challenger wins");
+    for app in [&first, &second] {
+        let mut seen = v1;
+        for _ in 0..50 {
+            let answer: Value = app
+                .post_json("/v1/score", &body)
+                .await
+                .json()
+                .await
+                .unwrap();
+            seen = answer["model"]["model_id"].as_i64().unwrap();
+            if seen == v2.model.model_id {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            seen, v2.model.model_id,
+            "the replica serves the new version within 5 s"
+        );
+    }
+}

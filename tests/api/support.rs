@@ -140,7 +140,7 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub db: TestDb,
+    pub db: std::sync::Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -178,6 +178,18 @@ impl TestApp {
 
     /// Served over a given database.
     pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_shared(std::sync::Arc::new(db), tweak).await
+    }
+
+    /// A second replica: another app on this app's database.
+    pub async fn replica(&self) -> TestApp {
+        Self::spawn_shared(self.db.clone(), |_| {}).await
+    }
+
+    async fn spawn_shared(
+        db: std::sync::Arc<TestDb>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Settings::default()
