@@ -72,7 +72,7 @@ pub enum ApiError {
     RemoteWrite(#[from] crate::ingest::remote_write::DecodeError),
     /// A window that cannot be scored.
     #[error(transparent)]
-    Window(crate::features::WindowError),
+    Window(#[from] crate::features::WindowError),
     /// No model is active yet.
     #[error("no model is active: train one with `vigil train`")]
     NoModel,

@@ -19,7 +19,6 @@ use sqlx::postgres::PgListener;
 use super::AppState;
 use super::error::ApiError;
 use super::input::ApiJson;
-use crate::features::WindowError;
 use crate::jobs::train::{self, Bundle};
 use crate::model::bundle::WindowScore;
 use crate::store::Store;
@@ -226,12 +225,6 @@ pub struct ScoreAnswer {
     alert_opened: Option<i64>,
     #[serde(flatten)]
     score: WindowScore,
-}
-
-impl From<WindowError> for ApiError {
-    fn from(err: WindowError) -> Self {
-        ApiError::Window(err)
-    }
 }
 
 /// Scores one window with `model`.

@@ -102,7 +102,7 @@ async fn asset_put_creates_then_updates() {
     let body = serde_json::json!({ "class": "db" });
     let response = app.put_json("/v1/assets/web-01", &body).await;
     assert_eq!(response.status(), 200);
-    let asset: serde_json::Value = app.get("/v1/assets/web-01").await.json().await.unwrap();
+    let asset: serde_json::Value = app.get_value("/v1/assets/web-01").await;
     assert_eq!(asset["class"], "db");
     assert_eq!(asset["labels"], serde_json::json!({}));
 }
@@ -120,15 +120,10 @@ async fn asset_list_pages_by_name() {
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    let page: serde_json::Value = app.get("/v1/assets?limit=2").await.json().await.unwrap();
+    let page: serde_json::Value = app.get_value("/v1/assets?limit=2").await;
     assert_eq!(page["assets"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], "a-2");
-    let page: serde_json::Value = app
-        .get("/v1/assets?limit=2&after=a-2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = app.get_value("/v1/assets?limit=2&after=a-2").await;
     assert_eq!(page["assets"][0]["name"], "a-3");
     assert_eq!(page["next"], serde_json::Value::Null);
 }

@@ -30,12 +30,7 @@ async fn incidents_are_created_listed_and_resolved() {
     let other = json!({ "asset": "pump-4", "kind": "leak", "started_at": 1_795_000_000 });
     assert_eq!(app.post_json("/v1/incidents", &other).await.status(), 201);
 
-    let open: Value = app
-        .get("/v1/incidents?state=open&asset=pump-3")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let open: Value = app.get_value("/v1/incidents?state=open&asset=pump-3").await;
     assert_eq!(open["incidents"].as_array().unwrap().len(), 1);
     let id = created["incident_id"].as_i64().unwrap();
     let resolved = app
@@ -48,14 +43,9 @@ async fn incidents_are_created_listed_and_resolved() {
     let resolved: Value = resolved.json().await.unwrap();
     assert!(resolved["resolved_at"].is_string());
     assert_eq!(resolved["root_cause"], "worn bearing");
-    let open: Value = app
-        .get("/v1/incidents?state=open")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let open: Value = app.get_value("/v1/incidents?state=open").await;
     assert_eq!(open["incidents"].as_array().unwrap().len(), 1);
-    let page: Value = app.get("/v1/incidents?limit=1").await.json().await.unwrap();
+    let page: Value = app.get_value("/v1/incidents?limit=1").await;
     assert_eq!(page["incidents"].as_array().unwrap().len(), 1);
     assert!(page["next"].is_i64());
 
@@ -134,33 +124,18 @@ async fn alertmanager_firing_opens_and_resolved_resolves_idempotently() {
             alert("firing", None, "0001-01-01T00:00:00Z"),
         ],
     );
-    let answer: Value = app
-        .post_json("/v1/alertmanager", &firing)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/alertmanager", &firing).await;
     assert_eq!(
         answer,
         json!({ "opened": 1, "resolved": 0, "unchanged": 0, "skipped": 1 })
     );
-    let answer: Value = app
-        .post_json("/v1/alertmanager", &firing)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/alertmanager", &firing).await;
     assert_eq!(
         answer["unchanged"], 1,
         "a repeated delivery changes nothing"
     );
 
-    let list: Value = app
-        .get("/v1/incidents?asset=web-1:9100")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_value("/v1/incidents?asset=web-1:9100").await;
     let incident = &list["incidents"][0];
     assert_eq!(incident["kind"], "HighMemory");
     assert_eq!(incident["severity"], "warning");
@@ -174,26 +149,11 @@ async fn alertmanager_firing_opens_and_resolved_resolves_idempotently() {
             "2026-11-26T10:30:00Z",
         )],
     );
-    let answer: Value = app
-        .post_json("/v1/alertmanager", &resolved)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/alertmanager", &resolved).await;
     assert_eq!(answer["resolved"], 1);
-    let answer: Value = app
-        .post_json("/v1/alertmanager", &resolved)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/alertmanager", &resolved).await;
     assert_eq!(answer["unchanged"], 1);
-    let list: Value = app
-        .get("/v1/incidents?asset=web-1:9100")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_value("/v1/incidents?asset=web-1:9100").await;
     assert_eq!(list["incidents"].as_array().unwrap().len(), 1);
     assert_eq!(list["incidents"][0]["resolved_at"], "2026-11-26T10:30:00Z");
 }
@@ -205,19 +165,9 @@ async fn a_resolved_alert_never_seen_firing_is_recorded_resolved() {
         "resolved",
         vec![alert("resolved", Some("db-1"), "2026-11-26T11:00:00Z")],
     );
-    let answer: Value = app
-        .post_json("/v1/alertmanager", &resolved)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/alertmanager", &resolved).await;
     assert_eq!(answer["resolved"], 1);
-    let list: Value = app
-        .get("/v1/incidents?state=resolved")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_value("/v1/incidents?state=resolved").await;
     assert_eq!(list["incidents"][0]["asset"], "db-1");
 }
 
@@ -246,6 +196,6 @@ async fn a_malformed_delivery_stores_nothing() {
         "invalid_value",
     )
     .await;
-    let list: Value = app.get("/v1/incidents").await.json().await.unwrap();
+    let list: Value = app.get_value("/v1/incidents").await;
     assert!(list["incidents"].as_array().unwrap().is_empty());
 }

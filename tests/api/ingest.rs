@@ -164,41 +164,29 @@ async fn history_reads_raw_and_downsampled() {
     let t0 = t0();
     let window = format!("from={t0}&to={}", t0 + 3600);
     let raw: Value = app
-        .get(&format!("/v1/assets/web-01/samples?metric=cpu&{window}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("/v1/assets/web-01/samples?metric=cpu&{window}"))
+        .await;
     assert_eq!(raw["series"][0]["metric"], "cpu");
     assert_eq!(raw["series"][0]["values"].as_array().unwrap().len(), 60);
     assert_eq!(raw["series"][0]["timestamps"][0], t0 as f64);
 
     let down: Value = app
-        .get(&format!(
+        .get_value(&format!(
             "/v1/assets/web-01/samples?metric=cpu&step=10m&{window}"
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let values: Vec<f64> = serde_json::from_value(down["series"][0]["values"].clone()).unwrap();
     assert_eq!(values, vec![4.5, 14.5, 24.5, 34.5, 44.5, 54.5]);
     let max: Value = app
-        .get(&format!(
+        .get_value(&format!(
             "/v1/assets/web-01/samples?metric=cpu&step=30m&agg=max&{window}"
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(max["series"][0]["values"], json!([29.0, 59.0]));
 
     let all: Value = app
-        .get(&format!("/v1/assets/web-01/samples?{window}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("/v1/assets/web-01/samples?{window}"))
+        .await;
     let metrics: Vec<&str> = all["series"]
         .as_array()
         .unwrap()

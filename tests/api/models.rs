@@ -76,7 +76,7 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
         .unwrap();
     assert_eq!(active.model_id, first.model.model_id);
 
-    let listed: Value = app.get("/v1/models").await.json().await.unwrap();
+    let listed: Value = app.get_value("/v1/models").await;
     assert_eq!(listed["models"].as_array().unwrap().len(), 3);
     let id = better.model.model_id;
     let response = app

@@ -85,12 +85,7 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     assert_eq!(risky["diagnosis"]["kind"], "cpu_runaway", "{risky}");
     assert!(!risky["diagnosis"]["rules"].as_array().unwrap().is_empty());
 
-    let calm: Value = app
-        .post_json("/v1/score", &normal)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let calm: Value = app.post_value("/v1/score", &normal).await;
     assert!(
         risky["probability"].as_f64().unwrap() > calm["probability"].as_f64().unwrap(),
         "{} vs {}",
@@ -110,12 +105,7 @@ async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
     let mut missing = good.clone();
     missing["window"].as_object_mut().unwrap().remove("temp");
     missing["window"]["disk"] = json!(vec![1.0; 20]);
-    let answer: Value = app
-        .post_json("/v1/score", &missing)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_value("/v1/score", &missing).await;
     assert_eq!(answer["missing_metrics"], json!(["temp"]));
     assert_eq!(answer["ignored_metrics"], json!(["disk"]));
 
@@ -161,11 +151,8 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
     let mut short = posted.clone();
     short["window"]["cpu"] = json!([1.0]);
     let batch: Value = app
-        .post_json("/v1/score/batch", &json!({ "windows": [posted, short] }))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_value("/v1/score/batch", &json!({ "windows": [posted, short] }))
+        .await;
     assert_eq!(batch["scores"][0]["probability"], single["probability"]);
     assert_eq!(batch["scores"][1]["error"]["code"], "wrong_window_length");
 
@@ -187,12 +174,7 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
             .status(),
         200
     );
-    let stored: Value = app
-        .get("/v1/assets/asset-0/score")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_value("/v1/assets/asset-0/score").await;
     assert_eq!(stored["probability"], single["probability"], "{stored}");
     assert_eq!(stored["missing_metrics"], json!([]));
 }
@@ -204,23 +186,13 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
     let calm = window(550);
     assert_eq!(wait_for_model(&app, &calm).await.status(), 200);
 
-    let first: Value = app
-        .post_json("/v1/score", &risky)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.post_value("/v1/score", &risky).await;
     assert_eq!(first["alert"], true);
     assert!(
         first.get("alert_opened").is_none(),
         "one risky window is not enough"
     );
-    let second: Value = app
-        .post_json("/v1/score", &risky)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second: Value = app.post_value("/v1/score", &risky).await;
     let alert_id = second["alert_opened"]
         .as_i64()
         .expect("the second risky window opens an alert");
@@ -229,23 +201,13 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
         app.db.store.open_alert_id("asset-0").await.unwrap(),
         Some(alert_id)
     );
-    let third: Value = app
-        .post_json("/v1/score", &risky)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let third: Value = app.post_value("/v1/score", &risky).await;
     assert!(
         third.get("alert_opened").is_none(),
         "an open alert is not opened again"
     );
 
-    let _: Value = app
-        .post_json("/v1/score", &calm)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let _: Value = app.post_value("/v1/score", &calm).await;
     assert_eq!(
         app.db.store.open_alert_id("asset-0").await.unwrap(),
         None,
@@ -297,12 +259,7 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
     for app in [&first, &second] {
         let mut seen = v1;
         for _ in 0..50 {
-            let answer: Value = app
-                .post_json("/v1/score", &body)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let answer: Value = app.post_value("/v1/score", &body).await;
             seen = answer["model"]["model_id"].as_i64().unwrap();
             if seen == v2.model.model_id {
                 break;

@@ -240,6 +240,24 @@ impl TestApp {
             .len()
     }
 
+    /// GET without a token, answered with JSON.
+    pub async fn get_value(&self, path: &str) -> serde_json::Value {
+        self.get(path)
+            .await
+            .json()
+            .await
+            .expect("the answer is JSON")
+    }
+
+    /// POST a JSON body without a token, answered with JSON.
+    pub async fn post_value(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.post_json(path, body)
+            .await
+            .json()
+            .await
+            .expect("the answer is JSON")
+    }
+
     /// POST a JSON body without a token.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client
