@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod detect;
 mod training;
 mod transfer;
 
@@ -30,6 +31,8 @@ Examples:
   vigil serve                                  # embedded PostgreSQL, http://127.0.0.1:8080
   DATABASE_URL=postgres://u:p@db/vigil vigil serve --listen 0.0.0.0:8080 --config vigil.toml
   vigil token new --name prometheus --scopes ingest
+  vigil detect --input series.csv --output scored.csv
+  vigil eval nab --corpus ../shared/datasets/nab
   vigil config";
 
 /// Vigil: predictive maintenance and self-healing for fleets.
@@ -101,6 +104,14 @@ pub enum Command {
     /// List, inspect, activate or roll back registered models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Score a timestamp,value CSV series with the cold-start detector (no database).
+    ///
+    /// Each row is scored from the rows before it only, as the service scores a live
+    /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
+    Detect(detect::DetectArgs),
+    /// Evaluate detectors on public benchmarks (no database).
+    #[command(subcommand)]
+    Eval(detect::EvalCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -236,6 +247,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retention(args) => retention(cli.settings(None)?, args).await,
         Command::Train(args) => training::train(cli.settings(None)?, args).await,
         Command::Models(command) => training::models(cli.settings(None)?, command).await,
+        Command::Detect(args) => detect::detect(args),
+        Command::Eval(command) => detect::eval(command),
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());
             Ok(())
