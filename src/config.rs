@@ -302,6 +302,17 @@ pub struct ScoringSettings {
     pub clear_threshold: f64,
     /// Keep every scored window in the `score` table (alerts are always kept). Default true.
     pub store_scores: bool,
+    /// Score an asset's latest window whenever ingested samples (REST or remote-write)
+    /// complete a new grid point for it, so metrics alone raise alerts. Default true.
+    pub on_ingest: bool,
+    /// Cold-start anomaly score at or above which a window counts toward an alert, when no
+    /// trained model answers. Default 0.9.
+    pub cold_start_threshold: f64,
+    /// A cold-start alert clears at the first window below this anomaly score. Default 0.5.
+    pub cold_start_clear_threshold: f64,
+    /// Grid points of stored history the cold-start detector learns from when it scores a
+    /// stored asset (on ingest, `GET /v1/assets/{name}/score`). Default 1440.
+    pub cold_start_history: usize,
 }
 
 impl Default for ScoringSettings {
@@ -312,6 +323,10 @@ impl Default for ScoringSettings {
             fire_windows: 3,
             clear_threshold: 0.3,
             store_scores: true,
+            on_ingest: true,
+            cold_start_threshold: 0.9,
+            cold_start_clear_threshold: 0.5,
+            cold_start_history: 1440,
         }
     }
 }

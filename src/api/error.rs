@@ -73,9 +73,6 @@ pub enum ApiError {
     /// A window that cannot be scored.
     #[error(transparent)]
     Window(#[from] crate::features::WindowError),
-    /// No model is active yet.
-    #[error("no model is active: train one with `vigil train`")]
-    NoModel,
     /// A storage error.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -135,7 +132,6 @@ impl ApiError {
                 };
                 (StatusCode::UNPROCESSABLE_ENTITY, code)
             }
-            Self::NoModel => (StatusCode::SERVICE_UNAVAILABLE, "no_model"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

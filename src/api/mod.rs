@@ -63,6 +63,9 @@ pub struct AppState {
     pub hysteresis: Arc<score::Hysteresis>,
     /// Queue of scores to store; `None` until `serve` starts the writer.
     pub scores: Option<score::ScoreSender>,
+    /// Queue of ingested assets to score; `None` unless `serve` starts the ingest scorer
+    /// (`scoring.on_ingest`).
+    pub ingest: Option<score::IngestSender>,
 }
 
 /// Errors building the app.
@@ -122,6 +125,7 @@ impl App {
             model: Arc::new(score::ModelSlot::default()),
             hysteresis: Arc::new(score::Hysteresis::default()),
             scores: None,
+            ingest: None,
         };
         Ok(App { listener, state })
     }
@@ -156,6 +160,13 @@ impl App {
         let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
         let mut state = self.state;
         state.scores = Some(scores);
+        // The ingest scorer holds a score sender: it ends (when the router is gone) before
+        // the writer can drain.
+        let ingest = state.settings.scoring.on_ingest.then(|| {
+            let (tx, task) = score::spawn_ingest_scorer(state.clone());
+            state.ingest = Some(tx);
+            task
+        });
         let server = axum::serve(self.listener, router(state)).with_graceful_shutdown(signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {
@@ -172,7 +183,11 @@ impl App {
             }
         };
         models.abort();
-        // The router (and with it the last score sender) is gone: the writer drains and ends.
+        // The router is gone: the ingest scorer finishes its queue, then (the last score
+        // sender gone) the writer drains and ends.
+        if let Some(task) = ingest {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         result
     }

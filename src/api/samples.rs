@@ -144,7 +144,9 @@ pub async fn post(
     let limits = Limits::new(&state.settings.ingest, Utc::now());
     let batch = build_batch(&body, limits)?;
     drop(body);
+    let assets = batch.asset_names().to_vec();
     let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
+    super::score::after_ingest(&state, &assets);
     Ok(Json(report))
 }
 

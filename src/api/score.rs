@@ -19,8 +19,10 @@ use sqlx::postgres::PgListener;
 use super::AppState;
 use super::error::ApiError;
 use super::input::ApiJson;
+use crate::features::{FeatureSchema, WindowError};
 use crate::jobs::train::{self, Bundle};
 use crate::model::bundle::WindowScore;
+use crate::model::streaming::{StreamingDetector, StreamingParams};
 use crate::store::Store;
 use crate::store::models::ACTIVATION_CHANNEL;
 
@@ -207,10 +209,73 @@ pub struct ScoreRequest {
 }
 
 /// Which model answered.
-#[derive(Debug, Serialize)]
-pub struct ModelRef {
-    model_id: i64,
-    version: i32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelRef {
+    /// A trained, registered bundle.
+    Trained {
+        /// Registry id.
+        model_id: i64,
+        /// Version.
+        version: i32,
+    },
+    /// No trained model could answer: the streaming detector scored each metric from the
+    /// series' own past.
+    ColdStart,
+}
+
+/// The cold-start detector's scores: each metric's series scored from its own past only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColdStartScore {
+    /// The largest metric score, in [0, 1].
+    pub anomaly_score: f64,
+    /// Per metric: its highest score over the last few points.
+    pub metrics: BTreeMap<String, f64>,
+    /// Metrics too short to learn from (fewer than `min_points`).
+    pub too_short: Vec<String>,
+    /// Points a metric needs.
+    pub min_points: usize,
+}
+
+/// Points a series needs before the cold-start detector's score means anything: its warm-up
+/// and the warm-up of its likelihood stage.
+pub fn cold_start_min_points() -> usize {
+    2 * StreamingParams::default().warmup
+}
+
+/// Scores each series of `window` (or those `wanted`) with a fresh streaming detector that
+/// learns from the series' own earlier values; a metric's score is its highest over the
+/// last `recent` points (the likelihood stage's averaging span). `None` when no metric is
+/// long enough.
+pub fn cold_start(
+    window: &BTreeMap<String, Vec<f64>>,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<ColdStartScore> {
+    let params = StreamingParams::default();
+    let min_points = cold_start_min_points();
+    let mut metrics = BTreeMap::new();
+    let mut too_short = Vec::new();
+    for (name, values) in window.iter().filter(|(name, _)| wanted(name)) {
+        if values.len() < min_points {
+            too_short.push(name.clone());
+            continue;
+        }
+        let Ok(scores) = StreamingDetector::score_series(params.clone(), values) else {
+            continue;
+        };
+        let tail = &scores[scores.len().saturating_sub(params.recent)..];
+        metrics.insert(name.clone(), tail.iter().copied().fold(0.0, f64::max));
+    }
+    let anomaly_score = metrics
+        .values()
+        .copied()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+    Some(ColdStartScore {
+        anomaly_score,
+        metrics,
+        too_short,
+        min_points,
+    })
 }
 
 /// Answer of `POST /v1/score`.
@@ -218,38 +283,92 @@ pub struct ModelRef {
 pub struct ScoreAnswer {
     asset: String,
     model: ModelRef,
+    /// The threshold in force: on the failure probability (trained model) or on the
+    /// cold-start anomaly score.
     threshold: f64,
     alert: bool,
     /// The asset's alert opened by this window (after `scoring.fire_windows` in a row).
     #[serde(skip_serializing_if = "Option::is_none")]
     alert_opened: Option<i64>,
     #[serde(flatten)]
-    score: WindowScore,
+    score: Option<WindowScore>,
+    /// The cold-start detector's answer: the whole answer when no trained model could score
+    /// the window, else the scores of the metrics the model does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cold_start: Option<ColdStartScore>,
 }
 
-/// Scores one window with `model`.
+impl ScoreAnswer {
+    /// What the alert threshold is compared with.
+    fn level(&self) -> f64 {
+        match (&self.score, &self.cold_start) {
+            (Some(score), _) => score.probability,
+            (None, Some(cold)) => cold.anomaly_score,
+            (None, None) => 0.0,
+        }
+    }
+}
+
+/// Scores one window with `model`, or with the cold-start detector when there is none or
+/// it knows none of the window's metrics.
 fn score_with(
     state: &AppState,
-    model: &ActiveModel,
+    model: Option<&ActiveModel>,
     asset: String,
     window: &BTreeMap<String, Vec<f64>>,
 ) -> Result<ScoreAnswer, ApiError> {
     super::input::check_name("asset", &asset)?;
-    let score = model
-        .bundle
-        .score(&asset, window, state.settings.scoring.top_drivers)?;
-    let threshold = state.settings.scoring.alert_threshold;
-    Ok(ScoreAnswer {
-        asset,
-        model: ModelRef {
-            model_id: model.model_id,
-            version: model.version,
+    let settings = &state.settings.scoring;
+    let trained = match model {
+        Some(model) => match model.bundle.score(&asset, window, settings.top_drivers) {
+            Ok(score) => Some((model, score)),
+            Err(WindowError::NothingUsable(reason)) => match cold_start(window, |_| true) {
+                Some(_) => None,
+                None => return Err(WindowError::NothingUsable(reason).into()),
+            },
+            Err(e) => return Err(e.into()),
         },
-        threshold,
-        alert: score.probability >= threshold,
-        alert_opened: None,
-        score,
-    })
+        None => None,
+    };
+    let answer = match trained {
+        Some((model, score)) => {
+            let ignored = score.ignored_metrics.clone();
+            ScoreAnswer {
+                asset,
+                model: ModelRef::Trained {
+                    model_id: model.model_id,
+                    version: model.version,
+                },
+                threshold: settings.alert_threshold,
+                alert: score.probability >= settings.alert_threshold,
+                alert_opened: None,
+                cold_start: cold_start(window, |name| ignored.iter().any(|m| m == name)),
+                score: Some(score),
+            }
+        }
+        None => {
+            let cold = cold_start(window, |_| true).ok_or_else(|| {
+                ApiError::invalid(
+                    "window",
+                    format!(
+                        "no trained model can score this window, and the cold-start detector \
+                         needs at least {} values of a metric",
+                        cold_start_min_points()
+                    ),
+                )
+            })?;
+            ScoreAnswer {
+                asset,
+                model: ModelRef::ColdStart,
+                threshold: settings.cold_start_threshold,
+                alert: cold.anomaly_score >= settings.cold_start_threshold,
+                alert_opened: None,
+                score: None,
+                cold_start: Some(cold),
+            }
+        }
+    };
+    Ok(answer)
 }
 
 /// Stores the score (queued, off the request path) and applies the alert hysteresis: an
@@ -260,23 +379,41 @@ async fn record(
     window_end: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), ApiError> {
     let settings = &state.settings.scoring;
+    let (model_id, model_version, clear_threshold) = match answer.model {
+        ModelRef::Trained { model_id, version } => (
+            Some(model_id),
+            format!("bundle/v{version}"),
+            settings.clear_threshold,
+        ),
+        ModelRef::ColdStart => (
+            None,
+            "cold_start/streaming".to_owned(),
+            settings.cold_start_clear_threshold,
+        ),
+    };
+    let diagnosis = answer.score.as_ref().and_then(|s| s.diagnosis.as_ref());
     let record = crate::store::scores::NewScore {
         asset: answer.asset.clone(),
-        model_id: Some(answer.model.model_id),
-        model_version: format!("bundle/v{}", answer.model.version),
+        model_id,
+        model_version,
         window_end,
-        probability: answer.score.probability,
-        anomaly_score: answer.score.anomaly_score,
+        probability: answer.score.as_ref().map(|s| s.probability),
+        anomaly_score: match (&answer.score, &answer.cold_start) {
+            (Some(score), _) => score.anomaly_score,
+            (None, Some(cold)) => cold.anomaly_score,
+            (None, None) => 0.0,
+        },
         threshold: answer.threshold,
         is_alert: answer.alert,
-        failure_kind: answer.score.diagnosis.as_ref().map(|d| d.kind.clone()),
-        kind_confidence: answer.score.diagnosis.as_ref().map(|d| d.confidence),
+        failure_kind: diagnosis.map(|d| d.kind.clone()),
+        kind_confidence: diagnosis.map(|d| d.confidence),
         // The explanation is kept for alerting windows, where people read it; a calm
         // window's row stays small.
         explanation: if answer.alert {
             serde_json::json!({
-                "drivers": answer.score.drivers,
-                "diagnosis": answer.score.diagnosis,
+                "drivers": answer.score.as_ref().map(|s| &s.drivers),
+                "diagnosis": diagnosis,
+                "cold_start": answer.cold_start,
             })
         } else {
             serde_json::json!({})
@@ -284,9 +421,9 @@ async fn record(
     };
     match state.hysteresis.observe(
         &answer.asset,
-        answer.score.probability,
+        answer.level(),
         answer.threshold,
-        settings.clear_threshold,
+        clear_threshold,
         settings.fire_windows,
     ) {
         Transition::Fire => answer.alert_opened = state.store.open_alert(&record).await?,
@@ -307,7 +444,7 @@ pub async fn score(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ScoreRequest>,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
-    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    let model = state.model.current();
     let window_end = request
         .timestamps
         .as_ref()
@@ -315,7 +452,7 @@ pub async fn score(
         .map(|t| t.required("timestamps"))
         .transpose()?
         .unwrap_or_else(chrono::Utc::now);
-    let mut answer = score_with(&state, &model, request.asset, &request.window)?;
+    let mut answer = score_with(&state, model.as_deref(), request.asset, &request.window)?;
     record(&state, &mut answer, window_end).await?;
     Ok(Json(answer))
 }
@@ -360,27 +497,36 @@ pub async fn score_batch(
             format!("at most {MAX_BATCH_WINDOWS} windows per batch"),
         ));
     }
-    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    let model = state.model.current();
     let scores = request
         .windows
         .into_iter()
-        .map(|w| match score_with(&state, &model, w.asset, &w.window) {
-            Ok(answer) => BatchItem::Scored(Box::new(answer)),
-            Err(e) => BatchItem::Failed { error: e.body() },
-        })
+        .map(
+            |w| match score_with(&state, model.as_deref(), w.asset, &w.window) {
+                Ok(answer) => BatchItem::Scored(Box::new(answer)),
+                Err(e) => BatchItem::Failed { error: e.body() },
+            },
+        )
         .collect();
     Ok(Json(BatchAnswer { scores }))
 }
 
-/// `GET /v1/assets/{name}/score`: scores the asset's latest stored window, put on the model's
-/// grid from its stored samples (gaps within `max_fill` steps are carried forward; a metric
-/// with a longer gap is scored as missing).
+/// `GET /v1/assets/{name}/score`: scores the asset's latest stored window.
 pub async fn score_asset(
     State(state): State<AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
     super::input::check_name("name", &name)?;
-    let model = state.model.current().ok_or(ApiError::NoModel)?;
+    Ok(Json(score_stored(&state, name).await?))
+}
+
+/// Scores an asset's latest stored window, put on the grid from its stored samples (gaps
+/// within `max_fill` steps are carried forward; a metric with a longer gap is scored as
+/// missing), stores the score and applies the alert hysteresis. With a trained model the
+/// window is the model's; without one, the cold-start detector learns from the last
+/// `scoring.cold_start_history` grid points.
+pub async fn score_stored(state: &AppState, name: String) -> Result<ScoreAnswer, ApiError> {
+    let model = state.model.current();
     let asset = match state.store.asset_by_name(&name).await {
         Ok(asset) => asset,
         Err(crate::store::Error::NotFound(_)) => {
@@ -388,12 +534,21 @@ pub async fn score_asset(
         }
         Err(e) => return Err(e.into()),
     };
-    let schema = &model.bundle.schema;
     let latest = state
         .store
         .latest_sample_time(asset.asset_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("samples of asset {name}")))?;
+    let training = &state.settings.training;
+    let mut schema = match &model {
+        Some(m) => m.bundle.schema.clone(),
+        None => FeatureSchema::new(
+            Vec::new(),
+            state.settings.scoring.cold_start_history,
+            training.step_secs,
+            training.max_fill,
+        ),
+    };
     let span = (schema.window + schema.max_fill) as i64 * schema.step_secs;
     let query = crate::store::samples::SampleQuery {
         asset_id: asset.asset_id,
@@ -413,14 +568,81 @@ pub async fn score_asset(
             .iter()
             .map(|t| t.div_euclid(1_000_000))
             .collect();
-        if let Ok(values) = crate::features::resample(&s.metric, &ts, &s.values, end, schema) {
+        if model.is_none() {
+            // The cold-start detector takes what history there is, from the first grid point
+            // that has a sample.
+            schema.window = state.settings.scoring.cold_start_history;
+            if let Some(first) = ts.first() {
+                let points = (end - first).div_euclid(schema.step_secs) + 1;
+                schema.window = schema.window.min(points.max(1) as usize);
+            }
+        }
+        if let Ok(values) = crate::features::resample(&s.metric, &ts, &s.values, end, &schema) {
             window.insert(s.metric, values);
         }
     }
-    let mut answer = score_with(&state, &model, name, &window)?;
+    let mut answer = score_with(state, model.as_deref(), name, &window)?;
     let window_end = chrono::DateTime::from_timestamp(end, 0).unwrap_or(latest);
-    record(&state, &mut answer, window_end).await?;
-    Ok(Json(answer))
+    record(state, &mut answer, window_end).await?;
+    Ok(answer)
+}
+
+/// Capacity of the queue of ingested batches waiting to be scored.
+const INGEST_QUEUE: usize = 1024;
+
+/// Sends the asset names of a stored batch to the ingest scorer.
+pub type IngestSender = tokio::sync::mpsc::Sender<Vec<String>>;
+
+/// Scoring on ingest: receives the assets of each stored batch and scores an asset's latest
+/// window whenever its newest sample reaches a grid point not scored yet (so a burst of
+/// batches within one step scores once). Runs until every sender is gone. Under overload a
+/// batch is dropped from the queue rather than slowing ingestion (its asset is scored with
+/// the next batch).
+pub fn spawn_ingest_scorer(state: AppState) -> (IngestSender, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(INGEST_QUEUE);
+    let task = tokio::spawn(async move {
+        let mut scored_until: std::collections::HashMap<String, i64> = Default::default();
+        let mut received = Vec::new();
+        while rx.recv_many(&mut received, 64).await > 0 {
+            let assets: std::collections::BTreeSet<String> = received.drain(..).flatten().collect();
+            for name in assets {
+                if let Err(e) = score_if_new(&state, &mut scored_until, name).await {
+                    tracing::debug!("scoring on ingest: {e}");
+                }
+            }
+        }
+    });
+    (tx, task)
+}
+
+async fn score_if_new(
+    state: &AppState,
+    scored_until: &mut std::collections::HashMap<String, i64>,
+    name: String,
+) -> Result<(), ApiError> {
+    let step = match state.model.current() {
+        Some(m) => m.bundle.schema.step_secs,
+        None => state.settings.training.step_secs,
+    };
+    let asset = state.store.asset_by_name(&name).await?;
+    let Some(latest) = state.store.latest_sample_time(asset.asset_id).await? else {
+        return Ok(());
+    };
+    let end = latest.timestamp().div_euclid(step) * step;
+    if scored_until.get(&name).is_some_and(|&done| done >= end) {
+        return Ok(());
+    }
+    scored_until.insert(name.clone(), end);
+    score_stored(state, name).await.map(|_| ())
+}
+
+/// Hands a stored batch's assets to the ingest scorer, if it runs; never waits.
+pub fn after_ingest(state: &AppState, assets: &[String]) {
+    if let Some(tx) = &state.ingest
+        && tx.try_send(assets.to_vec()).is_err()
+    {
+        tracing::debug!("ingest scorer busy: batch not scored");
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ pub struct NewScore {
     pub model_version: String,
     /// End of the scored window.
     pub window_end: DateTime<Utc>,
-    /// Failure probability.
-    pub probability: f64,
+    /// Failure probability (`None` from the cold-start detector).
+    pub probability: Option<f64>,
     /// Anomaly score.
     pub anomaly_score: f64,
     /// Threshold in force.

@@ -19,6 +19,17 @@ fn window(end_minute: usize) -> Value {
     json!({ "asset": "asset-0", "window": window })
 }
 
+/// The synthetic fleet's asset-0 window of `len` minutes ending at `end_minute`.
+fn long_window(len: usize, end_minute: usize) -> Value {
+    let data = synthetic(4, 3, 7);
+    let mut window = serde_json::Map::new();
+    for (name, series) in data.metrics.iter().zip(&data.histories[0].metrics) {
+        let values = &series.as_ref().unwrap().values[end_minute + 1 - len..=end_minute];
+        window.insert(name.clone(), json!(values));
+    }
+    json!({ "asset": "asset-0", "window": window })
+}
+
 /// An app whose database has the trained bundle registered and active, once the app serves
 /// it; the directory holds the artifact.
 async fn app_with_model(
@@ -34,15 +45,19 @@ async fn app_with_model(
     train::register(&app.db.store, &bundle, dir.path(), range)
         .await
         .unwrap();
-    assert_eq!(wait_for_model(&app, &window(550)).await.status(), 200);
+    wait_for_model(&app, &window(550)).await;
     (app, dir)
 }
 
-async fn wait_for_model(app: &TestApp, body: &Value) -> reqwest::Response {
+/// Posts `body` until a trained model answers it; returns that answer.
+async fn wait_for_model(app: &TestApp, body: &Value) -> Value {
     for _ in 0..100 {
         let response = app.post_json("/v1/score", body).await;
-        if response.status() != 503 {
-            return response;
+        if response.status() == 200 {
+            let answer: Value = response.json().await.unwrap();
+            if answer["model"]["kind"] == "trained" {
+                return answer;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -55,7 +70,30 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     // asset-0 fails at minute 200 (cpu ramps from minute 160) and next at minute 900.
     let before_failure = window(195);
     let normal = window(550);
-    expect_error(app.post_json("/v1/score", &normal).await, 503, "no_model").await;
+    // No model yet: the cold-start detector answers windows long enough to learn from.
+    expect_error(
+        app.post_json("/v1/score", &normal).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let cold: Value = app.post_value("/v1/score", &long_window(100, 300)).await;
+    assert_eq!(cold["model"], json!({ "kind": "cold_start" }), "{cold}");
+    assert!(cold.get("probability").is_none(), "no probability is faked");
+    assert_eq!(cold["threshold"], 0.9);
+    let metrics = cold["cold_start"]["metrics"].as_object().unwrap();
+    assert_eq!(
+        metrics.len(),
+        normal["window"].as_object().unwrap().len(),
+        "{cold}"
+    );
+    let top = metrics
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(cold["cold_start"]["anomaly_score"].as_f64().unwrap(), top);
+    assert!((0.0..=1.0).contains(&top));
+    assert_eq!(cold["alert"], top >= 0.9);
 
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -67,10 +105,13 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
         .await
         .unwrap();
 
-    let response = wait_for_model(&app, &before_failure).await;
-    assert_eq!(response.status(), 200);
-    let risky: Value = response.json().await.unwrap();
+    let risky = wait_for_model(&app, &before_failure).await;
     assert_eq!(risky["model"]["model_id"], registration.model.model_id);
+    assert_eq!(risky["model"]["kind"], "trained");
+    assert!(
+        risky.get("cold_start").is_none(),
+        "the model knows every metric"
+    );
     assert_eq!(risky["horizon_secs"], 1800);
     assert_eq!(risky["threshold"], 0.5);
     assert!(risky["alert"].is_boolean());
@@ -100,7 +141,7 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
 async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
     let (app, _dir) = app_with_model(|_| {}).await;
     let good = window(550);
-    assert_eq!(wait_for_model(&app, &good).await.status(), 200);
+    wait_for_model(&app, &good).await;
 
     let mut missing = good.clone();
     missing["window"].as_object_mut().unwrap().remove("temp");
@@ -146,7 +187,7 @@ async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
 async fn batches_score_each_window_and_stored_history_scores_like_a_posted_window() {
     let (app, _dir) = app_with_model(|_| {}).await;
     let posted = window(195);
-    let single: Value = wait_for_model(&app, &posted).await.json().await.unwrap();
+    let single = wait_for_model(&app, &posted).await;
 
     let mut short = posted.clone();
     short["window"]["cpu"] = json!([1.0]);
@@ -184,7 +225,7 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
     let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
     let risky = window(195);
     let calm = window(550);
-    assert_eq!(wait_for_model(&app, &calm).await.status(), 200);
+    wait_for_model(&app, &calm).await;
 
     let first: Value = app.post_value("/v1/score", &risky).await;
     assert_eq!(first["alert"], true);
@@ -243,7 +284,7 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
     let (first, dir) = app_with_model(|_| {}).await;
     let second = first.replica().await;
     let body = window(550);
-    let before: Value = wait_for_model(&second, &body).await.json().await.unwrap();
+    let before = wait_for_model(&second, &body).await;
     let v1 = before["model"]["model_id"].as_i64().unwrap();
 
     // Register a second version through the first replica's store; both must switch.
@@ -271,4 +312,105 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
             "the replica serves the new version within 5 s"
         );
     }
+}
+
+/// Stores asset-0's synthetic minutes `minutes` as samples, minute m at `base + 60 m`.
+async fn post_minutes(app: &TestApp, base: i64, minutes: std::ops::RangeInclusive<usize>) {
+    let data = synthetic(4, 3, 7);
+    let series: Vec<Value> = data
+        .metrics
+        .iter()
+        .zip(&data.histories[0].metrics)
+        .map(|(metric, s)| {
+            let values = &s.as_ref().unwrap().values[minutes.clone()];
+            let timestamps: Vec<i64> = minutes.clone().map(|m| base + 60 * m as i64).collect();
+            json!({ "asset": "asset-0", "metric": metric, "timestamps": timestamps, "values": values })
+        })
+        .collect();
+    let response = app
+        .post_json("/v1/samples", &json!({ "series": series }))
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+/// Waits until `n` scores of ingested windows are stored (the model's test window, scored
+/// at `now`, is left out); returns the newest one's alert flag.
+async fn wait_for_scores(app: &TestApp, n: i64) -> bool {
+    for _ in 0..100 {
+        let row: (i64, Option<bool>) = sqlx::query_as(
+            "select count(*), (array_agg(is_alert order by window_end desc))[1] from score \
+             where window_end < now() - interval '30 minutes'",
+        )
+        .fetch_one(app.db.store.pool())
+        .await
+        .unwrap();
+        if row.0 >= n {
+            assert_eq!(row.0, n, "each new grid point is scored once");
+            return row.1.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ingested samples were not scored");
+}
+
+#[tokio::test]
+async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
+    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
+    let _: Value = app.post_value("/v1/score", &window(550)).await; // one calm score
+    sqlx::query("delete from score")
+        .execute(app.db.store.pool())
+        .await
+        .unwrap();
+    let base = (chrono::Utc::now().timestamp() / 60 - 600) * 60;
+
+    // asset-0's cpu ramps from minute 160 to its failure at minute 200. Push it minute by
+    // minute, as a collector would: each batch completes one new grid point.
+    post_minutes(&app, base, 150..=185).await;
+    let mut scored = 1;
+    let mut alerting_in_a_row = u32::from(wait_for_scores(&app, scored).await);
+    let mut opened_at = None;
+    for minute in 186..=199 {
+        post_minutes(&app, base, minute..=minute).await;
+        scored += 1;
+        let alerting = wait_for_scores(&app, scored).await;
+        alerting_in_a_row = if alerting { alerting_in_a_row + 1 } else { 0 };
+        let open = app.db.store.open_alert_id("asset-0").await.unwrap();
+        if alerting_in_a_row < 2 && opened_at.is_none() {
+            assert_eq!(
+                open, None,
+                "minute {minute}: opened before 2 alerting windows"
+            );
+        }
+        if alerting_in_a_row >= 2 && opened_at.is_none() {
+            assert!(
+                open.is_some(),
+                "minute {minute}: 2 alerting windows and no alert"
+            );
+            opened_at = Some(minute);
+        }
+        // Re-sending the same minute completes nothing new: no second score.
+        post_minutes(&app, base, minute..=minute).await;
+    }
+    assert!(
+        opened_at.is_some(),
+        "the ramp before the failure never opened an alert"
+    );
+
+    // A calm stretch long after the failure clears it.
+    post_minutes(&app, base, 520..=550).await;
+    wait_for_scores(&app, scored + 1).await;
+    for _ in 0..50 {
+        if app
+            .db
+            .store
+            .open_alert_id("asset-0")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the calm window did not clear the alert");
 }
