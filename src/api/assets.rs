@@ -18,7 +18,7 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 /// Query of `GET /v1/assets`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     class: Option<String>,
@@ -27,7 +27,7 @@ pub struct ListQuery {
 }
 
 /// A page of assets; `next` is the `after` value of the following page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AssetPage {
     assets: Vec<Asset>,
     next: Option<String>,
@@ -71,7 +71,7 @@ pub async fn get(
 }
 
 /// Body of `PUT /v1/assets/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutAsset {
     class: Option<String>,

@@ -23,7 +23,7 @@ use crate::store::incidents::{
 use crate::store::{self};
 
 /// Body of `POST /v1/incidents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentBody {
     asset: String,
@@ -108,7 +108,7 @@ pub async fn create(
 }
 
 /// Query of `GET /v1/incidents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     asset: Option<String>,
@@ -121,7 +121,7 @@ pub struct ListQuery {
 }
 
 /// A page of incidents; `next` is the `before` value of the following page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct IncidentPage {
     incidents: Vec<Incident>,
     next: Option<i64>,
@@ -183,7 +183,7 @@ pub async fn list(
 }
 
 /// Body of `POST /v1/incidents/{id}/resolve`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     resolved_at: Option<Timestamp>,
@@ -216,13 +216,13 @@ pub async fn resolve(
 }
 
 /// The webhook payload Alertmanager sends (version 4); unknown fields are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AlertmanagerPayload {
     alerts: Vec<AlertmanagerAlert>,
 }
 
 /// One alert of the payload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertmanagerAlert {
     status: String,
@@ -234,7 +234,7 @@ pub struct AlertmanagerAlert {
 }
 
 /// Answer of the webhook receiver.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AlertmanagerAnswer {
     #[serde(flatten)]
     report: ExternalReport,

@@ -142,6 +142,22 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 #[derive(Debug, Clone, Copy)]
 pub struct Timestamp(pub Option<i64>);
 
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Unix seconds, or an RFC 3339 string",
+            "oneOf": [
+                { "type": "number" },
+                { "type": "string", "format": "date-time" }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct TsVisitor;

@@ -14,6 +14,7 @@ pub mod incidents;
 pub mod input;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
 pub mod remote_write;
 pub mod samples;
 pub mod score;
@@ -27,7 +28,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -38,7 +38,7 @@ use self::auth::{Access, Auth, Guard};
 use self::error::ApiError;
 use self::input::BodyLimit;
 use self::metrics::HttpMetrics;
-use crate::config::{Scope, Settings};
+use crate::config::Settings;
 use crate::store::Store;
 
 /// Header carrying the request id (generated when the client sends none).
@@ -204,43 +204,20 @@ pub fn router(state: AppState) -> Router {
             auth::require,
         )
     };
-    let open = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render));
-    let reads = Router::new()
-        .route("/v1/assets", get(assets::list))
-        .route("/v1/assets/{name}", get(assets::get))
-        .route("/v1/assets/{name}/samples", get(samples::read))
-        .route("/v1/incidents", get(incidents::list))
-        .route("/v1/models", get(models::list))
-        .route_layer(guarded(Access::AnyToken));
-    let ingest = Router::new()
-        .route("/v1/assets/{name}", put(assets::put))
-        .route("/v1/samples", post(samples::post))
-        .route("/api/v1/write", post(remote_write::write))
-        .route("/v1/incidents", post(incidents::create))
-        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
-        .route("/v1/alertmanager", post(incidents::alertmanager))
-        .route_layer(guarded(Access::Scope(Scope::Ingest)));
-    let scoring = Router::new()
-        .route("/v1/score", post(score::score))
-        .route("/v1/score/batch", post(score::score_batch))
-        .route("/v1/assets/{name}/score", get(score::score_asset))
-        .route_layer(guarded(Access::Scope(Scope::Score)));
-    let admin = Router::new()
-        .route("/v1/config", get(config::show))
-        .route("/v1/models/{id}/activate", post(models::activate))
-        .route_layer(guarded(Access::Scope(Scope::Admin)));
+    // Every route comes from the one table that the OpenAPI document is built from.
+    let mut routes = Router::new();
+    for endpoint in openapi::endpoints() {
+        let (path, access, handler) = endpoint.into_route();
+        let route = Router::new().route(path, handler);
+        routes = routes.merge(match access {
+            None => route,
+            Some(access) => route.route_layer(guarded(access)),
+        });
+    }
 
     let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
     let body_limit = state.settings.http.body_limit_bytes;
-    Router::new()
-        .merge(open)
-        .merge(reads)
-        .merge(ingest)
-        .merge(scoring)
-        .merge(admin)
+    routes
         .route_layer(middleware::from_fn_with_state(timeout, enforce_timeout))
         .route_layer(middleware::from_fn_with_state(
             state.metrics.clone(),

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use crate::store::{self, models::ModelRecord};
 
 /// Answer of `GET /v1/models`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModelList {
     models: Vec<ModelRecord>,
 }

@@ -21,7 +21,7 @@ use crate::ingest::{self, IngestReport, Limits, NamedBatch};
 use crate::store::samples::{Aggregate, SampleQuery};
 
 /// Body of `POST /v1/samples`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SamplesBody {
     /// Columnar items.
@@ -33,7 +33,7 @@ pub struct SamplesBody {
 }
 
 /// One asset's metric with parallel timestamps and values.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesItem {
     asset: String,
@@ -43,7 +43,7 @@ pub struct SeriesItem {
 }
 
 /// One sample.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowItem {
     asset: String,
@@ -54,7 +54,7 @@ pub struct RowItem {
 
 /// A sample value: a JSON number, or the strings `NaN`, `Inf`, `+Inf`, `-Inf`, `Infinity`,
 /// `-Infinity` (which are then refused as non-finite, with their position).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, schemars::JsonSchema)]
 pub struct Number(f64);
 
 impl<'de> Deserialize<'de> for Number {
@@ -151,7 +151,7 @@ pub async fn post(
 }
 
 /// Query of `GET /v1/assets/{name}/samples`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
     metric: Option<String>,
@@ -162,7 +162,7 @@ pub struct ReadQuery {
 }
 
 /// One metric's points in the answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeriesOut {
     metric: String,
     /// Unix seconds.
@@ -171,7 +171,7 @@ pub struct SeriesOut {
 }
 
 /// Answer of `GET /v1/assets/{name}/samples`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReadAnswer {
     asset: String,
     from: DateTime<Utc>,

@@ -192,7 +192,7 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
 }
 
 /// Body of `POST /v1/score`, the same as the seed-baseline service takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
     asset: String,
@@ -209,7 +209,7 @@ pub struct ScoreRequest {
 }
 
 /// Which model answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelRef {
     /// A trained, registered bundle.
@@ -225,7 +225,7 @@ pub enum ModelRef {
 }
 
 /// The cold-start detector's scores: each metric's series scored from its own past only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ColdStartScore {
     /// The largest metric score, in [0, 1].
     pub anomaly_score: f64,
@@ -279,7 +279,7 @@ pub fn cold_start(
 }
 
 /// Answer of `POST /v1/score`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ScoreAnswer {
     asset: String,
     model: ModelRef,
@@ -461,14 +461,14 @@ pub async fn score(
 pub const MAX_BATCH_WINDOWS: usize = 1000;
 
 /// Body of `POST /v1/score/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     windows: Vec<ScoreRequest>,
 }
 
 /// One item of a batch answer: a score, or the error of that window alone.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     /// Scored.
@@ -481,7 +481,7 @@ pub enum BatchItem {
 }
 
 /// Answer of `POST /v1/score/batch`, in request order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BatchAnswer {
     scores: Vec<BatchItem>,
 }

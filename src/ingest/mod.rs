@@ -343,7 +343,7 @@ fn intern(
 }
 
 /// What storing a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct IngestReport {
     /// Samples in the batch.
     pub received: u64,

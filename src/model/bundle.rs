@@ -104,7 +104,7 @@ impl Bundle {
 }
 
 /// One input that pushed a score, for people.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Driver {
     /// Feature name, `<metric>_<stat>`, or `anomaly_score`.
     pub feature: String,
@@ -119,7 +119,7 @@ pub struct Driver {
 }
 
 /// What scoring one window gives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WindowScore {
     /// Calibrated probability of a failure within `horizon_secs`.
     pub probability: f64,

@@ -45,7 +45,7 @@ struct Node {
 }
 
 /// What the tree says about one window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Diagnosed {
     /// The predicted failure kind.
     pub kind: String,

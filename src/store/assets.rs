@@ -25,7 +25,7 @@ pub struct IdCache {
 pub const DEFAULT_CLASS: &str = "default";
 
 /// A stored asset.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Asset {
     /// Internal id, used by samples.
     pub asset_id: i64,

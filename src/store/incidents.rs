@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Error, Result, Store};
 
 /// A stored incident.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Incident {
     /// Id.
     pub incident_id: i64,
@@ -89,7 +89,7 @@ pub enum ExternalEvent {
 }
 
 /// What recording a set of external events changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ExternalReport {
     /// Incidents opened.
     pub opened: u64,

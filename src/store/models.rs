@@ -13,7 +13,7 @@ use super::{Error, Result, Store};
 pub const ACTIVATION_CHANNEL: &str = "vigil_model_activated";
 
 /// A registered model.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ModelRecord {
     /// Id.
     pub model_id: i64,

@@ -110,7 +110,7 @@ pub struct SeriesPoints {
 }
 
 /// How to aggregate samples in a downsampling bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregate {
     /// Mean.

@@ -6,7 +6,7 @@ use crate::support::{TestApp, TestDb, error_code, secret_for};
 
 /// Every guarded route, with a body that gets past its extractors, and what it demands
 /// (`None`: any valid token). The PUT comes first so that the GETs find the asset.
-fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
+pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
     vec![
         (Method::PUT, "/v1/assets/web-01", Some(Scope::Ingest)),
         (Method::GET, "/v1/assets", None),

@@ -8,6 +8,7 @@ mod import;
 mod incidents;
 mod ingest;
 mod models;
+mod openapi;
 mod remote_write;
 mod schema;
 mod score;
