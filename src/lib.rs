@@ -16,5 +16,7 @@ pub mod ingest;
 pub mod jobs;
 /// Models: isolation forest (later: failure probability, calibration, diagnosis).
 pub mod model;
+/// Policy: adaptive thresholds, action choice (Thompson sampling), the safety guard rules.
+pub mod policy;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;
