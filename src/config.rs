@@ -119,6 +119,8 @@ pub struct Settings {
     pub training: TrainingSettings,
     /// Real-time scoring.
     pub scoring: ScoringSettings,
+    /// Feedback-tuned thresholds.
+    pub policy: PolicySettings,
 }
 
 impl Default for Settings {
@@ -135,6 +137,7 @@ impl Default for Settings {
             remote_write: RemoteWriteSettings::default(),
             alertmanager: AlertmanagerSettings::default(),
             training: TrainingSettings::default(),
+            policy: PolicySettings::default(),
             scoring: ScoringSettings::default(),
         }
     }
@@ -327,6 +330,65 @@ impl Default for ScoringSettings {
             cold_start_threshold: 0.9,
             cold_start_clear_threshold: 0.5,
             cold_start_history: 1440,
+        }
+    }
+}
+
+/// How alert thresholds adapt to feedback (per asset class, `*` the global fallback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// Adapt thresholds as feedback and incident outcomes arrive. Default true.
+    pub adapt_thresholds: bool,
+    /// Cost of one false alarm. Default 1.
+    pub false_alarm_cost: f64,
+    /// Cost of one missed failure. Default 10.
+    pub missed_failure_cost: f64,
+    /// Thresholds whose precision on labelled history is below this are not chosen.
+    /// Default 0 (no floor).
+    pub min_precision: f64,
+    /// Labelled alerts and failures of a class before its threshold moves. Default 20.
+    pub min_labels: usize,
+    /// Largest move of one adaptation. Default 0.05.
+    pub max_step: f64,
+    /// Smallest relative cost reduction worth a move. Default 0.02.
+    pub min_gain: f64,
+    /// An adapted threshold clears this far below where it fires. Default 0.2.
+    pub clear_gap: f64,
+    /// Lowest threshold the adapter may choose. Default 0.05.
+    pub min_threshold: f64,
+    /// Highest threshold the adapter may choose. Default 0.95.
+    pub max_threshold: f64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            adapt_thresholds: true,
+            false_alarm_cost: 1.0,
+            missed_failure_cost: 10.0,
+            min_precision: 0.0,
+            min_labels: 20,
+            max_step: 0.05,
+            min_gain: 0.02,
+            clear_gap: 0.2,
+            min_threshold: 0.05,
+            max_threshold: 0.95,
+        }
+    }
+}
+
+impl PolicySettings {
+    /// The adapter's costs and limits.
+    pub fn costs(&self) -> crate::policy::threshold::Costs {
+        crate::policy::threshold::Costs {
+            false_alarm: self.false_alarm_cost,
+            missed_failure: self.missed_failure_cost,
+            min_precision: self.min_precision,
+            min_labels: self.min_labels,
+            max_step: self.max_step,
+            min_gain: self.min_gain,
+            bounds: (self.min_threshold, self.max_threshold),
         }
     }
 }

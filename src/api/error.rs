@@ -73,6 +73,13 @@ pub enum ApiError {
     /// A window that cannot be scored.
     #[error(transparent)]
     Window(#[from] crate::features::WindowError),
+    /// An asset class no asset has.
+    #[error("unknown asset class {0:?}: no asset has it (set one with PUT /v1/assets/{{name}})")]
+    UnknownClass(String),
+    /// The request conflicts with stored state (e.g. an idempotency key reused for other
+    /// content).
+    #[error("{0}")]
+    Conflict(String),
     /// A storage error.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -100,6 +107,8 @@ impl ApiError {
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::UnknownClass(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_asset_class"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

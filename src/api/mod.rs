@@ -5,6 +5,7 @@
 //! 500), body limit; then, for matched routes only, metrics, the request timeout and the
 //! per-route auth guard. Unmatched paths and methods get JSON 404/405 from the fallbacks.
 
+pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod input;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod policy;
 pub mod remote_write;
 pub mod samples;
 pub mod score;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub model: Arc<score::ModelSlot>,
     /// Alert hysteresis per asset.
     pub hysteresis: Arc<score::Hysteresis>,
+    /// Thresholds in force and the asset classes in use.
+    pub policy: Arc<policy::PolicyCache>,
     /// Queue of scores to store; `None` until `serve` starts the writer.
     pub scores: Option<score::ScoreSender>,
     /// Queue of ingested assets to score; `None` unless `serve` starts the ingest scorer
@@ -126,6 +130,7 @@ impl App {
             hysteresis: Arc::new(score::Hysteresis::default()),
             scores: None,
             ingest: None,
+            policy: Arc::default(),
         };
         Ok(App { listener, state })
     }
@@ -157,6 +162,11 @@ impl App {
         };
         let models =
             score::spawn_model_listener(self.state.store.clone(), self.state.model.clone());
+        let policy_refresh = policy::spawn_policy_refresh(
+            self.state.store.clone(),
+            self.state.policy.clone(),
+            Duration::from_secs(5),
+        );
         let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
         let mut state = self.state;
         state.scores = Some(scores);
@@ -183,6 +193,7 @@ impl App {
             }
         };
         models.abort();
+        policy_refresh.abort();
         // The router is gone: the ingest scorer finishes its queue, then (the last score
         // sender gone) the writer drains and ends.
         if let Some(task) = ingest {

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Access;
 use super::{
-    AppState, assets, config, error, health, incidents, metrics, models, remote_write, samples,
-    score,
+    AppState, alerts, assets, config, error, health, incidents, metrics, models, policy,
+    remote_write, samples, score,
 };
 use crate::config::Scope;
 
@@ -106,6 +106,7 @@ type AnyObject = Map<String, Value>;
 const ANY: Option<Access> = Some(Access::AnyToken);
 const INGEST: Option<Access> = Some(Access::Scope(Scope::Ingest));
 const SCORE: Option<Access> = Some(Access::Scope(Scope::Score));
+const FEEDBACK: Option<Access> = Some(Access::Scope(Scope::Feedback));
 const ADMIN: Option<Access> = Some(Access::Scope(Scope::Admin));
 
 /// Every route of the service.
@@ -264,6 +265,59 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(score::score_asset),
         )
         .answers::<score::ScoreAnswer>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/alerts",
+            ANY,
+            "Alerts, newest first; `feedback=none` is the queue awaiting feedback.",
+            get(alerts::list),
+        )
+        .query::<alerts::ListQuery>()
+        .answers::<alerts::AlertPage>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/alerts/{id}",
+            ANY,
+            "One alert.",
+            get(alerts::get),
+        )
+        .answers::<crate::store::alerts::AlertRow>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/alerts/{id}/feedback",
+            FEEDBACK,
+            "True or false alarm (idempotent by client_key; 201 stored, 200 repeated); adapts \
+             the thresholds.",
+            post(alerts::feedback),
+        )
+        .body::<alerts::FeedbackBody>()
+        .status(201)
+        .answers::<alerts::FeedbackAnswer>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/policy/thresholds",
+            ANY,
+            "Alert thresholds in force by asset class, and their change history.",
+            get(policy::thresholds),
+        )
+        .answers::<policy::ThresholdsAnswer>(),
+        Endpoint::new(
+            M::PUT,
+            "/v1/policy/thresholds/{class}",
+            ADMIN,
+            "Set (and by default pin) a class's threshold; `*` is the global fallback.",
+            put(policy::set_threshold),
+        )
+        .body::<policy::SetThreshold>()
+        .answers::<crate::store::thresholds::Threshold>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/policy/thresholds/{class}/revert",
+            ADMIN,
+            "Undo the class's latest threshold change.",
+            post(policy::revert_threshold),
+        )
+        .answers::<policy::Reverted>(),
         Endpoint::new(
             M::GET,
             "/v1/models",

@@ -202,9 +202,10 @@ pub struct ScoreRequest {
     /// is taken as already on the grid.
     #[serde(default)]
     timestamps: Option<Vec<super::input::Timestamp>>,
-    /// Accepted; per-class models are not built yet, so the fleet-wide model answers.
+    /// The asset's class: its threshold applies (else the global one). It must be the
+    /// class of some stored asset. Per-class models are not built yet, so the fleet-wide
+    /// model answers.
     #[serde(default)]
-    #[allow(dead_code)]
     asset_class: Option<String>,
 }
 
@@ -290,6 +291,9 @@ pub struct ScoreAnswer {
     /// The asset's alert opened by this window (after `scoring.fire_windows` in a row).
     #[serde(skip_serializing_if = "Option::is_none")]
     alert_opened: Option<i64>,
+    /// Where an open alert clears.
+    #[serde(skip)]
+    clear_threshold: f64,
     #[serde(flatten)]
     score: Option<WindowScore>,
     /// The cold-start detector's answer: the whole answer when no trained model could score
@@ -315,6 +319,7 @@ fn score_with(
     state: &AppState,
     model: Option<&ActiveModel>,
     asset: String,
+    class: Option<&str>,
     window: &BTreeMap<String, Vec<f64>>,
 ) -> Result<ScoreAnswer, ApiError> {
     super::input::check_name("asset", &asset)?;
@@ -333,15 +338,17 @@ fn score_with(
     let answer = match trained {
         Some((model, score)) => {
             let ignored = score.ignored_metrics.clone();
+            let (fire_at, clear_at) = state.policy.threshold_for(class, &state.settings);
             ScoreAnswer {
                 asset,
                 model: ModelRef::Trained {
                     model_id: model.model_id,
                     version: model.version,
                 },
-                threshold: settings.alert_threshold,
-                alert: score.probability >= settings.alert_threshold,
+                threshold: fire_at,
+                alert: score.probability >= fire_at,
                 alert_opened: None,
+                clear_threshold: clear_at,
                 cold_start: cold_start(window, |name| ignored.iter().any(|m| m == name)),
                 score: Some(score),
             }
@@ -363,6 +370,7 @@ fn score_with(
                 threshold: settings.cold_start_threshold,
                 alert: cold.anomaly_score >= settings.cold_start_threshold,
                 alert_opened: None,
+                clear_threshold: settings.cold_start_clear_threshold,
                 score: None,
                 cold_start: Some(cold),
             }
@@ -379,17 +387,10 @@ async fn record(
     window_end: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), ApiError> {
     let settings = &state.settings.scoring;
-    let (model_id, model_version, clear_threshold) = match answer.model {
-        ModelRef::Trained { model_id, version } => (
-            Some(model_id),
-            format!("bundle/v{version}"),
-            settings.clear_threshold,
-        ),
-        ModelRef::ColdStart => (
-            None,
-            "cold_start/streaming".to_owned(),
-            settings.cold_start_clear_threshold,
-        ),
+    let clear_threshold = answer.clear_threshold;
+    let (model_id, model_version) = match answer.model {
+        ModelRef::Trained { model_id, version } => (Some(model_id), format!("bundle/v{version}")),
+        ModelRef::ColdStart => (None, "cold_start/streaming".to_owned()),
     };
     let diagnosis = answer.score.as_ref().and_then(|s| s.diagnosis.as_ref());
     let record = crate::store::scores::NewScore {
@@ -452,9 +453,28 @@ pub async fn score(
         .map(|t| t.required("timestamps"))
         .transpose()?
         .unwrap_or_else(chrono::Utc::now);
-    let mut answer = score_with(&state, model.as_deref(), request.asset, &request.window)?;
+    if let Some(class) = &request.asset_class {
+        check_class(&state, class).await?;
+    }
+    let mut answer = score_with(
+        &state,
+        model.as_deref(),
+        request.asset,
+        request.asset_class.as_deref(),
+        &request.window,
+    )?;
     record(&state, &mut answer, window_end).await?;
     Ok(Json(answer))
+}
+
+/// Refuses an asset class that no stored asset has (422 `unknown_asset_class`).
+async fn check_class(state: &AppState, class: &str) -> Result<(), ApiError> {
+    super::input::check_name("asset_class", class)?;
+    if state.policy.knows_class(&state.store, class).await? {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownClass(class.to_owned()))
+    }
 }
 
 /// Most windows in one `POST /v1/score/batch`.
@@ -498,16 +518,19 @@ pub async fn score_batch(
         ));
     }
     let model = state.model.current();
-    let scores = request
-        .windows
-        .into_iter()
-        .map(
-            |w| match score_with(&state, model.as_deref(), w.asset, &w.window) {
-                Ok(answer) => BatchItem::Scored(Box::new(answer)),
-                Err(e) => BatchItem::Failed { error: e.body() },
-            },
-        )
-        .collect();
+    let mut scores = Vec::with_capacity(request.windows.len());
+    for w in request.windows {
+        let class = w.asset_class.as_deref();
+        let answer = match class {
+            Some(c) => check_class(&state, c).await,
+            None => Ok(()),
+        }
+        .and_then(|()| score_with(&state, model.as_deref(), w.asset, class, &w.window));
+        scores.push(match answer {
+            Ok(answer) => BatchItem::Scored(Box::new(answer)),
+            Err(e) => BatchItem::Failed { error: e.body() },
+        });
+    }
     Ok(Json(BatchAnswer { scores }))
 }
 
@@ -581,7 +604,7 @@ pub async fn score_stored(state: &AppState, name: String) -> Result<ScoreAnswer,
             window.insert(s.metric, values);
         }
     }
-    let mut answer = score_with(state, model.as_deref(), name, &window)?;
+    let mut answer = score_with(state, model.as_deref(), name, Some(&asset.class), &window)?;
     let window_end = chrono::DateTime::from_timestamp(end, 0).unwrap_or(latest);
     record(state, &mut answer, window_end).await?;
     Ok(answer)

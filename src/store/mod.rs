@@ -5,6 +5,7 @@
 //! [`Error::Duplicate`], a missing row [`Error::NotFound`], an unreachable database
 //! [`Error::Unavailable`]. No caller inspects SQL error text.
 
+pub mod alerts;
 pub mod assets;
 pub mod embedded;
 pub mod incidents;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod models;
 pub mod samples;
 pub mod scores;
+pub mod thresholds;
 
 use std::time::Duration;
 

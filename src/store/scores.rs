@@ -66,14 +66,17 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Opens an alert for the score's asset unless one is open; returns the new alert's id.
+    /// Opens an alert for the score's asset unless one is open; returns the new alert's id. It
+    /// opens at the end of the window that fired it (at the latest now), so alerts on
+    /// backfilled or replayed data line up with the incidents they precede.
     pub async fn open_alert(&self, score: &NewScore) -> Result<Option<i64>> {
         let ids = self
             .resolve_asset_ids(std::slice::from_ref(&score.asset))
             .await?;
         let id = sqlx::query_scalar(
             "insert into alert (asset_id, model_id, model_version, probability, anomaly_score, threshold, \
-             failure_kind, explanation) values ($1, $2, $3, $4, $5, $6, $7, $8) \
+             failure_kind, explanation, opened_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, least($9::timestamptz, now())) \
              on conflict (asset_id) where state = 'open' do nothing returning alert_id",
         )
         .bind(ids[&score.asset])
@@ -84,6 +87,7 @@ impl Store {
         .bind(score.threshold)
         .bind(&score.failure_kind)
         .bind(&score.explanation)
+        .bind(score.window_end)
         .fetch_optional(&self.pool)
         .await?;
         Ok(id)

@@ -24,6 +24,16 @@ pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::POST, "/v1/score/batch", Some(Scope::Score)),
         (Method::GET, "/v1/assets/web-01/score", Some(Scope::Score)),
         (Method::POST, "/v1/models/1/activate", Some(Scope::Admin)),
+        (Method::GET, "/v1/alerts", None),
+        (Method::GET, "/v1/alerts/1", None),
+        (Method::POST, "/v1/alerts/1/feedback", Some(Scope::Feedback)),
+        (Method::GET, "/v1/policy/thresholds", None),
+        (Method::PUT, "/v1/policy/thresholds/web", Some(Scope::Admin)),
+        (
+            Method::POST,
+            "/v1/policy/thresholds/web/revert",
+            Some(Scope::Admin),
+        ),
     ]
 }
 

@@ -3,6 +3,7 @@
 mod auth;
 mod embedded;
 mod errors;
+mod feedback;
 mod health;
 mod import;
 mod incidents;

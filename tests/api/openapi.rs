@@ -55,7 +55,10 @@ async fn the_document_covers_every_route_and_only_real_ones() {
     for (template, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
-            let path = template.replace("{name}", "web-01").replace("{id}", "1");
+            let path = template
+                .replace("{name}", "web-01")
+                .replace("{id}", "1")
+                .replace("{class}", "web");
             let method: Method = method.to_uppercase().parse().unwrap();
             let response = app
                 .client

@@ -8,7 +8,7 @@ use vigil::jobs::train::{self, synthetic};
 use crate::support::{TestApp, expect_error, trained};
 
 /// The synthetic fleet's asset-0 window of 20 minutes ending at `end_minute`.
-fn window(end_minute: usize) -> Value {
+pub fn window(end_minute: usize) -> Value {
     let data = synthetic(4, 3, 7);
     let history = &data.histories[0];
     let mut window = serde_json::Map::new();
@@ -32,7 +32,7 @@ fn long_window(len: usize, end_minute: usize) -> Value {
 
 /// An app whose database has the trained bundle registered and active, once the app serves
 /// it; the directory holds the artifact.
-async fn app_with_model(
+pub async fn app_with_model(
     tweak: impl FnOnce(&mut vigil::config::Settings),
 ) -> (TestApp, tempfile::TempDir) {
     let app = TestApp::spawn_with(tweak).await;

@@ -1,0 +1,300 @@
+//! Thresholds in force (cached per replica, refreshed every few seconds and after a local
+//! change), their adaptation to feedback, and the policy routes:
+//! `GET /v1/policy/thresholds`, `PUT /v1/policy/thresholds/{class}` (set or pin, admin),
+//! `POST /v1/policy/thresholds/{class}/revert` (admin).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::ApiError;
+use super::input::{ApiJson, check_name};
+use crate::config::Settings;
+use crate::policy::threshold::{self, Decision};
+use crate::store::Store;
+use crate::store::thresholds::{GLOBAL_CLASS, NewThreshold, Threshold, ThresholdChange};
+
+/// What this replica knows of the policy: thresholds by class and the classes in use.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    thresholds: RwLock<HashMap<String, (f64, f64)>>,
+    classes: RwLock<HashSet<String>>,
+}
+
+impl PolicyCache {
+    /// (fire at, clear below) for an asset of `class`: its class's threshold, else the
+    /// global (`*`) one, else the configured `scoring.alert_threshold` and
+    /// `scoring.clear_threshold`.
+    pub fn threshold_for(&self, class: Option<&str>, settings: &Settings) -> (f64, f64) {
+        let map = self.thresholds.read().unwrap_or_else(|e| e.into_inner());
+        class
+            .and_then(|c| map.get(c))
+            .or_else(|| map.get(GLOBAL_CLASS))
+            .copied()
+            .unwrap_or((
+                settings.scoring.alert_threshold,
+                settings.scoring.clear_threshold,
+            ))
+    }
+
+    /// Reloads thresholds and classes from the database.
+    pub async fn reload(&self, store: &Store) -> Result<(), crate::store::Error> {
+        let thresholds = store.thresholds().await?;
+        let classes = store.asset_classes().await?;
+        *self.thresholds.write().unwrap_or_else(|e| e.into_inner()) = thresholds
+            .into_iter()
+            .map(|t| (t.asset_class, (t.fire_at, t.clear_at)))
+            .collect();
+        *self.classes.write().unwrap_or_else(|e| e.into_inner()) = classes.into_iter().collect();
+        Ok(())
+    }
+
+    /// Whether some asset has `class` (asks the database on a cache miss).
+    pub async fn knows_class(&self, store: &Store, class: &str) -> Result<bool, ApiError> {
+        if self
+            .classes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(class)
+        {
+            return Ok(true);
+        }
+        let known = store.asset_classes().await?;
+        let found = known.iter().any(|c| c == class);
+        *self.classes.write().unwrap_or_else(|e| e.into_inner()) = known.into_iter().collect();
+        Ok(found)
+    }
+}
+
+/// Reloads the cache now and then every `every`, so changes made by other replicas arrive.
+pub fn spawn_policy_refresh(
+    store: Store,
+    cache: Arc<PolicyCache>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = cache.reload(&store).await {
+                tracing::warn!("cannot reload thresholds: {e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// What one adaptation did for one class.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Adaptation {
+    /// The class (`*`: global).
+    pub asset_class: String,
+    /// Whether the threshold moved.
+    pub moved: bool,
+    /// The threshold in force afterwards.
+    pub fire_at: f64,
+    /// Why it moved or stayed.
+    pub reason: String,
+}
+
+/// Adapts the thresholds of `class` (if any) and the global one to the labelled history,
+/// recording every move. Pinned thresholds stay.
+pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptation>, ApiError> {
+    let settings = &state.settings;
+    if !settings.policy.adapt_thresholds {
+        return Ok(Vec::new());
+    }
+    let costs = settings.policy.costs();
+    let mut out = Vec::new();
+    for c in class.into_iter().chain([GLOBAL_CLASS]) {
+        let cases = state
+            .store
+            .labelled_cases(
+                (c != GLOBAL_CLASS).then_some(c),
+                settings.training.horizon_secs,
+            )
+            .await?;
+        let (current, _) = state.policy.threshold_for(Some(c), settings);
+        let adaptation = match threshold::adapt(&cases, current, &costs) {
+            Decision::Move { fire_at, evidence } => {
+                let reason = format!(
+                    "adapted to {} labelled cases: expected cost {:.2} -> {:.2} \
+                     ({} -> {} false alarms, {} -> {} missed failures)",
+                    evidence.labels,
+                    evidence.before.cost,
+                    evidence.after.cost,
+                    evidence.before.false_alarms,
+                    evidence.after.false_alarms,
+                    evidence.before.missed,
+                    evidence.after.missed
+                );
+                let stored = state
+                    .store
+                    .set_threshold(
+                        &NewThreshold {
+                            asset_class: c,
+                            fire_at,
+                            clear_at: (fire_at - settings.policy.clear_gap).max(0.0),
+                            pinned: None,
+                            reason: &reason,
+                            evidence: serde_json::to_value(&evidence).unwrap_or_default(),
+                            actor: "adapter",
+                        },
+                        true,
+                    )
+                    .await?;
+                match stored {
+                    Some(t) => Adaptation {
+                        asset_class: c.to_owned(),
+                        moved: true,
+                        fire_at: t.fire_at,
+                        reason,
+                    },
+                    None => Adaptation {
+                        asset_class: c.to_owned(),
+                        moved: false,
+                        fire_at: current,
+                        reason: "pinned by an admin".to_owned(),
+                    },
+                }
+            }
+            Decision::Stay(reason) => Adaptation {
+                asset_class: c.to_owned(),
+                moved: false,
+                fire_at: current,
+                reason: reason.to_owned(),
+            },
+        };
+        out.push(adaptation);
+    }
+    if out.iter().any(|a| a.moved) {
+        state.policy.reload(&state.store).await?;
+    }
+    Ok(out)
+}
+
+/// Answer of `GET /v1/policy/thresholds`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ThresholdsAnswer {
+    /// The configured default (used where no class and no global threshold is stored).
+    default: ThresholdPair,
+    /// Thresholds in force by class (`*`: global).
+    thresholds: Vec<Threshold>,
+    /// The latest changes, newest first.
+    history: Vec<ThresholdChange>,
+}
+
+/// A pair of thresholds.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ThresholdPair {
+    /// Fire at or above.
+    fire_at: f64,
+    /// Clear below.
+    clear_at: f64,
+}
+
+/// `GET /v1/policy/thresholds`.
+pub async fn thresholds(State(state): State<AppState>) -> Result<Json<ThresholdsAnswer>, ApiError> {
+    Ok(Json(ThresholdsAnswer {
+        default: ThresholdPair {
+            fire_at: state.settings.scoring.alert_threshold,
+            clear_at: state.settings.scoring.clear_threshold,
+        },
+        thresholds: state.store.thresholds().await?,
+        history: state.store.threshold_changes(None, 100).await?,
+    }))
+}
+
+/// Body of `PUT /v1/policy/thresholds/{class}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetThreshold {
+    /// Fire at or above, in [0, 1].
+    fire_at: f64,
+    /// Clear below, in [0, fire_at] (default: fire_at minus policy.clear_gap).
+    #[serde(default)]
+    clear_at: Option<f64>,
+    /// Pin it so the adapter leaves it alone (default: true).
+    #[serde(default)]
+    pinned: Option<bool>,
+    /// Why (recorded).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn check_class(class: &str) -> Result<(), ApiError> {
+    if class == GLOBAL_CLASS {
+        Ok(())
+    } else {
+        check_name("class", class)
+    }
+}
+
+/// `PUT /v1/policy/thresholds/{class}`: an admin sets (and by default pins) a threshold.
+pub async fn set_threshold(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(class): Path<String>,
+    ApiJson(body): ApiJson<SetThreshold>,
+) -> Result<Json<Threshold>, ApiError> {
+    check_class(&class)?;
+    let clear_at = body
+        .clear_at
+        .unwrap_or((body.fire_at - state.settings.policy.clear_gap).max(0.0));
+    if !(0.0..=1.0).contains(&body.fire_at) {
+        return Err(ApiError::invalid("fire_at", "must be in [0, 1]"));
+    }
+    if !(0.0..=body.fire_at).contains(&clear_at) {
+        return Err(ApiError::invalid("clear_at", "must be in [0, fire_at]"));
+    }
+    let reason = body.reason.unwrap_or_else(|| "set by an admin".to_owned());
+    let stored = state
+        .store
+        .set_threshold(
+            &NewThreshold {
+                asset_class: &class,
+                fire_at: body.fire_at,
+                clear_at,
+                pinned: Some(body.pinned.unwrap_or(true)),
+                reason: &reason,
+                evidence: serde_json::json!({}),
+                actor: &principal.name,
+            },
+            false,
+        )
+        .await?
+        .ok_or_else(|| ApiError::Internal("threshold not stored".to_owned()))?;
+    state.policy.reload(&state.store).await?;
+    Ok(Json(stored))
+}
+
+/// Answer of `POST /v1/policy/thresholds/{class}/revert`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Reverted {
+    /// The class.
+    asset_class: String,
+    /// The threshold now stored (`None`: the fallback is in force again).
+    threshold: Option<Threshold>,
+}
+
+/// `POST /v1/policy/thresholds/{class}/revert`: undo the class's latest change.
+pub async fn revert_threshold(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(class): Path<String>,
+) -> Result<Json<Reverted>, ApiError> {
+    check_class(&class)?;
+    let threshold = state
+        .store
+        .revert_threshold(&class, &principal.name)
+        .await?;
+    state.policy.reload(&state.store).await?;
+    Ok(Json(Reverted {
+        asset_class: class,
+        threshold,
+    }))
+}
