@@ -121,6 +121,10 @@ pub struct Settings {
     pub scoring: ScoringSettings,
     /// Feedback-tuned thresholds.
     pub policy: PolicySettings,
+    /// The safety guard's limits and verification.
+    pub guard: GuardSettings,
+    /// The action catalog: what Vigil may do about an alert, and how.
+    pub actions: Vec<ActionSettings>,
 }
 
 impl Default for Settings {
@@ -138,6 +142,8 @@ impl Default for Settings {
             alertmanager: AlertmanagerSettings::default(),
             training: TrainingSettings::default(),
             policy: PolicySettings::default(),
+            guard: GuardSettings::default(),
+            actions: Vec::new(),
             scoring: ScoringSettings::default(),
         }
     }
@@ -334,6 +340,147 @@ impl Default for ScoringSettings {
     }
 }
 
+/// The safety guard, enforced before every action, and the verification after one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSettings {
+    /// Seconds after an action on an asset before another may act on it. Default 600.
+    pub cooldown_secs: i64,
+    /// Most runs of one action per hour, fleet-wide. Default 20.
+    pub rate_limit_per_hour: u32,
+    /// Most assets with an action in flight (running or awaiting verification) at once: the
+    /// blast radius. Default 3.
+    pub budget: u32,
+    /// Actions in a row that did not heal an asset before its breaker opens (no more
+    /// automatic actions; `page_human` if the catalog has it). Default 3.
+    pub breaker_after: u32,
+    /// An action awaiting approval expires after this. Default 900.
+    pub approval_timeout_secs: i64,
+    /// Seconds after an action before verification looks at the asset. Default 300.
+    pub settle_secs: i64,
+    /// Seconds after settling during which the score must stay below the clear threshold and
+    /// no incident may open, for the action to count as healing. Default 600.
+    pub verify_window_secs: i64,
+    /// The kill switch's value until an admin sets it (`PUT /v1/policy/kill-switch`).
+    /// Default false.
+    pub kill_switch: bool,
+    /// How often due verifications and expired approvals are looked for. Default 15.
+    pub sweep_every_secs: u64,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        Self {
+            cooldown_secs: 600,
+            rate_limit_per_hour: 20,
+            budget: 3,
+            breaker_after: 3,
+            approval_timeout_secs: 900,
+            settle_secs: 300,
+            verify_window_secs: 600,
+            kill_switch: false,
+            sweep_every_secs: 15,
+        }
+    }
+}
+
+impl GuardSettings {
+    /// The limits the guard rules take.
+    pub fn limits(&self) -> crate::policy::guard::Limits {
+        crate::policy::guard::Limits {
+            cooldown_secs: self.cooldown_secs,
+            rate_limit_per_hour: self.rate_limit_per_hour,
+            budget: self.budget,
+            breaker_after: self.breaker_after,
+        }
+    }
+}
+
+/// How an action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// POST a signed JSON description to `url`.
+    Webhook,
+    /// Run `argv` (a template from config, never a shell string).
+    Command,
+    /// Record what would have run.
+    DryRun,
+}
+
+impl ExecutorKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Command => "command",
+            Self::DryRun => "dry_run",
+        }
+    }
+}
+
+/// One catalog action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSettings {
+    /// Catalog name, e.g. `restart`, `rollback`, `page_human` (the breaker's escalation).
+    pub name: String,
+    /// How it runs.
+    pub executor: ExecutorKind,
+    /// How far it may go alone. Default observe.
+    #[serde(default = "default_mode")]
+    pub mode: crate::policy::guard::Mode,
+    /// Failure kinds it applies to (empty: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Asset classes it applies to (empty: all).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Prior pseudo-counts (healed, not healed) of its Beta posterior. Default [1, 1].
+    #[serde(default = "default_prior")]
+    pub prior: (f64, f64),
+    /// Webhook: the URL (http).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Webhook: the HMAC-SHA256 key; the signature goes in `X-Vigil-Signature`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Command: the argv template; `{asset}`, `{class}`, `{kind}`, `{action_id}` are filled
+    /// with validated values, each placeholder a whole argument or part of one.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Seconds one attempt may take. Default 10.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Extra attempts after a failed one (webhook). Default 2.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_mode() -> crate::policy::guard::Mode {
+    crate::policy::guard::Mode::Observe
+}
+
+fn default_prior() -> (f64, f64) {
+    (1.0, 1.0)
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+impl ActionSettings {
+    /// Whether the action applies to this failure kind and asset class.
+    pub fn applies_to(&self, kind: &str, class: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+            && (self.classes.is_empty() || self.classes.iter().any(|c| c == class))
+    }
+}
+
 /// How alert thresholds adapt to feedback (per asset class, `*` the global fallback).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -494,6 +641,32 @@ impl Settings {
                     ))
                 })?;
         }
+        let mut actions = std::collections::HashSet::new();
+        for action in &self.actions {
+            let bad =
+                |reason: &str| Error::Invalid(format!("actions entry {:?}: {reason}", action.name));
+            if !crate::ingest::is_valid_name(&action.name) || !actions.insert(action.name.as_str())
+            {
+                return Err(bad("names must be valid and unique"));
+            }
+            match action.executor {
+                ExecutorKind::Webhook
+                    if action
+                        .url
+                        .as_deref()
+                        .is_none_or(|u| !u.starts_with("http://")) =>
+                {
+                    return Err(bad("a webhook needs url = \"http://...\""));
+                }
+                ExecutorKind::Command if action.argv.is_empty() => {
+                    return Err(bad("a command needs argv = [\"program\", ...]"));
+                }
+                _ => {}
+            }
+            if action.prior.0 <= 0.0 || action.prior.1 <= 0.0 {
+                return Err(bad("prior counts must be positive"));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for token in &self.auth.tokens {
             let bad = |reason: &str| Error::BadToken {
@@ -535,6 +708,11 @@ impl Settings {
     pub fn masked(&self) -> Settings {
         let mut masked = self.clone();
         masked.database_url = masked.database_url.as_deref().map(mask_url_password);
+        for action in &mut masked.actions {
+            if action.secret.is_some() {
+                action.secret = Some("***".to_owned());
+            }
+        }
         for token in &mut masked.auth.tokens {
             token.sha256 = format!("{}…", &token.sha256[..8.min(token.sha256.len())]);
         }

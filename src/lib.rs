@@ -2,6 +2,8 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
 
+/// Actions: choose, guard, run and verify corrective actions.
+pub mod actions;
 /// HTTP service: router, middleware, handlers, the JSON error body.
 pub mod api;
 /// Command line: subcommands that load settings and call into the library.

@@ -80,6 +80,9 @@ pub enum ApiError {
     /// content).
     #[error("{0}")]
     Conflict(String),
+    /// The safety guard refused (e.g. approving an action while the kill switch is on).
+    #[error("{0}")]
+    GuardRefused(String),
     /// A storage error.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -97,6 +100,19 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Store(store::Error::NotFound(what)) => Self::NotFound(what),
+            ActionError::Store(e) => Self::Store(e),
+            e @ ActionError::NotAwaiting(_) => Self::Conflict(e.to_string()),
+            e @ ActionError::Refused { .. } => Self::GuardRefused(e.to_string()),
+            e @ ActionError::NotInCatalog(_) => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     /// The status and stable code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -109,6 +125,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::UnknownClass(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_asset_class"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::GuardRefused(_) => (StatusCode::CONFLICT, "guard_refused"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -5,6 +5,7 @@
 //! 500), body limit; then, for matched routes only, metrics, the request timeout and the
 //! per-route auth guard. Unmatched paths and methods get JSON 404/405 from the fallbacks.
 
+pub mod actions;
 pub mod alerts;
 pub mod assets;
 pub mod auth;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub hysteresis: Arc<score::Hysteresis>,
     /// Thresholds in force and the asset classes in use.
     pub policy: Arc<policy::PolicyCache>,
+    /// The action runner (catalog, guard, executors, verification).
+    pub actions: Arc<crate::actions::Actions>,
     /// Queue of scores to store; `None` until `serve` starts the writer.
     pub scores: Option<score::ScoreSender>,
     /// Queue of ingested assets to score; `None` unless `serve` starts the ingest scorer
@@ -120,9 +123,15 @@ impl App {
                  configure tokens (`vigil token new`) to expose it"
             );
         }
+        let settings = Arc::new(settings);
+        let actions = Arc::new(crate::actions::Actions::new(
+            store.clone(),
+            settings.clone(),
+            rand_seed(),
+        ));
         let state = AppState {
             store,
-            settings: Arc::new(settings),
+            settings,
             auth,
             metrics: Arc::new(HttpMetrics::default()),
             started: Instant::now(),
@@ -131,6 +140,7 @@ impl App {
             scores: None,
             ingest: None,
             policy: Arc::default(),
+            actions,
         };
         Ok(App { listener, state })
     }
@@ -162,6 +172,22 @@ impl App {
         };
         let models =
             score::spawn_model_listener(self.state.store.clone(), self.state.model.clone());
+        let sweeper = {
+            let state = self.state.clone();
+            let rescore: crate::actions::Rescore = Arc::new(move |asset| {
+                let state = state.clone();
+                Box::pin(async move {
+                    score::score_stored(&state, asset)
+                        .await
+                        .map(|answer| (answer.level(), answer.clear_threshold()))
+                        .map_err(|e| e.to_string())
+                })
+            });
+            self.state.actions.clone().spawn_sweeper(
+                rescore,
+                Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
+            )
+        };
         let policy_refresh = policy::spawn_policy_refresh(
             self.state.store.clone(),
             self.state.policy.clone(),
@@ -194,6 +220,7 @@ impl App {
         };
         models.abort();
         policy_refresh.abort();
+        sweeper.abort();
         // The router is gone: the ingest scorer finishes its queue, then (the last score
         // sender gone) the writer drains and ends.
         if let Some(task) = ingest {
@@ -202,6 +229,13 @@ impl App {
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         result
     }
+}
+
+/// A random seed for action sampling (fixed seeds are for tests and replays).
+fn rand_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap_or_default();
+    u64::from_le_bytes(bytes)
 }
 
 /// The full router with its middleware.

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Access;
 use super::{
-    AppState, alerts, assets, config, error, health, incidents, metrics, models, policy,
+    AppState, actions, alerts, assets, config, error, health, incidents, metrics, models, policy,
     remote_write, samples, score,
 };
 use crate::config::Scope;
@@ -318,6 +318,64 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(policy::revert_threshold),
         )
         .answers::<policy::Reverted>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/actions",
+            ANY,
+            "Actions, newest first, with the guard's decision on each.",
+            get(actions::list),
+        )
+        .query::<actions::ListQuery>()
+        .answers::<actions::ActionList>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/actions/{id}",
+            ANY,
+            "One action.",
+            get(actions::get),
+        )
+        .answers::<crate::store::actions::ActionRow>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/actions/{id}/approve",
+            ADMIN,
+            "Approve an action awaiting approval; the guard checks again, then it runs.",
+            post(actions::approve),
+        )
+        .answers::<crate::store::actions::ActionRow>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/actions/{id}/reject",
+            ADMIN,
+            "Reject an action awaiting approval.",
+            post(actions::reject),
+        )
+        .answers::<crate::store::actions::ActionRow>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/policy/actions",
+            ANY,
+            "The action catalog and the learned posteriors per failure kind, class and action.",
+            get(actions::policy),
+        )
+        .answers::<actions::ActionPolicy>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/policy/kill-switch",
+            ANY,
+            "Whether the global kill switch is on.",
+            get(actions::kill_switch),
+        )
+        .answers::<actions::KillSwitch>(),
+        Endpoint::new(
+            M::PUT,
+            "/v1/policy/kill-switch",
+            ADMIN,
+            "Turn the global kill switch on (no action runs anywhere) or off.",
+            put(actions::set_kill_switch),
+        )
+        .body::<actions::KillSwitch>()
+        .answers::<actions::KillSwitch>(),
         Endpoint::new(
             M::GET,
             "/v1/models",

@@ -303,8 +303,13 @@ pub struct ScoreAnswer {
 }
 
 impl ScoreAnswer {
+    /// Where an open alert of this asset clears.
+    pub fn clear_threshold(&self) -> f64 {
+        self.clear_threshold
+    }
+
     /// What the alert threshold is compared with.
-    fn level(&self) -> f64 {
+    pub fn level(&self) -> f64 {
         match (&self.score, &self.cold_start) {
             (Some(score), _) => score.probability,
             (None, Some(cold)) => cold.anomaly_score,
@@ -427,7 +432,24 @@ async fn record(
         clear_threshold,
         settings.fire_windows,
     ) {
-        Transition::Fire => answer.alert_opened = state.store.open_alert(&record).await?,
+        Transition::Fire => {
+            answer.alert_opened = state.store.open_alert(&record).await?;
+            // The alert is durable now; acting on it happens off the request path.
+            if let Some(alert_id) = answer.alert_opened
+                && !state.settings.actions.is_empty()
+            {
+                let kind = record
+                    .failure_kind
+                    .clone()
+                    .unwrap_or_else(|| "unknown".to_owned());
+                tokio::spawn(act_on_alert(
+                    state.clone(),
+                    alert_id,
+                    record.asset.clone(),
+                    kind,
+                ));
+            }
+        }
         Transition::Clear => {
             state.store.clear_alert(&answer.asset).await?;
         }
@@ -438,6 +460,37 @@ async fn record(
         let _ = writer.send(record).await;
     }
     Ok(())
+}
+
+/// Chooses and runs (behind the guard) an action for a newly opened alert.
+async fn act_on_alert(state: AppState, alert_id: i64, asset: String, kind: String) {
+    let result = async {
+        let class = state
+            .store
+            .asset_by_name(&asset)
+            .await
+            .map_err(crate::actions::ActionError::from)?
+            .class;
+        let alert = crate::actions::AlertContext {
+            alert_id,
+            asset,
+            class,
+            kind,
+        };
+        state.actions.on_alert(&alert).await
+    }
+    .await;
+    match result {
+        Ok(Some(action)) => tracing::info!(
+            alert_id,
+            action_id = action.action_id,
+            action = %action.name,
+            state = %action.state,
+            "action for alert"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(alert_id, "cannot act on alert: {e}"),
+    }
 }
 
 /// `POST /v1/score`.

@@ -5,6 +5,7 @@
 //! [`Error::Duplicate`], a missing row [`Error::NotFound`], an unreachable database
 //! [`Error::Unavailable`]. No caller inspects SQL error text.
 
+pub mod actions;
 pub mod alerts;
 pub mod assets;
 pub mod embedded;

@@ -1,5 +1,6 @@
 //! Integration tests against a real PostgreSQL (see `support` for where it comes from).
 
+mod actions;
 mod auth;
 mod embedded;
 mod errors;

@@ -1,0 +1,380 @@
+//! Corrective actions: when an alert opens, choose an action from the catalog by Thompson
+//! sampling among those the safety guard permits, record the guard's decision whatever it is,
+//! run it (or wait for approval, or only recommend), and verify afterwards whether it healed
+//! the asset; the verification updates the action's posterior without anyone clicking.
+//!
+//! Invariant: every action passes `policy::guard::judge` inside `Store::propose_action`
+//! (one transaction under the guard's lock) and is stored before it runs.
+
+pub mod executor;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand08::SeedableRng;
+use rand08::rngs::SmallRng;
+use serde_json::json;
+
+use crate::config::{ActionSettings, Settings};
+use crate::policy::bandit::{self, Arm};
+use crate::policy::guard::{self, Mode, Verdict};
+use crate::store::Store;
+use crate::store::actions::{ActionRow, ActionStat, NewAction};
+
+/// The name of the escalation action used when an asset's breaker opens.
+pub const PAGE_HUMAN: &str = "page_human";
+
+/// An alert that may call for an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertContext {
+    /// The alert.
+    pub alert_id: i64,
+    /// The asset.
+    pub asset: String,
+    /// Its class.
+    pub class: String,
+    /// The diagnosed failure kind (`unknown` when none).
+    pub kind: String,
+}
+
+/// Errors of the action machinery.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The action is not waiting for approval (or its approval expired).
+    #[error("action {0} is not awaiting approval (decided, or expired)")]
+    NotAwaiting(i64),
+    /// The guard refused an approved action now.
+    #[error("the guard refuses action {id} now: {rule}")]
+    Refused {
+        /// The action.
+        id: i64,
+        /// The rule that refused.
+        rule: String,
+    },
+    /// The action's name is not in the catalog any more.
+    #[error("action {0} is not in the catalog")]
+    NotInCatalog(String),
+}
+
+/// Re-scores an asset for verification: its current level (probability, or cold-start
+/// anomaly score) and the threshold below which an alert clears.
+pub type Rescore = Arc<dyn Fn(String) -> RescoreFuture + Send + Sync>;
+
+/// What a [`Rescore`] returns.
+pub type RescoreFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(f64, f64), String>> + Send>>;
+
+/// The action runner shared by the service.
+pub struct Actions {
+    store: Store,
+    settings: Arc<Settings>,
+    client: reqwest::Client,
+    rng: Mutex<SmallRng>,
+}
+
+impl std::fmt::Debug for Actions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actions")
+            .field("catalog", &self.settings.actions.len())
+            .finish()
+    }
+}
+
+/// The posterior arms of `names` for a (kind, class), from the learned counts and priors.
+pub fn arms(
+    catalog: &[&ActionSettings],
+    stats: &[ActionStat],
+    kind: &str,
+    class: &str,
+) -> Vec<Arm> {
+    catalog
+        .iter()
+        .map(|spec| {
+            let stat = stats.iter().find(|s| {
+                s.failure_kind == kind && s.asset_class == class && s.action_name == spec.name
+            });
+            Arm {
+                action: spec.name.clone(),
+                prior: spec.prior,
+                healed: stat.map_or(0, |s| s.healed.max(0) as u64),
+                not_healed: stat.map_or(0, |s| s.not_healed.max(0) as u64),
+            }
+        })
+        .collect()
+}
+
+impl Actions {
+    /// A runner over the configured catalog; `seed` fixes the sampling.
+    pub fn new(store: Store, settings: Arc<Settings>, seed: u64) -> Self {
+        Self {
+            store,
+            settings,
+            client: reqwest::Client::new(),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+        }
+    }
+
+    fn spec(&self, name: &str) -> Option<&ActionSettings> {
+        self.settings.actions.iter().find(|a| a.name == name)
+    }
+
+    /// Chooses, guards, records and (when permitted in auto mode) runs an action for a newly
+    /// opened alert. `None` when the catalog has nothing for its kind and class.
+    pub async fn on_alert(&self, alert: &AlertContext) -> Result<Option<ActionRow>, ActionError> {
+        let candidates: Vec<&ActionSettings> = self
+            .settings
+            .actions
+            .iter()
+            .filter(|a| a.name != PAGE_HUMAN && a.applies_to(&alert.kind, &alert.class))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let stats = self.store.action_stats().await?;
+        let arms = arms(&candidates, &stats, &alert.kind, &alert.class);
+        let asset = self.store.asset_by_name(&alert.asset).await?;
+        let mut names: Vec<String> = candidates.iter().map(|c| c.name.clone()).collect();
+        names.push(PAGE_HUMAN.to_owned());
+        let limits = self.settings.guard.limits();
+        let page_human = self.spec(PAGE_HUMAN);
+        let approval = chrono::Duration::seconds(self.settings.guard.approval_timeout_secs);
+        let row = {
+            let rng = &self.rng;
+            self.store
+                .propose_action(
+                    asset.asset_id,
+                    &names,
+                    self.settings.guard.kill_switch,
+                    |gs| {
+                        let decisions: Vec<_> = candidates
+                            .iter()
+                            .map(|c| guard::judge(c.mode, &limits, &gs.for_action(&c.name)))
+                            .collect();
+                        let permitted: Vec<usize> = (0..candidates.len())
+                            .filter(|&i| {
+                                !matches!(decisions[i].verdict, Verdict::Block | Verdict::Escalate)
+                            })
+                            .collect();
+                        let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+                        let pool: Vec<Arm> = permitted.iter().map(|&i| arms[i].clone()).collect();
+                        let (spec, decision, reason) = match bandit::choose(&pool, &mut *rng) {
+                            Some(k) => {
+                                let i = permitted[k];
+                                (
+                                    candidates[i],
+                                    decisions[i].clone(),
+                                    format!(
+                                        "Thompson sampling among {} permitted of {} applicable \
+                                         actions for {} on a {} asset (posterior mean {:.2} \
+                                         from {} outcomes)",
+                                        permitted.len(),
+                                        candidates.len(),
+                                        alert.kind,
+                                        alert.class,
+                                        arms[i].mean(),
+                                        arms[i].healed + arms[i].not_healed
+                                    ),
+                                )
+                            }
+                            None => {
+                                // Nothing may run: record what would have been chosen, and
+                                // why not (or escalate when the breaker opened).
+                                let i = bandit::choose(&arms, &mut *rng).unwrap_or(0);
+                                let d = decisions[i].clone();
+                                if d.verdict == Verdict::Escalate
+                                    && let Some(page) = page_human
+                                {
+                                    let decision = guard::Decision {
+                                        verdict: Verdict::Run,
+                                        checks: d.checks,
+                                    };
+                                    return Some(new_action(
+                                        alert,
+                                        page,
+                                        &decision,
+                                        "the breaker is open for this asset: escalating to a human"
+                                            .to_owned(),
+                                        approval,
+                                    ));
+                                }
+                                (candidates[i], d, "blocked by the safety guard".to_owned())
+                            }
+                        };
+                        Some(new_action(alert, spec, &decision, reason, approval))
+                    },
+                )
+                .await?
+        };
+        let Some(row) = row else { return Ok(None) };
+        if row.state == "running" {
+            self.run(&row).await?;
+            return Ok(Some(self.store.action(row.action_id).await?));
+        }
+        Ok(Some(row))
+    }
+
+    /// Runs a stored `running` action and records the result.
+    async fn run(&self, row: &ActionRow) -> Result<(), ActionError> {
+        let spec = self
+            .spec(&row.name)
+            .ok_or_else(|| ActionError::NotInCatalog(row.name.clone()))?
+            .clone();
+        let target = executor::Target {
+            action_id: row.action_id,
+            asset: row.asset.clone(),
+            class: row.asset_class.clone(),
+            kind: row
+                .failure_kind
+                .clone()
+                .filter(|k| crate::ingest::is_valid_name(k))
+                .unwrap_or_else(|| "unknown".to_owned()),
+            alert_id: row.alert_id,
+            reason: row.reason.clone(),
+        };
+        let outcome = executor::execute(&spec, &target, &self.client).await;
+        self.store
+            .finish_action(row.action_id, outcome.ok, &outcome.result)
+            .await?;
+        Ok(())
+    }
+
+    /// An admin approves (re-checked by the guard now) or rejects an action awaiting
+    /// approval.
+    pub async fn decide(&self, id: i64, approve: bool, by: &str) -> Result<ActionRow, ActionError> {
+        self.store.expire_actions().await?;
+        let row = self.store.action(id).await?;
+        if row.state != "awaiting_approval" {
+            return Err(ActionError::NotAwaiting(id));
+        }
+        let decision = if approve {
+            let asset = self.store.asset_by_name(&row.asset).await?;
+            let gs = self
+                .store
+                .guard_state_now(
+                    asset.asset_id,
+                    std::slice::from_ref(&row.name),
+                    self.settings.guard.kill_switch,
+                )
+                .await?;
+            let d = guard::judge(
+                Mode::Auto,
+                &self.settings.guard.limits(),
+                &gs.for_action(&row.name),
+            );
+            if let Some(rule) = d.refused_by() {
+                return Err(ActionError::Refused {
+                    id,
+                    rule: format!("{rule:?}"),
+                });
+            }
+            Some(serde_json::to_value(&d).unwrap_or_default())
+        } else {
+            None
+        };
+        let decided = self
+            .store
+            .decide_approval(id, approve, by, decision.as_ref())
+            .await?
+            .ok_or(ActionError::NotAwaiting(id))?;
+        if decided.state == "running" {
+            self.run(&decided).await?;
+            return Ok(self.store.action(id).await?);
+        }
+        Ok(decided)
+    }
+
+    /// Verifies every action whose settle time and window have passed: healed when no
+    /// incident of the asset started since the action and its score is below the clear
+    /// threshold now. Returns how many were verified.
+    pub async fn verify_due(&self, rescore: &Rescore) -> Result<usize, ActionError> {
+        let g = &self.settings.guard;
+        let due = self
+            .store
+            .actions_to_verify(g.settle_secs + g.verify_window_secs)
+            .await?;
+        let mut verified = 0;
+        for action in due {
+            let since = action.started_at.unwrap_or(action.requested_at);
+            let incident = self.store.incident_since(&action.asset, since).await?;
+            let score = rescore(action.asset.clone()).await;
+            let (healed, detail) = match (&score, incident) {
+                (_, true) => (false, json!({ "incident_since_action": true })),
+                (Ok((level, clear)), false) => (
+                    level < clear,
+                    json!({ "level": level, "clear_below": clear }),
+                ),
+                (Err(e), false) => (false, json!({ "rescore_error": e })),
+            };
+            if self
+                .store
+                .record_verification(action.action_id, healed, &detail)
+                .await?
+            {
+                verified += 1;
+            }
+        }
+        Ok(verified)
+    }
+
+    /// Expires approvals and verifies due actions every `every`, until aborted.
+    pub fn spawn_sweeper(
+        self: Arc<Self>,
+        rescore: Rescore,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = self.store.expire_actions().await {
+                    tracing::warn!("cannot expire approvals: {e}");
+                }
+                match self.verify_due(&rescore).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(verified = n, "verified actions"),
+                    Err(e) => tracing::warn!("cannot verify actions: {e}"),
+                }
+            }
+        })
+    }
+}
+
+fn new_action(
+    alert: &AlertContext,
+    spec: &ActionSettings,
+    decision: &guard::Decision,
+    reason: String,
+    approval: chrono::Duration,
+) -> NewAction {
+    let state = match decision.verdict {
+        Verdict::Recommend => "recommended",
+        Verdict::AwaitApproval => "awaiting_approval",
+        Verdict::Run => "running",
+        Verdict::Block | Verdict::Escalate => "blocked",
+    };
+    NewAction {
+        alert_id: Some(alert.alert_id),
+        name: spec.name.clone(),
+        executor: spec.executor.as_str().to_owned(),
+        params: executor::describe(
+            spec,
+            &executor::Target {
+                action_id: 0,
+                asset: alert.asset.clone(),
+                class: alert.class.clone(),
+                kind: alert.kind.clone(),
+                alert_id: Some(alert.alert_id),
+                reason: reason.clone(),
+            },
+        ),
+        reason,
+        failure_kind: Some(alert.kind.clone()),
+        mode: spec.mode.as_str().to_owned(),
+        state: state.to_owned(),
+        guard_decision: serde_json::to_value(decision).unwrap_or_default(),
+        expires_at: (decision.verdict == Verdict::AwaitApproval)
+            .then(|| chrono::Utc::now() + approval),
+    }
+}
