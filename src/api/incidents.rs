@@ -325,3 +325,136 @@ pub async fn alertmanager(
     let report = state.store.record_external(&events).await?;
     Ok(Json(AlertmanagerAnswer { report, skipped }))
 }
+
+/// Body of `POST /v1/incidents/{id}/outcome`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeBody {
+    /// The client's idempotency key (1 to 200 characters).
+    client_key: String,
+    /// Root cause, if known.
+    #[serde(default)]
+    root_cause: Option<String>,
+    /// The actions tried, in order (catalog names, or others people ran).
+    #[serde(default)]
+    actions_tried: Vec<String>,
+    /// The one that healed the asset, one of `actions_tried` (none: nothing healed it).
+    #[serde(default)]
+    healed_by: Option<String>,
+    /// Seconds from the start of the incident to recovery.
+    #[serde(default)]
+    time_to_recover_secs: Option<f64>,
+}
+
+/// Answer of `POST /v1/incidents/{id}/outcome`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct OutcomeAnswer {
+    outcome: crate::store::actions::Outcome,
+    /// The key was used before: this is the earlier outcome, nothing was stored.
+    duplicate: bool,
+    /// What the threshold adapter did (a missed detection can lower a threshold).
+    thresholds: Vec<super::policy::Adaptation>,
+}
+
+/// `POST /v1/incidents/{id}/outcome` (scope `feedback`): how the incident ended. Counts for
+/// action choice (overriding automatic verification), marks a missed detection when no
+/// alert opened in the horizon before it, and adapts thresholds. 201 stored, 200 repeated.
+pub async fn outcome(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<super::auth::Principal>,
+    Path(incident_id): Path<i64>,
+    ApiJson(body): ApiJson<OutcomeBody>,
+) -> Result<(StatusCode, Json<OutcomeAnswer>), ApiError> {
+    if body.client_key.is_empty() || body.client_key.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "client_key",
+            "must be 1 to 200 characters",
+        ));
+    }
+    for name in &body.actions_tried {
+        check_name("actions_tried", name)?;
+    }
+    if let Some(h) = &body.healed_by
+        && !body.actions_tried.contains(h)
+    {
+        return Err(ApiError::invalid(
+            "healed_by",
+            "must be one of actions_tried",
+        ));
+    }
+    if body
+        .time_to_recover_secs
+        .is_some_and(|t| !t.is_finite() || t < 0.0)
+    {
+        return Err(ApiError::invalid(
+            "time_to_recover_secs",
+            "must be 0 or more",
+        ));
+    }
+    let new = crate::store::actions::NewOutcome {
+        incident_id,
+        root_cause: body.root_cause,
+        actions_tried: body.actions_tried,
+        healed_by: body.healed_by,
+        time_to_recover_secs: body.time_to_recover_secs,
+        client_key: body.client_key,
+        author: principal.name,
+        horizon_secs: state.settings.training.horizon_secs,
+    };
+    let recorded = match state.store.record_outcome(&new).await {
+        // A concurrent request with the same key won: answer with its row.
+        Err(store::Error::Duplicate { .. }) => state.store.record_outcome(&new).await,
+        other => other,
+    };
+    let (outcome, stored) = match recorded {
+        Ok(r) => r,
+        Err(store::Error::NotFound(what)) => return Err(ApiError::NotFound(what)),
+        Err(e) => return Err(e.into()),
+    };
+    if !stored {
+        if outcome.incident_id != incident_id {
+            return Err(ApiError::Conflict(format!(
+                "client_key {:?} was used for the outcome of incident {}",
+                new.client_key, outcome.incident_id
+            )));
+        }
+        return Ok((
+            StatusCode::OK,
+            Json(OutcomeAnswer {
+                outcome,
+                duplicate: true,
+                thresholds: Vec::new(),
+            }),
+        ));
+    }
+    let class = state
+        .store
+        .incident(incident_id)
+        .await
+        .ok()
+        .map(|i| i.asset);
+    let class = match class {
+        Some(asset) => state
+            .store
+            .asset_by_name(&asset)
+            .await
+            .ok()
+            .map(|a| a.class),
+        None => None,
+    };
+    let thresholds = match super::policy::adapt(&state, class.as_deref()).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("threshold adaptation after an outcome failed: {e}");
+            Vec::new()
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(OutcomeAnswer {
+            outcome,
+            duplicate: false,
+            thresholds,
+        }),
+    ))
+}

@@ -231,6 +231,17 @@ pub fn endpoints() -> Vec<Endpoint> {
         .answers::<crate::store::incidents::Incident>(),
         Endpoint::new(
             M::POST,
+            "/v1/incidents/{id}/outcome",
+            FEEDBACK,
+            "How an incident ended (actions tried, which healed); counts for action choice, \
+             overriding automatic verification (idempotent by client_key).",
+            post(incidents::outcome),
+        )
+        .body::<incidents::OutcomeBody>()
+        .status(201)
+        .answers::<incidents::OutcomeAnswer>(),
+        Endpoint::new(
+            M::POST,
             "/v1/alertmanager",
             INGEST,
             "Alertmanager webhook: firing opens incidents, resolved resolves them.",

@@ -451,3 +451,162 @@ pub(crate) async fn count_outcome(
     .await?;
     Ok(())
 }
+
+/// How an incident ended, as a person reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutcome {
+    /// The incident.
+    pub incident_id: i64,
+    /// Root cause, if known.
+    pub root_cause: Option<String>,
+    /// Actions tried, in order (catalog names or others).
+    pub actions_tried: Vec<String>,
+    /// The one that healed, if any (one of `actions_tried`).
+    pub healed_by: Option<String>,
+    /// Seconds from the start to recovery.
+    pub time_to_recover_secs: Option<f64>,
+    /// Idempotency key.
+    pub client_key: String,
+    /// Author.
+    pub author: String,
+    /// Seconds before the incident in which an alert counts as having predicted it.
+    pub horizon_secs: i64,
+}
+
+/// A stored outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
+pub struct Outcome {
+    /// Id.
+    pub incident_outcome_id: i64,
+    /// The incident.
+    pub incident_id: i64,
+    /// human, verification or vigil.
+    pub source: String,
+    /// Root cause.
+    pub root_cause: Option<String>,
+    /// Actions tried, in order.
+    pub actions_tried: Value,
+    /// The one that healed.
+    pub healed_by: Option<String>,
+    /// Seconds to recover.
+    pub time_to_recover_secs: Option<f64>,
+    /// No alert opened in the horizon before the incident.
+    pub missed_detection: bool,
+    /// Idempotency key.
+    pub client_key: Option<String>,
+    /// Who reported it.
+    pub author: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Records a person's outcome of an incident once per client key, and counts it for
+    /// action choice in the same transaction: each action tried counts as healed (the one
+    /// that healed) or not. A human outcome overrides what verification counted for Vigil's
+    /// actions on the asset around the incident, and an earlier human outcome of the same
+    /// incident (the newest wins). Returns the outcome and whether this call stored it.
+    pub async fn record_outcome(&self, new: &NewOutcome) -> Result<(Outcome, bool)> {
+        if let Some(earlier) =
+            sqlx::query_as::<_, Outcome>("select * from incident_outcome where client_key = $1")
+                .bind(&new.client_key)
+                .fetch_optional(&self.pool)
+                .await?
+        {
+            return Ok((earlier, false));
+        }
+        let mut tx = self.pool.begin().await?;
+        let (asset_id, kind, class, started_at): (i64, String, String, DateTime<Utc>) =
+            sqlx::query_as(
+                "select i.asset_id, i.kind, s.class, i.started_at from incident i \
+                 join asset s using (asset_id) where i.incident_id = $1 for update of i",
+            )
+            .bind(new.incident_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("incident {}", new.incident_id)))?;
+        let horizon = new.horizon_secs as f64;
+        let missed: bool = sqlx::query_scalar(
+            "select not exists (select 1 from alert where asset_id = $1 \
+             and opened_at between $2 - make_interval(secs => $3) and $2)",
+        )
+        .bind(asset_id)
+        .bind(started_at)
+        .bind(horizon)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Undo what this outcome supersedes: the previous human outcome of the incident...
+        let previous: Option<(Value, Option<String>)> = sqlx::query_as(
+            "select actions_tried, healed_by from incident_outcome \
+             where incident_id = $1 and source = 'human' order by created_at desc limit 1",
+        )
+        .bind(new.incident_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((tried, healed_by)) = previous {
+            for name in tried
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let healed = healed_by.as_deref() == Some(name);
+                count_outcome(&mut tx, &kind, &class, name, healed, -1).await?;
+            }
+        }
+        // ...and the verifications of Vigil's actions on the asset around the incident.
+        let verified: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
+            "select action_id, name, failure_kind, verification from action \
+             where asset_id = $1 and verification in ('healed', 'not_healed') \
+             and requested_at between $3 - make_interval(secs => $4) and now() \
+             and (incident_id is null or incident_id = $2) for update",
+        )
+        .bind(asset_id)
+        .bind(new.incident_id)
+        .bind(started_at)
+        .bind(horizon)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (action_id, name, action_kind, verification) in verified {
+            let action_kind = action_kind.as_deref().unwrap_or("unknown");
+            count_outcome(
+                &mut tx,
+                action_kind,
+                &class,
+                &name,
+                verification == "healed",
+                -1,
+            )
+            .await?;
+            sqlx::query(
+                "update action set verification = 'skipped', incident_id = $2 \
+                 where action_id = $1",
+            )
+            .bind(action_id)
+            .bind(new.incident_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for name in &new.actions_tried {
+            let healed = new.healed_by.as_deref() == Some(name.as_str());
+            count_outcome(&mut tx, &kind, &class, name, healed, 1).await?;
+        }
+        let outcome = sqlx::query_as::<_, Outcome>(
+            "insert into incident_outcome (incident_id, source, root_cause, actions_tried, \
+             healed_by, time_to_recover_secs, missed_detection, client_key, author) \
+             values ($1, 'human', $2, $3, $4, $5, $6, $7, $8) returning *",
+        )
+        .bind(new.incident_id)
+        .bind(&new.root_cause)
+        .bind(serde_json::json!(new.actions_tried))
+        .bind(&new.healed_by)
+        .bind(new.time_to_recover_secs)
+        .bind(missed)
+        .bind(&new.client_key)
+        .bind(&new.author)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((outcome, true))
+    }
+}

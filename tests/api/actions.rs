@@ -221,6 +221,83 @@ async fn an_auto_webhook_runs_signed_with_retries_and_verification_feeds_the_pos
     actions.verify_due(&calm()).await.unwrap();
     let verified = app.db.store.action(row.action_id).await.unwrap();
     assert_eq!(verified.verification, "not_healed");
+
+    // A person's outcome overrides the verification: restart was tried on web-02 and did
+    // not heal it, reroute did.
+    let incident: i64 = sqlx::query_scalar("select max(incident_id) from incident")
+        .fetch_one(app.db.store.pool())
+        .await
+        .unwrap();
+    let body = json!({
+        "client_key": "outcome-1",
+        "actions_tried": ["restart", "reroute"],
+        "healed_by": "reroute",
+        "time_to_recover_secs": 420,
+        "root_cause": "leaky cache",
+    });
+    let path = format!("/v1/incidents/{incident}/outcome");
+    let first = app.post_json(&path, &body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        first["outcome"]["missed_detection"], false,
+        "an alert preceded it"
+    );
+    let again = app.post_json(&path, &body).await;
+    assert_eq!(again.status(), 200, "the same key counts once");
+    let counts = |policy: &Value, action: &str| {
+        let p = policy["posteriors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["action"] == action)
+            .cloned()
+            .unwrap();
+        (
+            p["healed"].as_u64().unwrap(),
+            p["not_healed"].as_u64().unwrap(),
+        )
+    };
+    let policy: Value = app.get_value("/v1/policy/actions").await;
+    // restart: the healed web-01 verification stays, the web-02 verification is replaced by
+    // the person's "not healed" (still one), reroute healed once.
+    assert_eq!(counts(&policy, "restart"), (1, 1));
+    assert_eq!(counts(&policy, "reroute"), (1, 0));
+    assert_eq!(
+        app.db
+            .store
+            .action(row.action_id)
+            .await
+            .unwrap()
+            .verification,
+        "skipped",
+        "overridden by the person's outcome"
+    );
+    expect_error(
+        app.post_json(
+            &path,
+            &json!({ "client_key": "k2", "actions_tried": ["a"], "healed_by": "b" }),
+        )
+        .await,
+        422,
+        "invalid_value",
+    )
+    .await;
+
+    // An incident nobody alerted on is a missed detection.
+    let created: Value = app
+        .post_value(
+            "/v1/incidents",
+            &json!({ "asset": "quiet-01", "kind": "disk_full", "started_at": chrono::Utc::now().timestamp() }),
+        )
+        .await;
+    let missed: Value = app
+        .post_value(
+            &format!("/v1/incidents/{}/outcome", created["incident_id"]),
+            &json!({ "client_key": "outcome-2" }),
+        )
+        .await;
+    assert_eq!(missed["outcome"]["missed_detection"], true, "{missed}");
 }
 
 #[tokio::test]
@@ -429,4 +506,43 @@ async fn a_command_runs_its_template_only() {
             .unwrap()
             .contains("unknown placeholder")
     );
+}
+
+#[tokio::test]
+async fn an_alert_from_scoring_is_acted_on_and_verified_without_anyone_clicking() {
+    let (app, _dir) = crate::score::app_with_model(|s| {
+        s.scoring.fire_windows = 1;
+        s.actions = vec![dry_run("restart")];
+        s.guard.settle_secs = 0;
+        s.guard.verify_window_secs = 0;
+        s.guard.sweep_every_secs = 1;
+    })
+    .await;
+    // The asset's stored history is calm (minutes long after its failure)...
+    let base = (chrono::Utc::now().timestamp() / 60 - 600) * 60;
+    crate::score::post_minutes(&app, base, 520..=550).await;
+    // ...when a risky window is posted: the alert opens and an action follows.
+    let risky: Value = app
+        .post_value("/v1/score", &crate::score::window(195))
+        .await;
+    let alert_id = risky["alert_opened"].as_i64().expect("an alert opens");
+    let mut action = Value::Null;
+    for _ in 0..100 {
+        let list: Value = app.get_value("/v1/actions?asset=asset-0").await;
+        action = list["actions"][0].clone();
+        if action["verification"] != Value::Null && action["verification"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(action["alert_id"], alert_id, "{action}");
+    assert_eq!(action["name"], "restart");
+    assert_eq!(action["state"], "succeeded");
+    assert_eq!(action["failure_kind"], risky["diagnosis"]["kind"]);
+    assert_eq!(
+        action["verification"], "healed",
+        "the re-scored stored window is calm: {action}"
+    );
+    let policy: Value = app.get_value("/v1/policy/actions").await;
+    assert_eq!(policy["posteriors"][0]["healed"], 1);
 }

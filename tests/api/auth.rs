@@ -34,6 +34,18 @@ pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
             "/v1/policy/thresholds/web/revert",
             Some(Scope::Admin),
         ),
+        (
+            Method::POST,
+            "/v1/incidents/1/outcome",
+            Some(Scope::Feedback),
+        ),
+        (Method::GET, "/v1/actions", None),
+        (Method::GET, "/v1/actions/1", None),
+        (Method::POST, "/v1/actions/1/approve", Some(Scope::Admin)),
+        (Method::POST, "/v1/actions/1/reject", Some(Scope::Admin)),
+        (Method::GET, "/v1/policy/actions", None),
+        (Method::GET, "/v1/policy/kill-switch", None),
+        (Method::PUT, "/v1/policy/kill-switch", Some(Scope::Admin)),
     ]
 }
 

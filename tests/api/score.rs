@@ -315,7 +315,7 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
 }
 
 /// Stores asset-0's synthetic minutes `minutes` as samples, minute m at `base + 60 m`.
-async fn post_minutes(app: &TestApp, base: i64, minutes: std::ops::RangeInclusive<usize>) {
+pub async fn post_minutes(app: &TestApp, base: i64, minutes: std::ops::RangeInclusive<usize>) {
     let data = synthetic(4, 3, 7);
     let series: Vec<Value> = data
         .metrics
