@@ -111,14 +111,15 @@ pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptati
     let costs = settings.policy.costs();
     let mut out = Vec::new();
     for c in class.into_iter().chain([GLOBAL_CLASS]) {
+        let (current, _) = state.policy.threshold_for(Some(c), settings);
         let cases = state
             .store
             .labelled_cases(
                 (c != GLOBAL_CLASS).then_some(c),
                 settings.training.horizon_secs,
+                (current - costs.max_step, current),
             )
             .await?;
-        let (current, _) = state.policy.threshold_for(Some(c), settings);
         let adaptation = match threshold::adapt(&cases, current, &costs) {
             Decision::Move { fire_at, evidence } => {
                 let reason = format!(

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod detect;
+mod replay;
 mod training;
 mod transfer;
 
@@ -109,6 +110,13 @@ pub enum Command {
     /// Each row is scored from the rows before it only, as the service scores a live
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
     Detect(detect::DetectArgs),
+    /// Replay the learning loop on a generated stream and report how action choice and
+    /// thresholds learn (no database).
+    ///
+    /// Prints, per 100 incidents, how often the chosen action was the right one and the
+    /// cumulative regret against always choosing right, and the false alarms and caught
+    /// failures before and after feedback-tuned thresholds on the same stream.
+    Replay(replay::ReplayArgs),
     /// Evaluate detectors on public benchmarks (no database).
     #[command(subcommand)]
     Eval(detect::EvalCommand),
@@ -248,6 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => training::train(cli.settings(None)?, args).await,
         Command::Models(command) => training::models(cli.settings(None)?, command).await,
         Command::Detect(args) => detect::detect(args),
+        Command::Replay(args) => replay::replay(args),
         Command::Eval(command) => detect::eval(command),
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());

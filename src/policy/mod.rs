@@ -9,4 +9,5 @@
 
 pub mod bandit;
 pub mod guard;
+pub mod replay;
 pub mod threshold;

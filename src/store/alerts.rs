@@ -155,13 +155,17 @@ impl Store {
     }
 
     /// The labelled cases of an asset class (`None`: every asset): each alert with feedback
-    /// (its probability; a failure when labelled a true alarm), and each missed failure: an
+    /// (its probability; a failure when labelled a true alarm), each missed failure (an
     /// incident whose asset was being scored in the `horizon_secs` before it but got no
-    /// alert then (the highest probability it had then).
+    /// alert then; the highest probability it had then), and the calm windows scored in
+    /// `band` (just below the threshold in force) that did not alert and were followed by no
+    /// incident within the horizon: the false alarms a lower threshold would raise (the
+    /// newest 10 000).
     pub async fn labelled_cases(
         &self,
         class: Option<&str>,
         horizon_secs: i64,
+        band: (f64, f64),
     ) -> Result<Vec<Labelled>> {
         let rows: Vec<(f64, bool)> = sqlx::query_as(
             "select a.probability, f.label = 'true_alarm' \
@@ -179,10 +183,20 @@ impl Store {
                  and not exists (select 1 from alert a where a.asset_id = i.asset_id \
                      and a.opened_at between i.started_at - make_interval(secs => $2) \
                      and i.started_at) \
-             ) m where m.top is not null",
+             ) m where m.top is not null \
+             union all \
+             select * from (select sc.probability, false from score sc join asset s using (asset_id) \
+                 where ($1::text is null or s.class = $1) and not sc.is_alert \
+                 and sc.probability >= $3 and sc.probability < $4 \
+                 and not exists (select 1 from incident i where i.asset_id = sc.asset_id \
+                     and i.started_at between sc.window_end \
+                     and sc.window_end + make_interval(secs => $2)) \
+                 order by sc.window_end desc limit 10000) calm",
         )
         .bind(class)
         .bind(horizon_secs as f64)
+        .bind(band.0)
+        .bind(band.1)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
