@@ -25,6 +25,7 @@ use crate::store::thresholds::{GLOBAL_CLASS, NewThreshold, Threshold, ThresholdC
 pub struct PolicyCache {
     thresholds: RwLock<HashMap<String, (f64, f64)>>,
     classes: RwLock<HashSet<String>>,
+    action_stats: RwLock<Vec<crate::store::actions::ActionStat>>,
 }
 
 impl PolicyCache {
@@ -47,12 +48,39 @@ impl PolicyCache {
     pub async fn reload(&self, store: &Store) -> Result<(), crate::store::Error> {
         let thresholds = store.thresholds().await?;
         let classes = store.asset_classes().await?;
+        let stats = store.action_stats().await?;
+        *self.action_stats.write().unwrap_or_else(|e| e.into_inner()) = stats;
         *self.thresholds.write().unwrap_or_else(|e| e.into_inner()) = thresholds
             .into_iter()
             .map(|t| (t.asset_class, (t.fire_at, t.clear_at)))
             .collect();
         *self.classes.write().unwrap_or_else(|e| e.into_inner()) = classes.into_iter().collect();
         Ok(())
+    }
+
+    /// The action the policy recommends now for a failure kind on an asset class: the
+    /// applicable catalog action with the highest posterior mean (learned counts as of the
+    /// last refresh). `None` without an applicable action.
+    pub fn recommend(
+        &self,
+        settings: &Settings,
+        kind: &str,
+        class: &str,
+    ) -> Option<Recommendation> {
+        let candidates: Vec<&crate::config::ActionSettings> = settings
+            .actions
+            .iter()
+            .filter(|a| a.name != crate::actions::PAGE_HUMAN && a.applies_to(kind, class))
+            .collect();
+        let stats = self.action_stats.read().unwrap_or_else(|e| e.into_inner());
+        let arms = crate::actions::arms(&candidates, &stats, kind, class);
+        let best = crate::policy::bandit::best(&arms)?;
+        Some(Recommendation {
+            action: arms[best].action.clone(),
+            mode: candidates[best].mode,
+            healed_probability: arms[best].mean(),
+            outcomes: arms[best].healed + arms[best].not_healed,
+        })
     }
 
     /// Whether some asset has `class` (asks the database on a cache miss).
@@ -70,6 +98,19 @@ impl PolicyCache {
         *self.classes.write().unwrap_or_else(|e| e.into_inner()) = known.into_iter().collect();
         Ok(found)
     }
+}
+
+/// The action recommended for a diagnosed failure.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Recommendation {
+    /// Catalog name.
+    pub action: String,
+    /// Its mode (whether Vigil would run it alone).
+    pub mode: crate::policy::guard::Mode,
+    /// Posterior mean probability that it heals this kind on this class.
+    pub healed_probability: f64,
+    /// Outcomes behind that estimate.
+    pub outcomes: u64,
 }
 
 /// Reloads the cache now and then every `every`, so changes made by other replicas arrive.

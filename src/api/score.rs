@@ -296,6 +296,11 @@ pub struct ScoreAnswer {
     clear_threshold: f64,
     #[serde(flatten)]
     score: Option<WindowScore>,
+    /// The action the policy recommends for the diagnosed failure kind on this asset class
+    /// (the best posterior mean among applicable catalog actions); absent without a
+    /// diagnosis or an applicable action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recommended_action: Option<super::policy::Recommendation>,
     /// The cold-start detector's answer: the whole answer when no trained model could score
     /// the window, else the scores of the metrics the model does not know.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -344,6 +349,11 @@ fn score_with(
         Some((model, score)) => {
             let ignored = score.ignored_metrics.clone();
             let (fire_at, clear_at) = state.policy.threshold_for(class, &state.settings);
+            let recommended_action = score.diagnosis.as_ref().and_then(|d| {
+                state
+                    .policy
+                    .recommend(&state.settings, &d.kind, class.unwrap_or("default"))
+            });
             ScoreAnswer {
                 asset,
                 model: ModelRef::Trained {
@@ -354,6 +364,7 @@ fn score_with(
                 alert: score.probability >= fire_at,
                 alert_opened: None,
                 clear_threshold: clear_at,
+                recommended_action,
                 cold_start: cold_start(window, |name| ignored.iter().any(|m| m == name)),
                 score: Some(score),
             }
@@ -376,6 +387,7 @@ fn score_with(
                 alert: cold.anomaly_score >= settings.cold_start_threshold,
                 alert_opened: None,
                 clear_threshold: settings.cold_start_clear_threshold,
+                recommended_action: None,
                 score: None,
                 cold_start: Some(cold),
             }

@@ -526,6 +526,8 @@ async fn an_alert_from_scoring_is_acted_on_and_verified_without_anyone_clicking(
         .post_value("/v1/score", &crate::score::window(195))
         .await;
     let alert_id = risky["alert_opened"].as_i64().expect("an alert opens");
+    assert_eq!(risky["recommended_action"]["action"], "restart", "{risky}");
+    assert_eq!(risky["recommended_action"]["outcomes"], 0);
     let mut action = Value::Null;
     for _ in 0..100 {
         let list: Value = app.get_value("/v1/actions?asset=asset-0").await;
