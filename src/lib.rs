@@ -20,5 +20,7 @@ pub mod jobs;
 pub mod model;
 /// Policy: adaptive thresholds, action choice (Thompson sampling), the safety guard rules.
 pub mod policy;
+/// A seeded fleet simulator with planted faults (history and live streams).
+pub mod simulator;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod detect;
 mod replay;
+mod simulate;
 mod training;
 mod transfer;
 
@@ -110,6 +111,16 @@ pub enum Command {
     /// Each row is scored from the rows before it only, as the service scores a live
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
     Detect(detect::DetectArgs),
+    /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
+    /// assets) into the database, or as CSV files with --out.
+    ///
+    /// Assets of classes web, db and worker report cpu, mem, disk, latency_ms, errors and
+    /// temp every minute, with daily and weekly seasonality, noise, benign spikes and nightly
+    /// backups, and faults (memory_leak, disk_filling, latency_creep, error_burst,
+    /// thermal_drift, bad_deploy) whose precursors end in a failure (an incident). Train on
+    /// it with `vigil train` (database) or `vigil train --input samples.csv --incidents
+    /// incidents.csv`.
+    Simulate(simulate::SimulateArgs),
     /// Replay the learning loop on a generated stream and report how action choice and
     /// thresholds learn (no database).
     ///
@@ -257,6 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => training::models(cli.settings(None)?, command).await,
         Command::Detect(args) => detect::detect(args),
         Command::Replay(args) => replay::replay(args),
+        Command::Simulate(args) => simulate::simulate(cli.settings(None)?, args).await,
         Command::Eval(command) => detect::eval(command),
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());

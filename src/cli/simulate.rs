@@ -1,0 +1,197 @@
+//! `vigil simulate`: a month (by default) of simulated fleet history with planted faults,
+//! written as CSV files that `vigil import` and `vigil train --input` read, or stored in the
+//! database directly.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Settings;
+use crate::ingest::{self, Limits, NamedBatch};
+use crate::simulator::{Fleet, FleetParams, METRICS};
+use crate::store::Store;
+use crate::store::assets::NewAsset;
+use crate::store::incidents::{ExternalEvent, NewIncident};
+
+/// Flags of `vigil simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Assets in the fleet (classes web, db, worker in turn).
+    #[arg(long, default_value_t = 24)]
+    pub assets: usize,
+    /// Days of history, ending now (at the last whole minute).
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seed: the same seed gives the same fleet, faults and values.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Mean hours between faults on one asset.
+    #[arg(long, default_value_t = 60.0)]
+    pub fault_every_hours: f64,
+    /// Write samples.csv (asset,metric,ts,value) and incidents.csv here instead of storing
+    /// into the database.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// The fleet these flags describe, ending at `end`.
+    pub fn fleet(&self, end: i64) -> Fleet {
+        let params = FleetParams {
+            assets: self.assets,
+            fault_every_hours: self.fault_every_hours,
+            seed: self.seed,
+            ..FleetParams::default()
+        };
+        Fleet::new(params, end - i64::from(self.days) * 86_400, end)
+    }
+}
+
+fn bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template =
+        format!("{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// `vigil simulate`.
+pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result<()> {
+    let end = Utc::now().timestamp() / 60 * 60;
+    let fleet = args.fleet(end);
+    let samples = fleet.times().count() * fleet.assets.len() * METRICS.len();
+    match &args.out {
+        Some(dir) => write_files(&fleet, dir, samples as u64)?,
+        None => {
+            let database = crate::store::Database::open(&settings)
+                .await
+                .context("opening the database")?;
+            let result = store_history(&database.store, &settings, &fleet, true).await;
+            database.close().await?;
+            result?;
+        }
+    }
+    println!(
+        "simulated {} assets x {} metrics over {} days: {} samples, {} faults ending in failures",
+        fleet.assets.len(),
+        METRICS.len(),
+        args.days,
+        samples,
+        fleet.scenarios.len()
+    );
+    Ok(())
+}
+
+fn write_files(fleet: &Fleet, dir: &std::path::Path, total: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("samples.csv");
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "asset,metric,ts,value")?;
+    let progress = bar(total, "writing samples");
+    let none = |_| None;
+    for (a, asset) in fleet.assets.iter().enumerate() {
+        for ts in fleet.times() {
+            for (m, metric) in METRICS.iter().enumerate() {
+                writeln!(out, "{asset},{metric},{ts},{:.3}", fleet.value(a, m, ts, &none))?;
+            }
+            progress.inc(METRICS.len() as u64);
+        }
+    }
+    out.flush()?;
+    progress.finish_and_clear();
+    let path = dir.join("incidents.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    writeln!(out, "asset,kind,started_at,resolved_at")?;
+    for f in fleet.failures() {
+        writeln!(
+            out,
+            "{},{},{},{}",
+            f.asset,
+            f.kind,
+            f.started,
+            f.resolved.unwrap_or(f.started)
+        )?;
+    }
+    out.flush()?;
+    println!(
+        "wrote {} and {}",
+        dir.join("samples.csv").display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Stores the fleet's assets (with classes), samples (one transaction per simulated day)
+/// and failures (as incidents from source `simulator`, idempotent) in the database.
+pub async fn store_history(
+    store: &Store,
+    settings: &Settings,
+    fleet: &Fleet,
+    show_progress: bool,
+) -> anyhow::Result<()> {
+    for (a, name) in fleet.assets.iter().enumerate() {
+        store
+            .upsert_asset(&NewAsset {
+                name: name.clone(),
+                class: fleet.class(a).to_owned(),
+                labels: serde_json::json!({ "simulated": true }),
+            })
+            .await?;
+    }
+    let total = (fleet.times().count() * fleet.assets.len() * METRICS.len()) as u64;
+    let progress = if show_progress {
+        bar(total, "storing history")
+    } else {
+        ProgressBar::hidden()
+    };
+    let limits = Limits::new(&settings.ingest, Utc::now()).unbounded_batch();
+    let none = |_| None;
+    let times: Vec<i64> = fleet.times().collect();
+    for day in times.chunks(1440) {
+        let mut batch = NamedBatch::new(limits);
+        batch.reserve(day.len() * fleet.assets.len() * METRICS.len());
+        for (a, asset) in fleet.assets.iter().enumerate() {
+            let ai = batch.asset(asset, String::new)?;
+            for (m, metric) in METRICS.iter().enumerate() {
+                let mi = batch.metric(metric, String::new)?;
+                for &ts in day {
+                    batch.push(ai, mi, ts * 1_000_000, fleet.value(a, m, ts, &none), String::new)?;
+                }
+            }
+        }
+        let n = batch.len() as u64;
+        ingest::store_batch(store, batch, &mut |_| {}).await?;
+        progress.inc(n);
+    }
+    progress.finish_and_clear();
+    let asset_ids = store.resolve_asset_ids(&fleet.assets).await?;
+    let events: Vec<ExternalEvent> = fleet
+        .failures()
+        .into_iter()
+        .map(|f| {
+            let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default();
+            let incident = NewIncident {
+                asset_id: asset_ids[&f.asset],
+                kind: f.kind.clone(),
+                severity: "major".to_owned(),
+                started_at: at(f.started),
+                detected_at: None,
+                resolved_at: None,
+                root_cause: None,
+                source: "simulator".to_owned(),
+                fingerprint: Some(format!("sim-{}-{}", f.asset, f.started)),
+                labels: serde_json::json!({}),
+            };
+            ExternalEvent::Resolved(incident, at(f.resolved.unwrap_or(f.started)))
+        })
+        .collect();
+    store.record_external(&events).await?;
+    Ok(())
+}
