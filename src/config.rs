@@ -354,6 +354,9 @@ pub struct GuardSettings {
     /// Actions in a row that did not heal an asset before its breaker opens (no more
     /// automatic actions; `page_human` if the catalog has it). Default 3.
     pub breaker_after: u32,
+    /// Seconds after which failed actions no longer count toward the breaker (it closes
+    /// again). Default 3600.
+    pub breaker_reset_secs: i64,
     /// An action awaiting approval expires after this. Default 900.
     pub approval_timeout_secs: i64,
     /// Seconds after an action before verification looks at the asset. Default 300.
@@ -366,6 +369,8 @@ pub struct GuardSettings {
     pub kill_switch: bool,
     /// How often due verifications and expired approvals are looked for. Default 15.
     pub sweep_every_secs: u64,
+    /// Seed of the action sampling (none: random each start). Default none.
+    pub sample_seed: Option<u64>,
 }
 
 impl Default for GuardSettings {
@@ -375,11 +380,13 @@ impl Default for GuardSettings {
             rate_limit_per_hour: 20,
             budget: 3,
             breaker_after: 3,
+            breaker_reset_secs: 3600,
             approval_timeout_secs: 900,
             settle_secs: 300,
             verify_window_secs: 600,
             kill_switch: false,
             sweep_every_secs: 15,
+            sample_seed: None,
         }
     }
 }

@@ -214,7 +214,11 @@ impl Fleet {
                     break;
                 }
                 // Benign spikes hit cpu or latency, for 3 to 8 minutes.
-                let metric = if unit(key(params.seed, a as u64, 4, n)) < 0.5 { 0 } else { 3 };
+                let metric = if unit(key(params.seed, a as u64, 4, n)) < 0.5 {
+                    0
+                } else {
+                    3
+                };
                 let minutes = 3 + (unit(key(params.seed, a as u64, 5, n)) * 6.0) as i64;
                 benign.push((a, metric, t.div_euclid(step) * step, minutes));
                 n += 1;
@@ -238,7 +242,13 @@ impl Fleet {
 
     /// The value of `metric` of `asset` at `ts`. `healed` gives, per scenario index, when an
     /// action healed it (its precursors stop; no failure follows).
-    pub fn value(&self, asset: usize, metric: usize, ts: i64, healed: &dyn Fn(usize) -> Option<i64>) -> f64 {
+    pub fn value(
+        &self,
+        asset: usize,
+        metric: usize,
+        ts: i64,
+        healed: &dyn Fn(usize) -> Option<i64>,
+    ) -> f64 {
         let seed = self.params.seed;
         let level = |k: u64| unit(key(seed, asset as u64, 10 + metric as u64, k));
         let day = (ts as f64 / 86_400.0 + level(1)) * TAU;
@@ -323,7 +333,10 @@ mod tests {
         let (a, b) = (fleet(), fleet());
         assert_eq!(a.scenarios, b.scenarios);
         let none = |_| None;
-        assert_eq!(a.value(2, 3, a.from + 600, &none), b.value(2, 3, b.from + 600, &none));
+        assert_eq!(
+            a.value(2, 3, a.from + 600, &none),
+            b.value(2, 3, b.from + 600, &none)
+        );
         assert!(!a.scenarios.is_empty());
         let kinds: std::collections::HashSet<_> = a.scenarios.iter().map(|s| s.fault).collect();
         assert!(kinds.len() >= 4, "faults vary: {kinds:?}");
@@ -347,7 +360,10 @@ mod tests {
         let healed_at = s.start + 300;
         let healed = |i: usize| (i == 0).then_some(healed_at);
         let after = f.value(s.asset, metric, s.fail_at - 60, &healed);
-        assert!((after - before).abs() < late - before, "healing stops the precursor");
+        assert!(
+            (after - before).abs() < late - before,
+            "healing stops the precursor"
+        );
         // No overlapping faults on one asset, and each ends before the range does.
         for w in f.scenarios.windows(2) {
             if w[0].asset == w[1].asset {

@@ -83,7 +83,13 @@ impl std::fmt::Debug for Actions {
     }
 }
 
-/// The posterior arms of `names` for a (kind, class), from the learned counts and priors.
+/// How much the outcomes of the same failure kind on other asset classes count toward a
+/// class's posterior (partial pooling: a class with few outcomes of its own borrows from the
+/// others, and its own outcomes dominate as they accumulate).
+pub const POOLING: f64 = 0.5;
+
+/// The posterior arms of the catalog actions for a (kind, class), from the learned counts and
+/// priors; the kind's outcomes on other classes add to the prior with weight [`POOLING`].
 pub fn arms(
     catalog: &[&ActionSettings],
     stats: &[ActionStat],
@@ -93,14 +99,26 @@ pub fn arms(
     catalog
         .iter()
         .map(|spec| {
-            let stat = stats.iter().find(|s| {
-                s.failure_kind == kind && s.asset_class == class && s.action_name == spec.name
-            });
+            let (mut own, mut other) = ((0u64, 0u64), (0.0, 0.0));
+            for s in stats
+                .iter()
+                .filter(|s| s.failure_kind == kind && s.action_name == spec.name)
+            {
+                let (h, n) = (s.healed.max(0) as u64, s.not_healed.max(0) as u64);
+                if s.asset_class == class {
+                    own = (own.0 + h, own.1 + n);
+                } else {
+                    other = (other.0 + h as f64, other.1 + n as f64);
+                }
+            }
             Arm {
                 action: spec.name.clone(),
-                prior: spec.prior,
-                healed: stat.map_or(0, |s| s.healed.max(0) as u64),
-                not_healed: stat.map_or(0, |s| s.not_healed.max(0) as u64),
+                prior: (
+                    spec.prior.0 + POOLING * other.0,
+                    spec.prior.1 + POOLING * other.1,
+                ),
+                healed: own.0,
+                not_healed: own.1,
             }
         })
         .collect()
@@ -148,6 +166,7 @@ impl Actions {
                     asset.asset_id,
                     &names,
                     self.settings.guard.kill_switch,
+                    self.settings.guard.breaker_reset_secs,
                     |gs| {
                         let decisions: Vec<_> = candidates
                             .iter()
@@ -257,6 +276,7 @@ impl Actions {
                     asset.asset_id,
                     std::slice::from_ref(&row.name),
                     self.settings.guard.kill_switch,
+                    self.settings.guard.breaker_reset_secs,
                 )
                 .await?;
             let d = guard::judge(
@@ -287,8 +307,12 @@ impl Actions {
     }
 
     /// Verifies every action whose settle time and window have passed: healed when no
-    /// incident of the asset started since the action and its score is below the clear
-    /// threshold now. Returns how many were verified.
+    /// incident of the asset started after the alert that prompted it (or, without an alert,
+    /// was recorded since it ran), and its score is below the clear threshold now and was in
+    /// every score stored since it settled. An action whose asset had failed within the
+    /// horizon before its alert is skipped: the asset's recovery is not its doing. When an action did not heal and its alert is still open, the next
+    /// action is chosen for it (the guard's breaker bounds the tries). Returns how many were
+    /// verified.
     pub async fn verify_due(&self, rescore: &Rescore) -> Result<usize, ActionError> {
         let g = &self.settings.guard;
         let due = self
@@ -298,13 +322,47 @@ impl Actions {
         let mut verified = 0;
         for action in due {
             let since = action.started_at.unwrap_or(action.requested_at);
-            let incident = self.store.incident_since(&action.asset, since).await?;
+            // Incidents are placed in data time by the alert that prompted the action (when
+            // there is one) so that backfilled or replayed data compare correctly.
+            let (failed_before, failed_after) = match action.alert_id {
+                Some(alert_id) => {
+                    let alert = self.store.alert(alert_id).await?;
+                    self.store
+                        .incidents_around(
+                            &action.asset,
+                            alert.opened_at,
+                            self.settings.training.horizon_secs,
+                        )
+                        .await?
+                }
+                None => (
+                    false,
+                    self.store.incident_since(&action.asset, since).await?,
+                ),
+            };
+            // An action on an asset that had already failed cannot be credited with its
+            // recovery (nor blamed): it is not counted.
+            if failed_before && !failed_after {
+                let detail = json!({ "skipped": "the asset had failed before the alert" });
+                if self
+                    .store
+                    .skip_verification(action.action_id, &detail)
+                    .await?
+                {
+                    verified += 1;
+                }
+                continue;
+            }
+            let incident = failed_after;
+            let settled =
+                action.finished_at.unwrap_or(since) + chrono::Duration::seconds(g.settle_secs);
+            let worst = self.store.max_level_since(&action.asset, settled).await?;
             let score = rescore(action.asset.clone()).await;
             let (healed, detail) = match (&score, incident) {
                 (_, true) => (false, json!({ "incident_since_action": true })),
                 (Ok((level, clear)), false) => (
-                    level < clear,
-                    json!({ "level": level, "clear_below": clear }),
+                    *level < *clear && worst.is_none_or(|w| w < *clear),
+                    json!({ "level": level, "highest_since_settling": worst, "clear_below": clear }),
                 ),
                 (Err(e), false) => (false, json!({ "rescore_error": e })),
             };
@@ -314,9 +372,42 @@ impl Actions {
                 .await?
             {
                 verified += 1;
+                if !healed && action.name != PAGE_HUMAN {
+                    self.retry(&action).await?;
+                }
             }
         }
         Ok(verified)
+    }
+
+    /// Chooses another action for the alert of an action that did not heal, if that alert
+    /// is still open.
+    async fn retry(&self, action: &ActionRow) -> Result<(), ActionError> {
+        let Some(alert_id) = action.alert_id else {
+            return Ok(());
+        };
+        let alert = self.store.alert(alert_id).await?;
+        if alert.state != "open" {
+            return Ok(());
+        }
+        let context = AlertContext {
+            alert_id,
+            asset: action.asset.clone(),
+            class: action.asset_class.clone(),
+            kind: action
+                .failure_kind
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
+        };
+        if let Some(next) = self.on_alert(&context).await? {
+            tracing::info!(
+                alert_id,
+                action = %next.name,
+                state = %next.state,
+                "the previous action did not heal; chose another"
+            );
+        }
+        Ok(())
     }
 
     /// Expires approvals and verifies due actions every `every`, until aborted.

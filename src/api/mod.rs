@@ -127,7 +127,7 @@ impl App {
         let actions = Arc::new(crate::actions::Actions::new(
             store.clone(),
             settings.clone(),
-            rand_seed(),
+            settings.guard.sample_seed.unwrap_or_else(rand_seed),
         ));
         let state = AppState {
             store,

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod demo;
 mod detect;
 mod replay;
-mod simulate;
+pub mod simulate;
 mod training;
 mod transfer;
 
@@ -111,6 +112,16 @@ pub enum Command {
     /// Each row is scored from the rows before it only, as the service scores a live
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
     Detect(detect::DetectArgs),
+    /// See the whole loop in one command: simulated fleet, training, live stream, actions.
+    ///
+    /// Starts PostgreSQL (the embedded cluster in <data-dir>/pg, or DATABASE_URL's server)
+    /// with a scratch database vigil_demo (recreated each run), stores a month of simulated
+    /// history for 24 assets, trains, serves on --listen (default 127.0.0.1:8080), and
+    /// streams a live day in accelerated time with injected faults: alerts, diagnoses,
+    /// guarded actions sent to a webhook receiver that heals an asset only when the action
+    /// fits its fault, verification, and feedback from the simulator's truth. Ends with a
+    /// summary table, then keeps serving (Ctrl-C stops) unless --exit.
+    Demo(demo::DemoArgs),
     /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
     /// assets) into the database, or as CSV files with --out.
     ///
@@ -268,6 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => training::models(cli.settings(None)?, command).await,
         Command::Detect(args) => detect::detect(args),
         Command::Replay(args) => replay::replay(args),
+        Command::Demo(args) => demo::demo(cli.settings(None)?, args).await,
         Command::Simulate(args) => simulate::simulate(cli.settings(None)?, args).await,
         Command::Eval(command) => detect::eval(command),
         Command::Config => {

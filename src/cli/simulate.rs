@@ -53,8 +53,9 @@ impl SimulateArgs {
 
 fn bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    let template =
-        format!("{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})");
+    let template = format!(
+        "{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})"
+    );
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -91,7 +92,8 @@ pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result
 fn write_files(fleet: &Fleet, dir: &std::path::Path, total: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("samples.csv");
-    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "asset,metric,ts,value")?;
     let progress = bar(total, "writing samples");
@@ -99,7 +101,11 @@ fn write_files(fleet: &Fleet, dir: &std::path::Path, total: u64) -> anyhow::Resu
     for (a, asset) in fleet.assets.iter().enumerate() {
         for ts in fleet.times() {
             for (m, metric) in METRICS.iter().enumerate() {
-                writeln!(out, "{asset},{metric},{ts},{:.3}", fleet.value(a, m, ts, &none))?;
+                writeln!(
+                    out,
+                    "{asset},{metric},{ts},{:.3}",
+                    fleet.value(a, m, ts, &none)
+                )?;
             }
             progress.inc(METRICS.len() as u64);
         }
@@ -162,7 +168,13 @@ pub async fn store_history(
             for (m, metric) in METRICS.iter().enumerate() {
                 let mi = batch.metric(metric, String::new)?;
                 for &ts in day {
-                    batch.push(ai, mi, ts * 1_000_000, fleet.value(a, m, ts, &none), String::new)?;
+                    batch.push(
+                        ai,
+                        mi,
+                        ts * 1_000_000,
+                        fleet.value(a, m, ts, &none),
+                        String::new,
+                    )?;
                 }
             }
         }

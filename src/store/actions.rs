@@ -143,6 +143,7 @@ impl Store {
         asset_id: i64,
         names: &[String],
         kill_switch_default: bool,
+        breaker_reset_secs: i64,
         decide: F,
     ) -> Result<Option<ActionRow>>
     where
@@ -153,7 +154,14 @@ impl Store {
             .bind(GUARD_LOCK)
             .execute(&mut *tx)
             .await?;
-        let state = guard_state(&mut tx, asset_id, names, kill_switch_default).await?;
+        let state = guard_state(
+            &mut tx,
+            asset_id,
+            names,
+            kill_switch_default,
+            breaker_reset_secs,
+        )
+        .await?;
         let Some(new) = decide(&state) else {
             return Ok(None);
         };
@@ -186,13 +194,21 @@ impl Store {
         asset_id: i64,
         names: &[String],
         kill_switch_default: bool,
+        breaker_reset_secs: i64,
     ) -> Result<GuardState> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(GUARD_LOCK)
             .execute(&mut *tx)
             .await?;
-        let state = guard_state(&mut tx, asset_id, names, kill_switch_default).await?;
+        let state = guard_state(
+            &mut tx,
+            asset_id,
+            names,
+            kill_switch_default,
+            breaker_reset_secs,
+        )
+        .await?;
         tx.commit().await?;
         Ok(state)
     }
@@ -290,11 +306,64 @@ impl Store {
         .await?)
     }
 
-    /// Whether an incident of the asset started at or after `since`.
+    /// Whether an incident of the asset was recorded at or after `since` (by when it was
+    /// recorded, so that backfilled or simulated incident times compare with action times).
     pub async fn incident_since(&self, asset: &str, since: DateTime<Utc>) -> Result<bool> {
         Ok(sqlx::query_scalar(
             "select exists (select 1 from incident i join asset s using (asset_id) \
-             where s.name = $1 and i.started_at >= $2)",
+             where s.name = $1 and i.created_at >= $2)",
+        )
+        .bind(asset)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Incidents of the asset around `at` (data time, e.g. when the action's alert opened):
+    /// whether one started in the `horizon_secs` up to `at` (the asset had failed already),
+    /// and whether one started after it.
+    pub async fn incidents_around(
+        &self,
+        asset: &str,
+        at: DateTime<Utc>,
+        horizon_secs: i64,
+    ) -> Result<(bool, bool)> {
+        Ok(sqlx::query_as(
+            "select exists (select 1 from incident i join asset s using (asset_id) \
+               where s.name = $1 and i.started_at <= $2 \
+               and i.started_at >= $2 - make_interval(secs => $3)), \
+             exists (select 1 from incident i join asset s using (asset_id) \
+               where s.name = $1 and i.started_at > $2)",
+        )
+        .bind(asset)
+        .bind(at)
+        .bind(horizon_secs as f64)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Marks an action's verification skipped (not counted either way), e.g. when the asset
+    /// had already failed before it ran. `false` when it was verified already.
+    pub async fn skip_verification(&self, action_id: i64, detail: &Value) -> Result<bool> {
+        Ok(sqlx::query(
+            "update action set verification = 'skipped', verified_at = now(), \
+             result = coalesce(result, '{}'::jsonb) || jsonb_build_object('verification', $2::jsonb) \
+             where action_id = $1 and verification = 'pending'",
+        )
+        .bind(action_id)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// The highest level (probability, or the cold-start anomaly score) among the asset's
+    /// scores stored since `since` (by when they were stored); `None` without any.
+    pub async fn max_level_since(&self, asset: &str, since: DateTime<Utc>) -> Result<Option<f64>> {
+        Ok(sqlx::query_scalar(
+            "select max(coalesce(sc.probability, sc.anomaly_score)) from score sc \
+             join asset s using (asset_id) where s.name = $1 and sc.scored_at >= $2",
         )
         .bind(asset)
         .bind(since)
@@ -380,6 +449,7 @@ async fn guard_state(
     asset_id: i64,
     names: &[String],
     kill_switch_default: bool,
+    breaker_reset_secs: i64,
 ) -> Result<GuardState> {
     let kill: Option<bool> = sqlx::query_scalar(
         "select (value->>'on')::bool from guard_setting where name = 'kill_switch'",
@@ -399,10 +469,12 @@ async fn guard_state(
                (select count(distinct a.asset_id) from action a where a.asset_id <> $1 and {IN_FLIGHT}), \
                exists (select 1 from action a where a.asset_id = $1 and {IN_FLIGHT}), \
                (select count(*) from action where asset_id = $1 and verification = 'not_healed' \
+                  and verified_at > now() - make_interval(secs => $2) \
                   and verified_at > coalesce((select max(verified_at) from action \
                   where asset_id = $1 and verification = 'healed'), '-infinity'))"
         )))
         .bind(asset_id)
+        .bind(breaker_reset_secs as f64)
         .fetch_one(&mut *conn)
         .await?;
     let runs: Vec<(String, i64)> = sqlx::query_as(

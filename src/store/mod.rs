@@ -186,7 +186,38 @@ impl Database {
     /// Connects to `database_url`, or starts (creating on first use) the embedded cluster,
     /// then applies pending migrations.
     pub async fn open(settings: &Settings) -> Result<Self> {
-        let (options, embedded) = match &settings.database_url {
+        let (options, embedded) = Self::server(settings).await?;
+        let store = Store::connect(options, settings).await?;
+        store.migrate().await?;
+        Ok(Self { store, embedded })
+    }
+
+    /// Like [`Database::open`], on a fresh database `name` of the same server (dropped first
+    /// if it exists): a scratch database that leaves the main one alone (`vigil demo`).
+    pub async fn open_scratch(settings: &Settings, name: &str) -> Result<Self> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::NotFound(format!("a valid database name ({name:?})")));
+        }
+        let (options, embedded) = Self::server(settings).await?;
+        let admin = Store::connect(options.clone(), settings).await?;
+        for sql in [
+            format!("drop database if exists {name} with (force)"),
+            format!("create database {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(admin.pool())
+                .await?;
+        }
+        admin.close().await;
+        let store = Store::connect(options.database(name), settings).await?;
+        store.migrate().await?;
+        Ok(Self { store, embedded })
+    }
+
+    /// Connection options of the configured server, starting the embedded cluster when no
+    /// `database_url` is set.
+    async fn server(settings: &Settings) -> Result<(PgConnectOptions, Option<EmbeddedPostgres>)> {
+        Ok(match &settings.database_url {
             Some(url) => {
                 let options: PgConnectOptions = url.parse().map_err(Error::Database)?;
                 (options, None)
@@ -199,10 +230,7 @@ impl Database {
                 .await?;
                 (cluster.connect_options(), Some(cluster))
             }
-        };
-        let store = Store::connect(options, settings).await?;
-        store.migrate().await?;
-        Ok(Self { store, embedded })
+        })
     }
 
     /// Closes the pool and stops the embedded cluster if this process started it.

@@ -337,17 +337,27 @@ async fn each_guard_blocks_when_it_must_and_leaves_an_audit_row() {
     let ok = act(&loose, &app, "a-4").await;
     assert_eq!(ok.state, "succeeded", "{}", ok.guard_decision);
 
-    // Breaker: two actions in a row that did not heal a-5 escalate to page_human.
+    // Everything so far healed.
+    loose.verify_due(&calm()).await.unwrap();
+
+    // Breaker: an action that does not heal a-5 is followed by the next one while its
+    // alert is open; after two in a row the breaker escalates to page_human.
     let breaker = with(&|s| s.guard.breaker_after = 2);
     let hot: Rescore = Arc::new(|_| Box::pin(async { Ok((0.9, 0.3)) }));
-    for _ in 0..2 {
-        assert_eq!(act(&breaker, &app, "a-5").await.state, "succeeded");
-        breaker.verify_due(&hot).await.unwrap();
-    }
-    let escalated = act(&breaker, &app, "a-5").await;
+    assert_eq!(act(&breaker, &app, "a-5").await.state, "succeeded");
+    breaker.verify_due(&hot).await.unwrap(); // not healed: a second action runs
+    breaker.verify_due(&hot).await.unwrap(); // not healed again: escalate
+    let tried = app
+        .db
+        .store
+        .list_actions(Some("a-5"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(tried.len(), 3, "{tried:?}");
+    let escalated = &tried[0];
     assert_eq!(escalated.name, "page_human", "{escalated:?}");
     assert_eq!(escalated.state, "succeeded");
-    assert_eq!(refused_by(&escalated).as_deref(), Some("breaker"));
+    assert_eq!(refused_by(escalated).as_deref(), Some("breaker"));
 
     // Kill switch: on, nothing runs; the decision is still recorded.
     let response = app

@@ -2,6 +2,7 @@
 
 mod actions;
 mod auth;
+mod demo;
 mod embedded;
 mod errors;
 mod feedback;
