@@ -32,6 +32,10 @@ pub struct SimulateArgs {
     /// Mean hours between faults on one asset.
     #[arg(long, default_value_t = 60.0)]
     pub fault_every_hours: f64,
+    /// End of the history (RFC 3339 or Unix seconds) [default: now]. With a fixed end, the
+    /// same flags give the same files.
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
     /// Write samples.csv (asset,metric,ts,value) and incidents.csv here instead of storing
     /// into the database.
     #[arg(long, value_name = "DIR")]
@@ -64,7 +68,13 @@ fn bar(total: u64, what: &str) -> ProgressBar {
 
 /// `vigil simulate`.
 pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result<()> {
-    let end = Utc::now().timestamp() / 60 * 60;
+    let end = match &args.end {
+        Some(t) => crate::ingest::files::parse_timestamp(t)
+            .map(|micros| micros.div_euclid(1_000_000))
+            .with_context(|| format!("--end {t:?} is not RFC 3339 or Unix seconds"))?,
+        None => Utc::now().timestamp(),
+    } / 60
+        * 60;
     let fleet = args.fleet(end);
     let samples = fleet.times().count() * fleet.assets.len() * METRICS.len();
     match &args.out {
