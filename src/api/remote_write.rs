@@ -47,10 +47,10 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
         &mut batch,
     )?;
     drop(request);
-    let assets = batch.asset_names().to_vec();
+    let assets = batch.latest_per_asset();
     let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
     state.store.merge_asset_labels(&labels).await?;
-    super::score::after_ingest(&state, &assets);
+    super::score::after_ingest(&state, assets);
     if skipped.non_finite + skipped.unnamed > 0 {
         tracing::debug!(?skipped, "remote-write samples skipped");
     }

@@ -144,9 +144,9 @@ pub async fn post(
     let limits = Limits::new(&state.settings.ingest, Utc::now());
     let batch = build_batch(&body, limits)?;
     drop(body);
-    let assets = batch.asset_names().to_vec();
+    let assets = batch.latest_per_asset();
     let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
-    super::score::after_ingest(&state, &assets);
+    super::score::after_ingest(&state, assets);
     Ok(Json(report))
 }
 

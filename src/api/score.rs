@@ -614,6 +614,16 @@ pub async fn score_asset(
 /// window is the model's; without one, the cold-start detector learns from the last
 /// `scoring.cold_start_history` grid points.
 pub async fn score_stored(state: &AppState, name: String) -> Result<ScoreAnswer, ApiError> {
+    score_stored_at(state, name, None).await
+}
+
+/// [`score_stored`] for a window ending at the sample time `latest` (`None`: the asset's
+/// newest stored sample, looked up).
+async fn score_stored_at(
+    state: &AppState,
+    name: String,
+    latest: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ScoreAnswer, ApiError> {
     let model = state.model.current();
     let asset = match state.store.asset_by_name(&name).await {
         Ok(asset) => asset,
@@ -622,11 +632,14 @@ pub async fn score_stored(state: &AppState, name: String) -> Result<ScoreAnswer,
         }
         Err(e) => return Err(e.into()),
     };
-    let latest = state
-        .store
-        .latest_sample_time(asset.asset_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("samples of asset {name}")))?;
+    let latest = match latest {
+        Some(t) => t,
+        None => state
+            .store
+            .latest_sample_time(asset.asset_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("samples of asset {name}")))?,
+    };
     let training = &state.settings.training;
     let mut schema = match &model {
         Some(m) => m.bundle.schema.clone(),
@@ -678,56 +691,100 @@ pub async fn score_stored(state: &AppState, name: String) -> Result<ScoreAnswer,
 /// Capacity of the queue of ingested batches waiting to be scored.
 const INGEST_QUEUE: usize = 1024;
 
-/// Sends the asset names of a stored batch to the ingest scorer.
-pub type IngestSender = tokio::sync::mpsc::Sender<Vec<String>>;
+/// Sends the assets of a stored batch, each with its newest sample time (microseconds), to
+/// the ingest scorer.
+pub type IngestSender = tokio::sync::mpsc::Sender<Vec<(String, i64)>>;
 
 /// Scoring on ingest: receives the assets of each stored batch and scores an asset's latest
 /// window whenever its newest sample reaches a grid point not scored yet (so a burst of
-/// batches within one step scores once). Runs until every sender is gone. Under overload a
-/// batch is dropped from the queue rather than slowing ingestion (its asset is scored with
-/// the next batch).
+/// batches within one step scores once). Assets are scored concurrently (up to half the
+/// pool's connections), one scoring per asset at a time; an asset still being scored when
+/// its next batch arrives is scored again with a later one. Runs until every sender is gone,
+/// then finishes the scorings under way. Under overload a batch is dropped from the queue
+/// rather than slowing ingestion (its asset is scored with the next batch).
 pub fn spawn_ingest_scorer(state: AppState) -> (IngestSender, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(INGEST_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, i64)>>(INGEST_QUEUE);
     let task = tokio::spawn(async move {
-        let mut scored_until: std::collections::HashMap<String, i64> = Default::default();
+        let progress: Arc<std::sync::Mutex<IngestProgress>> = Arc::default();
+        let limit = (state.settings.database.max_connections as usize / 2).max(1);
+        let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+        let mut running = tokio::task::JoinSet::new();
         let mut received = Vec::new();
         while rx.recv_many(&mut received, 64).await > 0 {
-            let assets: std::collections::BTreeSet<String> = received.drain(..).flatten().collect();
-            for name in assets {
-                if let Err(e) = score_if_new(&state, &mut scored_until, name).await {
-                    tracing::debug!("scoring on ingest: {e}");
-                }
+            let mut assets: std::collections::BTreeMap<String, i64> = Default::default();
+            for (name, ts) in received.drain(..).flatten() {
+                let slot = assets.entry(name).or_insert(ts);
+                *slot = (*slot).max(ts);
             }
+            for (name, latest) in assets {
+                if !progress
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .in_flight
+                    .insert(name.clone())
+                {
+                    continue;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let (state, progress) = (state.clone(), progress.clone());
+                running.spawn(async move {
+                    if let Err(e) = score_if_new(&state, &progress, &name, latest).await {
+                        tracing::debug!("scoring on ingest: {e}");
+                    }
+                    progress
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .in_flight
+                        .remove(&name);
+                    drop(permit);
+                });
+            }
+            while running.try_join_next().is_some() {}
         }
+        while running.join_next().await.is_some() {}
     });
     (tx, task)
 }
 
+/// What the ingest scorer has scored and is scoring.
+#[derive(Debug, Default)]
+struct IngestProgress {
+    /// Per asset, the last grid point scored.
+    scored_until: std::collections::HashMap<String, i64>,
+    /// Assets being scored now.
+    in_flight: std::collections::HashSet<String>,
+}
+
 async fn score_if_new(
     state: &AppState,
-    scored_until: &mut std::collections::HashMap<String, i64>,
-    name: String,
+    progress: &std::sync::Mutex<IngestProgress>,
+    name: &str,
+    latest_micros: i64,
 ) -> Result<(), ApiError> {
     let step = match state.model.current() {
         Some(m) => m.bundle.schema.step_secs,
         None => state.settings.training.step_secs,
     };
-    let asset = state.store.asset_by_name(&name).await?;
-    let Some(latest) = state.store.latest_sample_time(asset.asset_id).await? else {
-        return Ok(());
-    };
-    let end = latest.timestamp().div_euclid(step) * step;
-    if scored_until.get(&name).is_some_and(|&done| done >= end) {
-        return Ok(());
+    let end = latest_micros.div_euclid(1_000_000).div_euclid(step) * step;
+    {
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        if p.scored_until.get(name).is_some_and(|&done| done >= end) {
+            return Ok(());
+        }
+        p.scored_until.insert(name.to_owned(), end);
     }
-    scored_until.insert(name.clone(), end);
-    score_stored(state, name).await.map(|_| ())
+    let latest = chrono::DateTime::from_timestamp_micros(latest_micros);
+    score_stored_at(state, name.to_owned(), latest)
+        .await
+        .map(|_| ())
 }
 
 /// Hands a stored batch's assets to the ingest scorer, if it runs; never waits.
-pub fn after_ingest(state: &AppState, assets: &[String]) {
+pub fn after_ingest(state: &AppState, assets: Vec<(String, i64)>) {
     if let Some(tx) = &state.ingest
-        && tx.try_send(assets.to_vec()).is_err()
+        && tx.try_send(assets).is_err()
     {
         tracing::debug!("ingest scorer busy: batch not scored");
     }

@@ -230,6 +230,21 @@ impl NamedBatch {
         }
     }
 
+    /// Each asset of the batch with its newest sample time (microseconds).
+    pub fn latest_per_asset(&self) -> Vec<(String, i64)> {
+        let mut latest = vec![i64::MIN; self.asset_names.len()];
+        for (&a, &ts) in self.asset_idx.iter().zip(&self.ts_micros) {
+            let slot = &mut latest[a as usize];
+            *slot = (*slot).max(ts);
+        }
+        self.asset_names
+            .iter()
+            .cloned()
+            .zip(latest)
+            .filter(|(_, ts)| *ts > i64::MIN)
+            .collect()
+    }
+
     /// The earliest timestamp in the batch, microseconds since the Unix epoch.
     pub fn oldest_micros(&self) -> Option<i64> {
         self.ts_micros.iter().min().copied()

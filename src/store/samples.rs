@@ -318,6 +318,17 @@ impl Store {
 
     /// Time of an asset's latest sample, if any.
     pub async fn latest_sample_time(&self, asset_id: i64) -> Result<Option<DateTime<Utc>>> {
+        // Most assets report often: the last two days' partitions answer quickly; only an
+        // asset silent for longer needs the full scan.
+        let recent: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "select max(ts) from sample where asset_id = $1 and ts > now() - interval '2 days'",
+        )
+        .bind(asset_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if recent.is_some() {
+            return Ok(recent);
+        }
         let latest = sqlx::query_scalar("select max(ts) from sample where asset_id = $1")
             .bind(asset_id)
             .fetch_one(&self.pool)
