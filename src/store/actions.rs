@@ -465,7 +465,7 @@ async fn guard_state(
         ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select \
                (select extract(epoch from now() - max(requested_at))::float8 from action \
-                  where asset_id = $1 and state not in ('blocked', 'recommended', 'rejected', 'expired')), \
+                  where asset_id = $1 and state not in ('blocked', 'recommended', 'rejected', 'expired', 'awaiting_approval')), \
                (select count(distinct a.asset_id) from action a where a.asset_id <> $1 and {IN_FLIGHT}), \
                exists (select 1 from action a where a.asset_id = $1 and {IN_FLIGHT}), \
                (select count(*) from action where asset_id = $1 and verification = 'not_healed' \

@@ -391,7 +391,11 @@ async fn each_guard_blocks_when_it_must_and_leaves_an_audit_row() {
 #[tokio::test]
 async fn approval_runs_after_an_admin_approves_and_expires_otherwise() {
     let (receiver, url) = Receiver::start(vec![]).await;
-    let s = settings(vec![webhook("rollback", &url, Mode::Approve)], |_| {});
+    // A long cooldown: an action waiting for approval has not acted, so it does not start
+    // the cooldown that would block its own approval.
+    let s = settings(vec![webhook("rollback", &url, Mode::Approve)], |s| {
+        s.guard.cooldown_secs = 3600
+    });
     let app = TestApp::spawn_with(|x| {
         x.actions = s.actions.clone();
         x.guard = s.guard.clone();
