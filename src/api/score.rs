@@ -710,7 +710,9 @@ pub fn spawn_ingest_scorer(state: AppState) -> (IngestSender, tokio::task::JoinH
         let permits = Arc::new(tokio::sync::Semaphore::new(limit));
         let mut running = tokio::task::JoinSet::new();
         let mut received = Vec::new();
-        while rx.recv_many(&mut received, 64).await > 0 {
+        // Take everything queued at once: when scoring lags, each asset jumps to its newest
+        // window instead of working through stale ones.
+        while rx.recv_many(&mut received, INGEST_QUEUE).await > 0 {
             let mut assets: std::collections::BTreeMap<String, i64> = Default::default();
             for (name, ts) in received.drain(..).flatten() {
                 let slot = assets.entry(name).or_insert(ts);

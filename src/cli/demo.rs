@@ -277,7 +277,7 @@ pub async fn run(
         fleet.scenarios.len(),
         args.minute_ms
     ));
-    let summary = stream_live(&client, &url, &fleet, &live, &settings, args).await?;
+    let summary = stream_live(&client, &url, &fleet, &live, &settings, args, &store).await?;
     say("5/5 done");
     let summary = Summary {
         model_quality,
@@ -376,6 +376,7 @@ async fn stream_live(
     live: &Arc<Mutex<Live>>,
     settings: &Settings,
     args: &DemoArgs,
+    store: &crate::store::Store,
 ) -> anyhow::Result<Summary> {
     let times: Vec<i64> = fleet.times().collect();
     let bar = ProgressBar::new(times.len() as u64);
@@ -432,6 +433,11 @@ async fn stream_live(
                 .await?;
             }
         }
+        if k % 10 == 9 {
+            // Back-pressure: on a slow or busy machine, wait for scoring on ingest to catch
+            // up (within 5 simulated minutes) rather than outrun it.
+            catch_up(store, t - 300).await?;
+        }
         if k % 15 == 14 {
             give_feedback(client, url, fleet).await?;
             bar.set_message(format!("{} healed, {} failed", healed.len(), failed.len()));
@@ -448,6 +454,22 @@ async fn stream_live(
     tokio::time::sleep(Duration::from_secs(wait as u64)).await;
     give_feedback(client, url, fleet).await?;
     summarize(client, url, fleet, live, failed.len()).await
+}
+
+/// Waits (up to a minute) until the newest stored score ends at `until` or later.
+async fn catch_up(store: &crate::store::Store, until: i64) -> anyhow::Result<()> {
+    let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default();
+    for _ in 0..600 {
+        let newest: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("select max(window_end) from score")
+                .fetch_one(store.pool())
+                .await?;
+        if newest.is_some_and(|n| n >= until) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
