@@ -74,6 +74,16 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// See the whole loop in one command: simulated fleet, training, live stream, actions.
+    ///
+    /// Starts PostgreSQL (the embedded cluster in <data-dir>/pg, or DATABASE_URL's server)
+    /// with a scratch database vigil_demo (recreated each run), stores a month of simulated
+    /// history for 24 assets, trains, serves on --listen (default 127.0.0.1:8080), and
+    /// streams a live day in accelerated time with injected faults: alerts, diagnoses,
+    /// guarded actions sent to a webhook receiver that heals an asset only when the action
+    /// fits its fault, verification, and feedback from the simulator's truth. Ends with a
+    /// summary table, then keeps serving (Ctrl-C stops) unless --exit.
+    Demo(demo::DemoArgs),
     /// Run the HTTP service (starts the embedded PostgreSQL unless DATABASE_URL is set).
     Serve(ServeArgs),
     /// Apply pending database migrations and print the schema version.
@@ -112,16 +122,6 @@ pub enum Command {
     /// Each row is scored from the rows before it only, as the service scores a live
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
     Detect(detect::DetectArgs),
-    /// See the whole loop in one command: simulated fleet, training, live stream, actions.
-    ///
-    /// Starts PostgreSQL (the embedded cluster in <data-dir>/pg, or DATABASE_URL's server)
-    /// with a scratch database vigil_demo (recreated each run), stores a month of simulated
-    /// history for 24 assets, trains, serves on --listen (default 127.0.0.1:8080), and
-    /// streams a live day in accelerated time with injected faults: alerts, diagnoses,
-    /// guarded actions sent to a webhook receiver that heals an asset only when the action
-    /// fits its fault, verification, and feedback from the simulator's truth. Ends with a
-    /// summary table, then keeps serving (Ctrl-C stops) unless --exit.
-    Demo(demo::DemoArgs),
     /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
     /// assets) into the database, or as CSV files with --out.
     ///
