@@ -334,19 +334,29 @@ fn score_with(
 ) -> Result<ScoreAnswer, ApiError> {
     super::input::check_name("asset", &asset)?;
     let settings = &state.settings.scoring;
-    let trained = match model {
+    // The trained model's score, or else the cold-start detector's (computed once).
+    let scored = match model {
         Some(model) => match model.bundle.score(&asset, window, settings.top_drivers) {
-            Ok(score) => Some((model, score)),
+            Ok(score) => Ok((model, score)),
             Err(WindowError::NothingUsable(reason)) => match cold_start(window, |_| true) {
-                Some(_) => None,
+                Some(cold) => Err(cold),
                 None => return Err(WindowError::NothingUsable(reason).into()),
             },
             Err(e) => return Err(e.into()),
         },
-        None => None,
+        None => Err(cold_start(window, |_| true).ok_or_else(|| {
+            ApiError::invalid(
+                "window",
+                format!(
+                    "no trained model can score this window, and the cold-start detector \
+                     needs at least {} values of a metric",
+                    cold_start_min_points()
+                ),
+            )
+        })?),
     };
-    let answer = match trained {
-        Some((model, score)) => {
+    let answer = match scored {
+        Ok((model, score)) => {
             let ignored = score.ignored_metrics.clone();
             let (fire_at, clear_at) = state.policy.threshold_for(class, &state.settings);
             let recommended_action = score.diagnosis.as_ref().and_then(|d| {
@@ -369,29 +379,17 @@ fn score_with(
                 score: Some(score),
             }
         }
-        None => {
-            let cold = cold_start(window, |_| true).ok_or_else(|| {
-                ApiError::invalid(
-                    "window",
-                    format!(
-                        "no trained model can score this window, and the cold-start detector \
-                         needs at least {} values of a metric",
-                        cold_start_min_points()
-                    ),
-                )
-            })?;
-            ScoreAnswer {
-                asset,
-                model: ModelRef::ColdStart,
-                threshold: settings.cold_start_threshold,
-                alert: cold.anomaly_score >= settings.cold_start_threshold,
-                alert_opened: None,
-                clear_threshold: settings.cold_start_clear_threshold,
-                recommended_action: None,
-                score: None,
-                cold_start: Some(cold),
-            }
-        }
+        Err(cold) => ScoreAnswer {
+            asset,
+            model: ModelRef::ColdStart,
+            threshold: settings.cold_start_threshold,
+            alert: cold.anomaly_score >= settings.cold_start_threshold,
+            alert_opened: None,
+            clear_threshold: settings.cold_start_clear_threshold,
+            recommended_action: None,
+            score: None,
+            cold_start: Some(cold),
+        },
     };
     Ok(answer)
 }
