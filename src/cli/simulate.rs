@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::config::Settings;
 use crate::ingest::{self, Limits, NamedBatch};
@@ -55,17 +55,6 @@ impl SimulateArgs {
     }
 }
 
-fn bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let template = format!(
-        "{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})"
-    );
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 /// `vigil simulate`.
 pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result<()> {
     let end = match &args.end {
@@ -106,7 +95,7 @@ fn write_files(fleet: &Fleet, dir: &std::path::Path, total: u64) -> anyhow::Resu
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "asset,metric,ts,value")?;
-    let progress = bar(total, "writing samples");
+    let progress = super::transfer::counter(total, "writing samples");
     let none = |_| None;
     for (a, asset) in fleet.assets.iter().enumerate() {
         for ts in fleet.times() {
@@ -163,7 +152,7 @@ pub async fn store_history(
     }
     let total = (fleet.times().count() * fleet.assets.len() * METRICS.len()) as u64;
     let progress = if show_progress {
-        bar(total, "storing history")
+        super::transfer::counter(total, "storing history")
     } else {
         ProgressBar::hidden()
     };

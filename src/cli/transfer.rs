@@ -21,7 +21,8 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-fn counter(total: u64, what: &str) -> ProgressBar {
+/// A progress bar counting `total` items, labelled `what`.
+pub(super) fn counter(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let template = format!(
         "{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})"
