@@ -302,6 +302,33 @@ impl Fleet {
         (self.from..self.to).step_by(self.params.step_secs.max(1) as usize)
     }
 
+    /// What an operator recorded after scenario `i` failed, for about `share` of failures
+    /// (seeded): the actions tried, in order, up to two wrong ones and last the fault's right
+    /// action, which healed it. The history's incident outcomes (`vigil simulate`).
+    pub fn operator_record(&self, i: usize, share: f64) -> Option<Vec<&'static str>> {
+        let seed = self.params.seed;
+        if unit(key(seed, i as u64, 7, 0)) >= share {
+            return None;
+        }
+        let right = self.scenarios.get(i)?.fault.right_action();
+        let wrong: Vec<&'static str> = Fault::ALL
+            .iter()
+            .map(|f| f.right_action())
+            .filter(|&a| a != right)
+            .collect();
+        let n_wrong = (unit(key(seed, i as u64, 7, 1)) * 3.0) as usize;
+        let mut tried = Vec::new();
+        for k in 0..n_wrong {
+            let pick = unit(key(seed, i as u64, 7, 2 + k as u64)) * wrong.len() as f64;
+            let pick = wrong[(pick as usize).min(wrong.len() - 1)];
+            if !tried.contains(&pick) {
+                tried.push(pick);
+            }
+        }
+        tried.push(right);
+        Some(tried)
+    }
+
     /// The failures of the range when nothing heals anything.
     pub fn failures(&self) -> Vec<Failure> {
         self.scenarios
@@ -319,6 +346,25 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_records_end_with_the_right_action() {
+        let fleet = fleet();
+        let records: Vec<_> = (0..fleet.scenarios.len())
+            .filter_map(|i| fleet.operator_record(i, 0.5).map(|r| (i, r)))
+            .collect();
+        assert!(records.len() > fleet.scenarios.len() / 5, "{records:?}");
+        assert!(records.len() < fleet.scenarios.len(), "{records:?}");
+        assert!(records.iter().any(|(_, r)| r.len() > 1), "some wrong tries");
+        for (i, tried) in &records {
+            let right = fleet.scenarios[*i].fault.right_action();
+            assert_eq!(tried.last(), Some(&right));
+            assert_eq!(tried.iter().filter(|&&a| a == right).count(), 1);
+            assert!(tried.len() <= 3);
+        }
+        assert!(fleet.operator_record(0, 0.0).is_none());
+        assert_eq!(fleet.operator_record(0, 1.0), fleet.operator_record(0, 1.0));
+    }
 
     fn fleet() -> Fleet {
         let params = FleetParams {

@@ -6,6 +6,7 @@
 //! automatic feedback (the simulator knows the truth). Ends with a summary table.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,10 @@ pub struct DemoArgs {
     /// Hours of live stream after training.
     #[arg(long, default_value_t = 24)]
     pub live_hours: u32,
+    /// Mean hours between faults on one asset in the history (which the model and the
+    /// diagnosis tree learn from).
+    #[arg(long, default_value_t = 60.0)]
+    pub history_fault_every_hours: f64,
     /// Mean hours between faults on one asset during the live stream.
     #[arg(long, default_value_t = 8.0)]
     pub live_fault_every_hours: f64,
@@ -48,6 +53,17 @@ pub struct DemoArgs {
     /// The scratch database (dropped and created again on each run).
     #[arg(long, default_value = "vigil_demo", value_name = "NAME")]
     pub database: String,
+    /// Share of the history's failures with an operator's record of what healed them
+    /// (incident outcomes the action policy starts from; 0 starts from nothing).
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub operator_records: f64,
+    /// Also break Vigil's surroundings during the live stream: the webhook receiver fails
+    /// (503) for a while, then hangs past the executor's timeout, then the database goes
+    /// down for a few seconds (the embedded cluster is stopped and started; on a
+    /// DATABASE_URL server every connection to the demo database is killed instead). The
+    /// summary shows whether any acknowledged sample was lost and whether the guards held.
+    #[arg(long)]
+    pub chaos: bool,
 }
 
 /// What the demo measured.
@@ -78,11 +94,75 @@ pub struct Summary {
     pub failures: usize,
     /// The global threshold before and after feedback.
     pub threshold: (f64, f64),
-    /// Per fault kind: the right action, the learned best action, its posterior mean and
-    /// the outcomes behind it.
-    pub learned: Vec<(String, String, Option<String>, f64, u64)>,
+    /// Operator outcomes in the history (what healed a past failure).
+    pub operator_outcomes: usize,
+    /// Per fault kind: the right action and what the policy learned.
+    pub learned: Vec<Learned>,
     /// Validation ROC AUC and average precision of the trained model.
     pub model_quality: (Option<f64>, Option<f64>),
+    /// What `--chaos` did and what it showed.
+    pub chaos: Option<ChaosReport>,
+}
+
+/// The action policy for one fault kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Learned {
+    /// The fault kind.
+    pub kind: String,
+    /// Its right action (the simulator's truth).
+    pub right: String,
+    /// The best action (highest posterior mean) before the live stream, from the operators'
+    /// records in the history.
+    pub before_live: Option<String>,
+    /// The best action after the live stream.
+    pub after: Option<String>,
+    /// Its posterior mean of healing.
+    pub mean: f64,
+    /// The outcomes behind it.
+    pub outcomes: u64,
+}
+
+/// What `--chaos` broke, and what held.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosReport {
+    /// The database fault that was injected.
+    pub database_fault: String,
+    /// Whether the database fault completed (the database came back).
+    pub database_back: bool,
+    /// Requests to Vigil sent again after a connection error or a 5xx.
+    pub requests_retried: usize,
+    /// Live samples Vigil acknowledged (2xx).
+    pub samples_acknowledged: u64,
+    /// Of the live samples, how many the database holds afterwards.
+    pub samples_stored: u64,
+    /// Webhook calls the receiver answered 503 on purpose.
+    pub receiver_failures: usize,
+    /// Webhook calls the receiver left hanging past the executor's timeout.
+    pub executor_timeouts: usize,
+    /// Actions that ended `failed` (the executor gave up).
+    pub actions_failed: usize,
+    /// Actions left `running` at the end (their result never recorded).
+    pub actions_stuck: usize,
+    /// The most assets with an action in flight at once.
+    pub max_assets_in_flight: usize,
+    /// The blast-radius budget.
+    pub budget: u32,
+    /// Actions on one asset closer together than the cooldown.
+    pub cooldown_violations: usize,
+    /// Actions blocked, per rule that refused them.
+    pub blocked_by: BTreeMap<String, usize>,
+}
+
+/// Faults of the demo's webhook receiver (`--chaos`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum ReceiverFault {
+    /// Works.
+    #[default]
+    None,
+    /// Answers 503.
+    Fail,
+    /// Answers after this long (past the executor's timeout), without acting.
+    Hang(Duration),
 }
 
 /// The live state the webhook receiver heals.
@@ -92,6 +172,12 @@ struct Live {
     now: i64,
     /// Healed scenarios: index -> when.
     healed: HashMap<usize, i64>,
+    /// The receiver's injected fault.
+    fault: ReceiverFault,
+    /// Calls answered 503 on purpose.
+    failed_calls: usize,
+    /// Calls left hanging on purpose.
+    hung_calls: usize,
 }
 
 /// The demo's configuration on top of the user's: the catalog of the six right actions (and
@@ -128,7 +214,7 @@ fn demo_settings(mut settings: Settings, receiver: &str, args: &DemoArgs) -> Set
             url: Some(receiver.to_owned()),
             secret: Some("vigil-demo".to_owned()),
             argv: Vec::new(),
-            timeout_secs: 5,
+            timeout_secs: if args.chaos { 2 } else { 5 },
             retries: 1,
         })
         .chain([ActionSettings {
@@ -156,6 +242,31 @@ async fn start_receiver(fleet: Arc<Fleet>, live: Arc<Mutex<Live>>) -> anyhow::Re
         axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
             let (fleet, live) = (fleet.clone(), live.clone());
             async move {
+                let fault = {
+                    let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
+                    match live.fault {
+                        ReceiverFault::Fail => live.failed_calls += 1,
+                        ReceiverFault::Hang(_) => live.hung_calls += 1,
+                        ReceiverFault::None => {}
+                    }
+                    live.fault
+                };
+                match fault {
+                    ReceiverFault::Fail => {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(json!({ "healed": false })),
+                        );
+                    }
+                    ReceiverFault::Hang(d) => {
+                        tokio::time::sleep(d).await;
+                        return (
+                            axum::http::StatusCode::OK,
+                            axum::Json(json!({ "healed": false })),
+                        );
+                    }
+                    ReceiverFault::None => {}
+                }
                 let asset = body["asset"].as_str().unwrap_or_default();
                 let action = body["action"].as_str().unwrap_or_default();
                 let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,7 +284,10 @@ async fn start_receiver(fleet: Arc<Fleet>, live: Arc<Mutex<Live>>) -> anyhow::Re
                     }
                     _ => false,
                 };
-                axum::Json(json!({ "healed": healed }))
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(json!({ "healed": healed })),
+                )
             }
         }),
     );
@@ -198,7 +312,10 @@ pub async fn run(
         ..FleetParams::default()
     };
     let history = Fleet::new(
-        base.clone(),
+        FleetParams {
+            fault_every_hours: args.history_fault_every_hours,
+            ..base.clone()
+        },
         live_from - i64::from(args.days) * 86_400,
         live_from,
     );
@@ -230,7 +347,12 @@ pub async fn run(
         METRICS.len(),
         history.scenarios.len()
     ));
-    super::simulate::store_history(&store, &settings, &history, true).await?;
+    let operator_outcomes =
+        super::simulate::store_history(&store, &settings, &history, args.operator_records, true)
+            .await?;
+    say(&format!(
+        "    operators recorded what healed {operator_outcomes} of the past failures"
+    ));
 
     say("3/5 training on the history");
     let outcome = crate::jobs::train::run_once(&store, &settings, |_| {})
@@ -272,15 +394,32 @@ pub async fn run(
     }
 
     say(&format!(
-        "4/5 serving on {url}; streaming {} live hours with {} faults ({} ms per minute)",
+        "4/5 serving on {url}; streaming {} live hours with {} faults ({} ms per minute){}",
         args.live_hours,
         fleet.scenarios.len(),
-        args.minute_ms
+        args.minute_ms,
+        if args.chaos { ", with chaos" } else { "" }
     ));
-    let summary = stream_live(&client, &url, &fleet, &live, &settings, args, &store).await?;
+    let before_live = best_actions(&client, &url).await?;
+    let stream = Stream {
+        client: &client,
+        url: &url,
+        fleet: &fleet,
+        live: &live,
+        settings: &settings,
+        args,
+        store: &store,
+        embedded: database.embedded.as_ref(),
+        live_from,
+    };
+    let mut summary = stream.run().await?;
     say("5/5 done");
+    for learned in &mut summary.learned {
+        learned.before_live = before_live.get(&learned.kind).map(|b| b.0.clone());
+    }
     let summary = Summary {
         model_quality,
+        operator_outcomes,
         ..summary
     };
     Ok((
@@ -323,43 +462,39 @@ impl DemoService {
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = client.post(url).json(body).send().await?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        anyhow::bail!("POST {url}: {status} {value}");
+/// POSTs `body`, sending it again (with back-off, for up to two minutes) after a connection
+/// error or a 5xx, as a client of a service that may restart should. A 4xx is an error.
+/// `retried` counts the resends.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    retried: &AtomicUsize,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let failure = match client.post(url).json(body).send().await {
+            Ok(response) if response.status().is_success() => {
+                return Ok(response.json().await.unwrap_or(Value::Null));
+            }
+            Ok(response) => {
+                let status = response.status();
+                let value: Value = response.json().await.unwrap_or(Value::Null);
+                if !status.is_server_error() {
+                    anyhow::bail!("POST {url}: {status} {value}");
+                }
+                format!("{status} {value}")
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            anyhow::bail!("POST {url}: still failing after two minutes: {failure}");
+        }
+        retried.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
-    Ok(value)
-}
-
-/// Labels new alerts from the simulator's truth: a true alarm when a fault was going on on
-/// the asset (from its first precursor to its recovery).
-async fn give_feedback(client: &reqwest::Client, url: &str, fleet: &Fleet) -> anyhow::Result<()> {
-    let page: Value = client
-        .get(format!("{url}/v1/alerts?feedback=none&limit=1000"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    for alert in page["alerts"].as_array().into_iter().flatten() {
-        let opened = alert["opened_at"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp());
-        let asset = alert["asset"].as_str().unwrap_or_default();
-        let truth = fault_at(fleet, asset, opened).is_some();
-        post(
-            client,
-            &format!("{url}/v1/alerts/{}/feedback", alert["alert_id"]),
-            &json!({
-                "label": if truth { "true_alarm" } else { "false_alarm" },
-                "client_key": format!("demo-{}", alert["alert_id"]),
-            }),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// The fault going on on `asset` at `ts` (first precursor to recovery), if any.
@@ -369,225 +504,490 @@ fn fault_at<'a>(fleet: &'a Fleet, asset: &str, ts: i64) -> Option<&'a Scenario> 
     })
 }
 
-async fn stream_live(
-    client: &reqwest::Client,
-    url: &str,
-    fleet: &Arc<Fleet>,
-    live: &Arc<Mutex<Live>>,
-    settings: &Settings,
-    args: &DemoArgs,
-    store: &crate::store::Store,
-) -> anyhow::Result<Summary> {
-    let times: Vec<i64> = fleet.times().collect();
-    let bar = ProgressBar::new(times.len() as u64);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} live [{bar:30}] {pos}/{len} minutes ({elapsed}) {msg}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    let mut failed: Vec<usize> = Vec::new();
-    for (k, &t) in times.iter().enumerate() {
-        let started = Instant::now();
-        let healed = {
-            let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
-            l.now = t;
-            l.healed.clone()
-        };
-        let healed_at = |i: usize| healed.get(&i).copied();
-        let series: Vec<Value> = fleet
-            .assets
-            .iter()
-            .enumerate()
-            .flat_map(|(a, asset)| {
-                let healed_at = &healed_at;
-                METRICS.iter().enumerate().map(move |(m, metric)| {
-                    json!({
-                        "asset": asset,
-                        "metric": metric,
-                        "timestamps": [t],
-                        "values": [fleet.value(a, m, t, healed_at)],
-                    })
-                })
-            })
-            .collect();
-        post(
-            client,
-            &format!("{url}/v1/samples"),
-            &json!({ "series": series }),
-        )
-        .await?;
-        for (i, s) in fleet.scenarios.iter().enumerate() {
-            if s.fail_at == t && !healed.contains_key(&i) {
-                failed.push(i);
-                post(
-                    client,
-                    &format!("{url}/v1/incidents"),
-                    &json!({
-                        "asset": fleet.assets[s.asset],
-                        "kind": s.fault.kind(),
-                        "started_at": t,
-                        "resolved_at": t + Scenario::DOWN_SECS,
-                        "severity": "major",
-                    }),
-                )
-                .await?;
-            }
-        }
-        if k % 10 == 9 {
-            // Back-pressure: on a slow or busy machine, wait for scoring on ingest to catch
-            // up (within 5 simulated minutes) rather than outrun it.
-            catch_up(store, t - 300).await?;
-        }
-        if k % 15 == 14 {
-            give_feedback(client, url, fleet).await?;
-            bar.set_message(format!("{} healed, {} failed", healed.len(), failed.len()));
-        }
-        bar.inc(1);
-        let pace = Duration::from_millis(args.minute_ms);
-        if let Some(rest) = pace.checked_sub(started.elapsed()) {
-            tokio::time::sleep(rest).await;
-        }
-    }
-    bar.finish_and_clear();
-    // Let the last actions settle and be verified, then label the last alerts.
-    let wait = settings.guard.settle_secs + settings.guard.verify_window_secs + 2;
-    tokio::time::sleep(Duration::from_secs(wait as u64)).await;
-    give_feedback(client, url, fleet).await?;
-    summarize(client, url, fleet, live, failed.len()).await
-}
-
-/// Waits (up to a minute) until the newest stored score ends at `until` or later.
-async fn catch_up(store: &crate::store::Store, until: i64) -> anyhow::Result<()> {
-    let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default();
-    for _ in 0..600 {
-        let newest: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("select max(window_end) from score")
-                .fetch_one(store.pool())
-                .await?;
-        if newest.is_some_and(|n| n >= until) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 async fn get(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
-    Ok(client.get(url).send().await?.json().await?)
+    let response = client.get(url).send().await?;
+    let status = response.status();
+    let value = response.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("GET {url}: {status} {value}");
+    }
+    Ok(value)
 }
 
-async fn summarize(
+/// Per fault kind, the action with the highest posterior mean of healing, its outcomes
+/// pooled over asset classes (from a uniform prior, as the demo's catalog sets), with that
+/// mean and the outcomes behind it.
+async fn best_actions(
     client: &reqwest::Client,
     url: &str,
-    fleet: &Fleet,
-    live: &Arc<Mutex<Live>>,
-    failures: usize,
-) -> anyhow::Result<Summary> {
-    let alerts = get(client, &format!("{url}/v1/alerts?limit=1000")).await?;
-    let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
-    let opened = |a: &Value| {
-        a["opened_at"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp())
-    };
-    let mut leads = Vec::new();
-    for s in &fleet.scenarios {
-        let first = alerts
-            .iter()
-            .filter(|a| a["asset"] == fleet.assets[s.asset].as_str())
-            .map(opened)
-            .filter(|&t| t >= s.start && t <= s.fail_at)
-            .min();
-        if let Some(t) = first {
-            leads.push((s.fail_at - t) as f64 / 60.0);
-        }
-    }
-    leads.sort_by(f64::total_cmp);
-    let actions = get(client, &format!("{url}/v1/actions?limit=1000")).await?;
-    let actions = actions["actions"].as_array().cloned().unwrap_or_default();
-    let count = |key: &str, value: &str| actions.iter().filter(|a| a[key] == value).count();
-    let thresholds = get(client, &format!("{url}/v1/policy/thresholds")).await?;
-    let global = thresholds["thresholds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["asset_class"] == "*")
-        .and_then(|t| t["fire_at"].as_f64());
-    let default = thresholds["default"]["fire_at"].as_f64().unwrap_or(0.5);
+) -> anyhow::Result<BTreeMap<String, (String, f64, u64)>> {
     let policy = get(client, &format!("{url}/v1/policy/actions")).await?;
-    let mut best: BTreeMap<String, (String, f64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for p in policy["posteriors"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["action"] != crate::actions::PAGE_HUMAN)
     {
-        let kind = p["failure_kind"].as_str().unwrap_or_default().to_owned();
-        let mean = p["mean"].as_f64().unwrap_or(0.0);
-        let n = p["healed"].as_u64().unwrap_or(0) + p["not_healed"].as_u64().unwrap_or(0);
-        let action = p["action"].as_str().unwrap_or_default().to_owned();
-        // Per kind, the best posterior mean over classes and actions.
+        let key = (
+            p["failure_kind"].as_str().unwrap_or_default().to_owned(),
+            p["action"].as_str().unwrap_or_default().to_owned(),
+        );
+        let c = counts.entry(key).or_default();
+        c.0 += p["healed"].as_u64().unwrap_or(0);
+        c.1 += p["not_healed"].as_u64().unwrap_or(0);
+    }
+    let mut best: BTreeMap<String, (String, f64, u64)> = BTreeMap::new();
+    for ((kind, action), (healed, not_healed)) in counts {
+        let n = healed + not_healed;
+        let mean = (1.0 + healed as f64) / (2.0 + n as f64);
         if best.get(&kind).is_none_or(|b| mean > b.1) {
             best.insert(kind, (action, mean, n));
         }
     }
-    let learned = Fault::ALL
-        .iter()
-        .map(|f| {
-            let b = best.get(f.kind());
-            (
-                f.kind().to_owned(),
-                f.right_action().to_owned(),
-                b.map(|b| b.0.clone()),
-                b.map_or(0.0, |b| b.1),
-                b.map_or(0, |b| b.2),
+    Ok(best)
+}
+
+fn timestamp(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_micros())
+}
+
+/// The live stream and what it needs.
+struct Stream<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    fleet: &'a Arc<Fleet>,
+    live: &'a Arc<Mutex<Live>>,
+    settings: &'a Settings,
+    args: &'a DemoArgs,
+    store: &'a crate::store::Store,
+    embedded: Option<&'a crate::store::embedded::EmbeddedPostgres>,
+    live_from: i64,
+}
+
+/// How long `--chaos` keeps the database down.
+const OUTAGE: Duration = Duration::from_secs(4);
+
+impl Stream<'_> {
+    /// Streams the live range, then lets the last actions settle and summarizes.
+    async fn run(&self) -> anyhow::Result<Summary> {
+        let (fleet, live) = (self.fleet, self.live);
+        let times: Vec<i64> = fleet.times().collect();
+        let bar = ProgressBar::new(times.len() as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} live [{bar:30}] {pos}/{len} minutes ({elapsed}) {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let retried = AtomicUsize::new(0);
+        let mut acknowledged = 0u64;
+        let mut outage: Option<(String, tokio::task::JoinHandle<bool>)> = None;
+        let mut failed: Vec<usize> = Vec::new();
+        let n = times.len();
+        for (k, &t) in times.iter().enumerate() {
+            let started = Instant::now();
+            if self.args.chaos {
+                if let Some(what) = self.chaos_step(k, n) {
+                    bar.println(format!("    chaos: {what}"));
+                }
+                if k == n * 6 / 10 {
+                    let (what, task) = self.database_fault()?;
+                    bar.println(format!("    chaos: {what}"));
+                    outage = Some((what, task));
+                }
+            }
+            let healed = {
+                let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+                l.now = t;
+                l.healed.clone()
+            };
+            let healed_at = |i: usize| healed.get(&i).copied();
+            let series: Vec<Value> = fleet
+                .assets
+                .iter()
+                .enumerate()
+                .flat_map(|(a, asset)| {
+                    let healed_at = &healed_at;
+                    METRICS.iter().enumerate().map(move |(m, metric)| {
+                        json!({
+                            "asset": asset,
+                            "metric": metric,
+                            "timestamps": [t],
+                            "values": [fleet.value(a, m, t, healed_at)],
+                        })
+                    })
+                })
+                .collect();
+            let answer = post(
+                self.client,
+                &format!("{}/v1/samples", self.url),
+                &json!({ "series": series }),
+                &retried,
             )
-        })
-        .collect();
-    let prevented = live.lock().unwrap_or_else(|e| e.into_inner()).healed.len();
-    // Which actions were right: the fault going on when the action's alert opened.
-    let mut choices: Vec<(i64, bool)> = actions
-        .iter()
-        .filter(|a| a["name"] != crate::actions::PAGE_HUMAN && a["state"] != "blocked")
-        .filter_map(|a| {
-            let alert = alerts.iter().find(|al| al["alert_id"] == a["alert_id"])?;
-            let fault = fault_at(fleet, alert["asset"].as_str()?, opened(alert))?;
-            Some((
-                a["action_id"].as_i64()?,
-                a["name"] == fault.fault.right_action(),
-            ))
-        })
-        .collect();
-    choices.sort_by_key(|c| c.0);
-    let rate = |c: &[(i64, bool)]| {
-        (!c.is_empty()).then(|| c.iter().filter(|x| x.1).count() as f64 / c.len() as f64)
-    };
-    let (early, late) = choices.split_at(choices.len() / 2);
-    Ok(Summary {
-        faults: fleet.scenarios.len(),
-        predicted: leads.len(),
-        median_lead_minutes: leads.get(leads.len() / 2).copied(),
-        false_alarms: alerts
+            .await?;
+            acknowledged += answer["received"].as_u64().unwrap_or(0);
+            for (i, s) in fleet.scenarios.iter().enumerate() {
+                if s.fail_at == t && !healed.contains_key(&i) {
+                    failed.push(i);
+                    post(
+                        self.client,
+                        &format!("{}/v1/incidents", self.url),
+                        &json!({
+                            "asset": fleet.assets[s.asset],
+                            "kind": s.fault.kind(),
+                            "started_at": t,
+                            "resolved_at": t + Scenario::DOWN_SECS,
+                            "severity": "major",
+                        }),
+                        &retried,
+                    )
+                    .await?;
+                }
+            }
+            if k % 10 == 9 {
+                // Back-pressure: on a slow or busy machine, wait for scoring on ingest to
+                // catch up (within 5 simulated minutes) rather than outrun it.
+                self.catch_up(t - 300).await;
+            }
+            if k % 15 == 14 {
+                if let Err(e) = self.give_feedback(&retried).await {
+                    bar.println(format!("    feedback postponed: {e}"));
+                }
+                bar.set_message(format!("{} healed, {} failed", healed.len(), failed.len()));
+            }
+            bar.inc(1);
+            let pace = Duration::from_millis(self.args.minute_ms);
+            if let Some(rest) = pace.checked_sub(started.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+        }
+        bar.finish_and_clear();
+        self.set_fault(ReceiverFault::None);
+        // Let the last actions settle and be verified, then label the last alerts.
+        let g = &self.settings.guard;
+        let wait = g.settle_secs + g.verify_window_secs + 2;
+        tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+        self.give_feedback(&retried).await?;
+        let mut summary = self.summarize(failed.len()).await?;
+        if self.args.chaos {
+            let (database_fault, database_back) = match outage {
+                Some((what, task)) => (what, task.await.unwrap_or(false)),
+                None => ("none (the stream was too short)".to_owned(), true),
+            };
+            let (receiver_failures, executor_timeouts) = {
+                let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+                (live.failed_calls, live.hung_calls)
+            };
+            let samples_stored: i64 =
+                sqlx::query_scalar("select count(*) from sample where ts >= $1")
+                    .bind(chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default())
+                    .fetch_one(self.store.pool())
+                    .await?;
+            let actions = get(self.client, &format!("{}/v1/actions?limit=1000", self.url)).await?;
+            let actions = actions["actions"].as_array().cloned().unwrap_or_default();
+            summary.chaos = Some(ChaosReport {
+                database_fault,
+                database_back,
+                requests_retried: retried.load(Ordering::Relaxed),
+                samples_acknowledged: acknowledged,
+                samples_stored: samples_stored as u64,
+                receiver_failures,
+                executor_timeouts,
+                ..guard_record(&actions, &self.settings.guard)
+            });
+        }
+        Ok(summary)
+    }
+
+    fn set_fault(&self, fault: ReceiverFault) {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).fault = fault;
+    }
+
+    /// The receiver's faults by position in the stream: 503s from 20% to 30% of the
+    /// minutes, hangs past the executor's timeout from 40% to 50%.
+    fn chaos_step(&self, k: usize, n: usize) -> Option<String> {
+        let timeout = self
+            .settings
+            .actions
             .iter()
-            .filter(|a| {
-                fault_at(fleet, a["asset"].as_str().unwrap_or_default(), opened(a)).is_none()
+            .map(|a| a.timeout_secs)
+            .max()
+            .unwrap_or(5);
+        let (fault, what) = if k == n * 2 / 10 {
+            (ReceiverFault::Fail, "the webhook receiver fails (503)")
+        } else if k == n * 4 / 10 {
+            (
+                ReceiverFault::Hang(Duration::from_secs(timeout + 1)),
+                "the webhook receiver hangs past the executor's timeout",
+            )
+        } else if k == n * 3 / 10 || k == n * 5 / 10 {
+            (ReceiverFault::None, "the webhook receiver works again")
+        } else {
+            return None;
+        };
+        self.set_fault(fault);
+        Some(what.to_owned())
+    }
+
+    /// Starts the database fault in a task: the embedded cluster goes down for [`OUTAGE`]
+    /// and comes back; on another server, every connection to the demo database is killed
+    /// for that long. The task answers whether the database came back.
+    fn database_fault(&self) -> anyhow::Result<(String, tokio::task::JoinHandle<bool>)> {
+        if let Some(cluster) = self.embedded {
+            let outage = cluster.outage(OUTAGE)?;
+            let what = format!(
+                "the embedded PostgreSQL stops, stays down {} s and starts again",
+                OUTAGE.as_secs()
+            );
+            return Ok((
+                what,
+                tokio::spawn(async move {
+                    match outage.await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            eprintln!("    chaos: the database did not come back: {e}");
+                            false
+                        }
+                    }
+                }),
+            ));
+        }
+        let pool = self.store.pool().clone();
+        let what = format!(
+            "every connection to the demo database is killed, again and again for {} s",
+            OUTAGE.as_secs()
+        );
+        Ok((
+            what,
+            tokio::spawn(async move {
+                let until = Instant::now() + OUTAGE;
+                while Instant::now() < until {
+                    let _ = sqlx::query(
+                        "select pg_terminate_backend(pid) from pg_stat_activity \
+                         where datname = current_database() and pid <> pg_backend_pid()",
+                    )
+                    .execute(&pool)
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                sqlx::query("select 1").execute(&pool).await.is_ok()
+            }),
+        ))
+    }
+
+    /// Waits (up to a minute) until the newest stored score ends at `until` or later.
+    async fn catch_up(&self, until: i64) {
+        let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default();
+        for _ in 0..600 {
+            let newest: Result<Option<chrono::DateTime<chrono::Utc>>, _> =
+                sqlx::query_scalar("select max(window_end) from score")
+                    .fetch_one(self.store.pool())
+                    .await;
+            if newest.is_ok_and(|n| n.is_some_and(|n| n >= until)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Labels new alerts from the simulator's truth: a true alarm when a fault was going on
+    /// on the asset (from its first precursor to its recovery).
+    async fn give_feedback(&self, retried: &AtomicUsize) -> anyhow::Result<()> {
+        let url = self.url;
+        let page = get(
+            self.client,
+            &format!("{url}/v1/alerts?feedback=none&limit=1000"),
+        )
+        .await?;
+        for alert in page["alerts"].as_array().into_iter().flatten() {
+            let opened = timestamp(&alert["opened_at"]).unwrap_or(0) / 1_000_000;
+            let asset = alert["asset"].as_str().unwrap_or_default();
+            let truth = fault_at(self.fleet, asset, opened).is_some();
+            post(
+                self.client,
+                &format!("{url}/v1/alerts/{}/feedback", alert["alert_id"]),
+                &json!({
+                    "label": if truth { "true_alarm" } else { "false_alarm" },
+                    "client_key": format!("demo-{}", alert["alert_id"]),
+                }),
+                retried,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn summarize(&self, failures: usize) -> anyhow::Result<Summary> {
+        let (client, url, fleet) = (self.client, self.url, self.fleet);
+        let alerts = get(client, &format!("{url}/v1/alerts?limit=1000")).await?;
+        let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
+        let opened = |a: &Value| timestamp(&a["opened_at"]).unwrap_or(0) / 1_000_000;
+        let mut leads = Vec::new();
+        for s in &fleet.scenarios {
+            let first = alerts
+                .iter()
+                .filter(|a| a["asset"] == fleet.assets[s.asset].as_str())
+                .map(opened)
+                .filter(|&t| t >= s.start && t <= s.fail_at)
+                .min();
+            if let Some(t) = first {
+                leads.push((s.fail_at - t) as f64 / 60.0);
+            }
+        }
+        leads.sort_by(f64::total_cmp);
+        let actions = get(client, &format!("{url}/v1/actions?limit=1000")).await?;
+        let actions = actions["actions"].as_array().cloned().unwrap_or_default();
+        let count = |key: &str, value: &str| actions.iter().filter(|a| a[key] == value).count();
+        let thresholds = get(client, &format!("{url}/v1/policy/thresholds")).await?;
+        let global = thresholds["thresholds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["asset_class"] == "*")
+            .and_then(|t| t["fire_at"].as_f64());
+        let default = thresholds["default"]["fire_at"].as_f64().unwrap_or(0.5);
+        let best = best_actions(client, url).await?;
+        let learned = Fault::ALL
+            .iter()
+            .map(|f| {
+                let b = best.get(f.kind());
+                Learned {
+                    kind: f.kind().to_owned(),
+                    right: f.right_action().to_owned(),
+                    before_live: None,
+                    after: b.map(|b| b.0.clone()),
+                    mean: b.map_or(0.0, |b| b.1),
+                    outcomes: b.map_or(0, |b| b.2),
+                }
             })
-            .count(),
-        alerts: alerts.len(),
-        actions_run: actions
+            .collect();
+        let prevented = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .healed
+            .len();
+        // Which actions were right: the fault going on when the action's alert opened.
+        let mut choices: Vec<(i64, bool)> = actions
             .iter()
-            .filter(|a| a["state"] == "succeeded" || a["state"] == "failed")
-            .count(),
-        actions_blocked: count("state", "blocked"),
-        actions_healed: count("verification", "healed"),
-        prevented,
-        right_action_rate: (rate(early), rate(late)),
-        failures,
-        threshold: (default, global.unwrap_or(default)),
-        learned,
-        model_quality: (None, None),
-    })
+            .filter(|a| a["name"] != crate::actions::PAGE_HUMAN && a["state"] != "blocked")
+            .filter_map(|a| {
+                let alert = alerts.iter().find(|al| al["alert_id"] == a["alert_id"])?;
+                let fault = fault_at(fleet, alert["asset"].as_str()?, opened(alert))?;
+                Some((
+                    a["action_id"].as_i64()?,
+                    a["name"] == fault.fault.right_action(),
+                ))
+            })
+            .collect();
+        choices.sort_by_key(|c| c.0);
+        let rate = |c: &[(i64, bool)]| {
+            (!c.is_empty()).then(|| c.iter().filter(|x| x.1).count() as f64 / c.len() as f64)
+        };
+        let (early, late) = choices.split_at(choices.len() / 2);
+        Ok(Summary {
+            faults: fleet.scenarios.len(),
+            predicted: leads.len(),
+            median_lead_minutes: leads.get(leads.len() / 2).copied(),
+            false_alarms: alerts
+                .iter()
+                .filter(|a| {
+                    fault_at(fleet, a["asset"].as_str().unwrap_or_default(), opened(a)).is_none()
+                })
+                .count(),
+            alerts: alerts.len(),
+            actions_run: actions
+                .iter()
+                .filter(|a| a["state"] == "succeeded" || a["state"] == "failed")
+                .count(),
+            actions_blocked: count("state", "blocked"),
+            actions_healed: count("verification", "healed"),
+            prevented,
+            right_action_rate: (rate(early), rate(late)),
+            failures,
+            threshold: (default, global.unwrap_or(default)),
+            learned,
+            ..Summary::default()
+        })
+    }
+}
+
+/// What the action records show about the guard: actions failed or stuck, the most assets
+/// with an action in flight at once (from request to verification, or to the end of a
+/// failed one), pairs of actions on an asset closer than the cooldown, and blocks per rule.
+fn guard_record(actions: &[Value], guard: &crate::config::GuardSettings) -> ChaosReport {
+    let ran: Vec<&Value> = actions
+        .iter()
+        .filter(|a| {
+            ["approved", "running", "succeeded", "failed"]
+                .contains(&a["state"].as_str().unwrap_or(""))
+        })
+        .collect();
+    // In flight: +1 at the request, -1 at the end; ends sort before starts at one instant.
+    let mut events: Vec<(i64, i32, &str)> = Vec::new();
+    for a in &ran {
+        let asset = a["asset"].as_str().unwrap_or_default();
+        let start = timestamp(&a["requested_at"]).unwrap_or(0);
+        let end = if a["state"] == "succeeded" {
+            timestamp(&a["verified_at"])
+        } else {
+            timestamp(&a["finished_at"])
+        }
+        .unwrap_or(i64::MAX);
+        events.push((start, 1, asset));
+        events.push((end, -1, asset));
+    }
+    events.sort_by_key(|e| (e.0, e.1));
+    let mut in_flight: HashMap<&str, i32> = HashMap::new();
+    let mut max_assets_in_flight = 0;
+    for (_, delta, asset) in events {
+        *in_flight.entry(asset).or_default() += delta;
+        max_assets_in_flight =
+            max_assets_in_flight.max(in_flight.values().filter(|&&n| n > 0).count());
+    }
+    let mut by_asset: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for a in ran
+        .iter()
+        .filter(|a| a["name"] != crate::actions::PAGE_HUMAN)
+    {
+        by_asset
+            .entry(a["asset"].as_str().unwrap_or_default())
+            .or_default()
+            .push(timestamp(&a["requested_at"]).unwrap_or(0));
+    }
+    let cooldown_micros = guard.cooldown_secs * 1_000_000;
+    let cooldown_violations = by_asset
+        .values_mut()
+        .map(|times| {
+            times.sort_unstable();
+            times
+                .windows(2)
+                .filter(|w| w[1] - w[0] < cooldown_micros)
+                .count()
+        })
+        .sum();
+    let mut blocked_by = BTreeMap::new();
+    for a in actions.iter().filter(|a| a["state"] == "blocked") {
+        let rule = a["guard_decision"]["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["passed"] == false)
+            .and_then(|c| c["rule"].as_str())
+            .unwrap_or("unknown");
+        *blocked_by.entry(rule.to_owned()).or_insert(0) += 1;
+    }
+    ChaosReport {
+        actions_failed: ran.iter().filter(|a| a["state"] == "failed").count(),
+        actions_stuck: ran.iter().filter(|a| a["state"] == "running").count(),
+        max_assets_in_flight,
+        budget: guard.budget,
+        cooldown_violations,
+        blocked_by,
+        ..ChaosReport::default()
+    }
 }
 
 /// Prints the summary table.
@@ -629,13 +1029,76 @@ pub fn print_summary(s: &Summary) {
     );
     println!();
     println!(
-        "  {:<15} {:<12} {:<24} {:>8} {:>9}",
-        "fault kind", "right", "learned (before: none)", "P(heal)", "outcomes"
+        "  operators' records in the history: {} outcomes (what healed a past failure)",
+        s.operator_outcomes
     );
-    for (kind, right, learned, mean, n) in &s.learned {
-        let learned = learned.as_deref().unwrap_or("-");
-        let mark = if learned == right { "ok" } else { "" };
-        println!("  {kind:<15} {right:<12} {learned:<21} {mark:<2} {mean:>8.2} {n:>9}");
+    println!(
+        "  {:<15} {:<12} {:<14} {:<17} {:>8} {:>9}",
+        "fault kind", "right", "before live", "after live", "P(heal)", "outcomes"
+    );
+    for l in &s.learned {
+        let after = l.after.as_deref().unwrap_or("-");
+        let mark = if after == l.right { "ok" } else { "" };
+        println!(
+            "  {:<15} {:<12} {:<14} {after:<14} {mark:<2} {:>8.2} {:>9}",
+            l.kind,
+            l.right,
+            l.before_live.as_deref().unwrap_or("-"),
+            l.mean,
+            l.outcomes
+        );
+    }
+    if let Some(c) = &s.chaos {
+        println!();
+        println!("Chaos");
+        println!(
+            "  database fault                       {} ({})",
+            c.database_fault,
+            if c.database_back {
+                "it came back"
+            } else {
+                "it did NOT come back"
+            }
+        );
+        println!(
+            "  requests Vigil refused, sent again   {}",
+            c.requests_retried
+        );
+        println!(
+            "  live samples acknowledged / stored   {} / {} ({} lost)",
+            c.samples_acknowledged,
+            c.samples_stored,
+            c.samples_acknowledged.saturating_sub(c.samples_stored)
+        );
+        println!(
+            "  webhook 503s / hangs past timeout    {} / {}",
+            c.receiver_failures, c.executor_timeouts
+        );
+        println!(
+            "  actions failed / left running        {} / {}",
+            c.actions_failed, c.actions_stuck
+        );
+        println!(
+            "  most assets in flight at once        {} (budget {})",
+            c.max_assets_in_flight, c.budget
+        );
+        println!(
+            "  actions closer than the cooldown     {}",
+            c.cooldown_violations
+        );
+        let blocked: Vec<String> = c
+            .blocked_by
+            .iter()
+            .map(|(rule, n)| format!("{rule} {n}"))
+            .collect();
+        println!(
+            "  actions blocked, by rule             {}",
+            if blocked.is_empty() {
+                "none".to_owned()
+            } else {
+                blocked.join(", ")
+            }
+        );
     }
 }
 

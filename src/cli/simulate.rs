@@ -12,8 +12,9 @@ use indicatif::ProgressBar;
 
 use crate::config::Settings;
 use crate::ingest::{self, Limits, NamedBatch};
-use crate::simulator::{Fleet, FleetParams, METRICS};
+use crate::simulator::{Fleet, FleetParams, METRICS, Scenario};
 use crate::store::Store;
+use crate::store::actions::NewOutcome;
 use crate::store::assets::NewAsset;
 use crate::store::incidents::{ExternalEvent, NewIncident};
 
@@ -36,6 +37,11 @@ pub struct SimulateArgs {
     /// same flags give the same files.
     #[arg(long, value_name = "TIME")]
     pub end: Option<String>,
+    /// Share of failures after which an operator recorded what they tried and which action
+    /// healed it (stored as incident outcomes, which the action policy learns from; only
+    /// when storing into the database).
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub operator_records: f64,
     /// Write samples.csv (asset,metric,ts,value) and incidents.csv here instead of storing
     /// into the database.
     #[arg(long, value_name = "DIR")]
@@ -72,9 +78,17 @@ pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result
             let database = crate::store::Database::open(&settings)
                 .await
                 .context("opening the database")?;
-            let result = store_history(&database.store, &settings, &fleet, true).await;
+            let result = store_history(
+                &database.store,
+                &settings,
+                &fleet,
+                args.operator_records,
+                true,
+            )
+            .await;
             database.close().await?;
-            result?;
+            let outcomes = result?;
+            println!("recorded {outcomes} operator outcomes (what healed a failure)");
         }
     }
     println!(
@@ -133,14 +147,17 @@ fn write_files(fleet: &Fleet, dir: &std::path::Path, total: u64) -> anyhow::Resu
     Ok(())
 }
 
-/// Stores the fleet's assets (with classes), samples (one transaction per simulated day)
-/// and failures (as incidents from source `simulator`, idempotent) in the database.
+/// Stores the fleet's assets (with classes), samples (one transaction per simulated day),
+/// failures (as incidents from source `simulator`, idempotent) and, for `operator_share` of
+/// the failures, the operator's record of what healed it (incident outcomes, idempotent) in
+/// the database. Returns how many outcomes were recorded.
 pub async fn store_history(
     store: &Store,
     settings: &Settings,
     fleet: &Fleet,
+    operator_share: f64,
     show_progress: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     for (a, name) in fleet.assets.iter().enumerate() {
         store
             .upsert_asset(&NewAsset {
@@ -204,5 +221,35 @@ pub async fn store_history(
         })
         .collect();
     store.record_external(&events).await?;
-    Ok(())
+    let incidents: std::collections::HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "select fingerprint, incident_id from incident where source = 'simulator'",
+    )
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .collect();
+    let mut recorded = 0;
+    for (i, s) in fleet.scenarios.iter().enumerate() {
+        let Some(tried) = fleet.operator_record(i, operator_share) else {
+            continue;
+        };
+        let asset = &fleet.assets[s.asset];
+        let Some(&incident_id) = incidents.get(&format!("sim-{asset}-{}", s.fail_at)) else {
+            continue;
+        };
+        store
+            .record_outcome(&NewOutcome {
+                incident_id,
+                root_cause: Some(s.fault.kind().to_owned()),
+                healed_by: tried.last().map(|a| (*a).to_owned()),
+                actions_tried: tried.into_iter().map(str::to_owned).collect(),
+                time_to_recover_secs: Some(Scenario::DOWN_SECS as f64),
+                client_key: format!("sim-outcome-{asset}-{}", s.fail_at),
+                author: "simulated operator".to_owned(),
+                horizon_secs: settings.training.horizon_secs,
+            })
+            .await?;
+        recorded += 1;
+    }
+    Ok(recorded)
 }

@@ -237,7 +237,7 @@ impl EmbeddedPostgres {
         self.run(command, "initdb").await
     }
 
-    async fn start_server(&self) -> Result<(), Error> {
+    fn start_command(&self) -> Result<tokio::process::Command, Error> {
         let dir = self
             .dir
             .to_str()
@@ -252,9 +252,44 @@ impl EmbeddedPostgres {
             .arg(self.dir.join("server.log"))
             .arg("-o")
             .arg(server_options);
-        self.run(command, "pg_ctl start").await?;
+        Ok(command)
+    }
+
+    async fn start_server(&self) -> Result<(), Error> {
+        self.run(self.start_command()?, "pg_ctl start").await?;
         tracing::info!(dir = %self.dir.display(), "embedded PostgreSQL started");
         Ok(())
+    }
+
+    /// An outage, for chaos tests (`vigil demo --chaos`): stops the server (fast shutdown,
+    /// every connection dropped), keeps it down for `down`, and starts it again. The future
+    /// owns what it needs, so it can run in a task while the service keeps working.
+    pub fn outage(
+        &self,
+        down: std::time::Duration,
+    ) -> Result<impl Future<Output = Result<(), Error>> + Send + 'static, Error> {
+        let mut stop = self.pg_command("pg_ctl");
+        stop.args(["stop", "-w", "-m", "fast", "-D"]).arg(&self.dir);
+        let start = self.start_command()?;
+        let check = |what: &'static str| {
+            move |output: std::io::Result<std::process::Output>| {
+                let output = output.map_err(io_err(format!("cannot run {what}")))?;
+                if output.status.success() {
+                    return Ok(());
+                }
+                Err(Error::CommandFailed {
+                    command: what.to_owned(),
+                    status: output.status,
+                    output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                })
+            }
+        };
+        Ok(async move {
+            let (mut stop, mut start) = (stop, start);
+            check("pg_ctl stop")(stop.output().await)?;
+            tokio::time::sleep(down).await;
+            check("pg_ctl start")(start.output().await)
+        })
     }
 
     async fn create_database(&self) -> Result<(), Error> {

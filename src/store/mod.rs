@@ -64,6 +64,15 @@ pub enum Error {
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            // Class 08 (connection exception) and 57 (operator intervention: the server is
+            // shutting down or starting) mean the same as a lost connection: retry later.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57")) =>
+            {
+                Error::Unavailable(err)
+            }
             sqlx::Error::Database(db) => {
                 let constraint = db.constraint().unwrap_or("unknown").to_owned();
                 match db.kind() {
