@@ -64,11 +64,7 @@ fn main() {
         settings.step_secs,
         settings.max_fill,
     );
-    let params = DatasetParams {
-        horizon_secs: settings.horizon_secs,
-        stride: settings.stride,
-        train_frac: settings.train_frac,
-    };
+    let params = DatasetParams::of(&settings);
     let set = dataset::build(&schema, &data.histories, &data.failures, &params);
     write_npy(&out.join("train.npy"), set.train.x.view());
     write_npy(&out.join("validation.npy"), set.validation.x.view());

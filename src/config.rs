@@ -573,6 +573,12 @@ pub struct TrainingSettings {
     /// Normal windows kept per pre-failure window to fit the failure model (class
     /// imbalance). Default 5.
     pub negatives_per_positive: usize,
+    /// Time to failure is predicted up to this many seconds (a window further from its
+    /// asset's next failure counts as this far). Default 21600 (6 hours).
+    pub ttf_cap_secs: i64,
+    /// Most windows the time-to-failure model is fitted on (all those near a failure, then
+    /// evenly spaced others). Default 50000.
+    pub ttf_max_rows: usize,
     /// Days of history `vigil train` reads from the database. Default 30.
     pub history_days: u32,
     /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
@@ -593,6 +599,8 @@ impl Default for TrainingSettings {
             sample_size: 256,
             seed: 0,
             negatives_per_positive: 5,
+            ttf_cap_secs: 21_600,
+            ttf_max_rows: 50_000,
             history_days: 30,
             schedule: "0 0 2 * * *".to_owned(),
         }

@@ -109,8 +109,9 @@ pub enum Command {
     /// with --input and --incidents, from files and no database), cuts windows of
     /// training.window points every training.stride steps, labels a window 1 when a failure
     /// starts within training.horizon_secs after it, splits by time at training.train_frac,
-    /// and fits the isolation forest, the calibrated failure model and the diagnosis tree
-    /// (failure kind from the windows before failures). From the database, the
+    /// and fits the isolation forest, the calibrated failure model, the diagnosis tree
+    /// (failure kind from the windows before failures) and the time-to-failure regression
+    /// (capped at training.ttf_cap_secs). From the database, the
     /// run becomes a new registry version, activated only if at least as good as the active
     /// one on the same validation windows. From files, the bundle is written to --output.
     Train(TrainArgs),

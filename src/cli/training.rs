@@ -265,6 +265,24 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
             );
         }
     }
+    if let Some(t) = &r.time_to_failure {
+        println!(
+            "\ntime to failure (capped at {} min; fitted on {} windows)",
+            bundle.settings.ttf_cap_secs / 60,
+            t.train_rows
+        );
+        println!(
+            "  RMSE over {} validation windows: {} min",
+            t.validation_rows,
+            fmt(t.rmse_minutes)
+        );
+        println!(
+            "  mean absolute error within the horizon before a failure ({} windows): {} min (predicting the mean: {} min)",
+            t.near_rows,
+            fmt(t.near_mae_minutes),
+            fmt(t.near_mae_minutes_of_mean)
+        );
+    }
     if let Some(card) = &r.failure {
         println!("\nreliability (failure model on validation)");
         println!(

@@ -53,6 +53,21 @@ pub struct DatasetParams {
     pub stride: usize,
     /// Fraction of the time range before the train/validation cutoff.
     pub train_frac: f64,
+    /// Time to failure is capped here: a window with no failure of its asset within this
+    /// many seconds after it (and that much data after it) has this target.
+    pub ttf_cap_secs: i64,
+}
+
+impl DatasetParams {
+    /// The parameters training settings give.
+    pub fn of(settings: &crate::config::TrainingSettings) -> Self {
+        Self {
+            horizon_secs: settings.horizon_secs,
+            stride: settings.stride,
+            train_frac: settings.train_frac,
+            ttf_cap_secs: settings.ttf_cap_secs,
+        }
+    }
 }
 
 /// Labelled windows of one side of the split.
@@ -68,6 +83,10 @@ pub struct Part {
     pub end: Vec<i64>,
     /// Kind of the failure a positive window precedes (index into [`Dataset::kinds`]).
     pub kind: Vec<Option<u32>>,
+    /// Seconds from the window end to the asset's next failure, capped at
+    /// `ttf_cap_secs`; `None` when unknown (no failure follows, and the data ends before
+    /// the cap).
+    pub ttf: Vec<Option<f64>>,
     /// Windows with at least one missing metric.
     pub with_missing: usize,
 }
@@ -115,6 +134,7 @@ struct Rows {
     y: Vec<bool>,
     end: Vec<i64>,
     kind: Vec<Option<u32>>,
+    ttf: Vec<Option<f64>>,
     with_missing: usize,
 }
 
@@ -227,9 +247,13 @@ fn asset_rows(
         if overlaps {
             continue;
         }
-        let next = failures
-            .iter()
-            .find(|f| f.started > end && f.started <= end + params.horizon_secs);
+        let following = failures.iter().find(|f| f.started > end);
+        let next = following.filter(|f| f.started <= end + params.horizon_secs);
+        let ttf = match following {
+            Some(f) => Some((f.started - end).min(params.ttf_cap_secs) as f64),
+            None if last - end >= params.ttf_cap_secs => Some(params.ttf_cap_secs as f64),
+            None => None,
+        };
         for (slot, grid) in window.iter_mut().zip(&grids) {
             *slot = grid
                 .as_ref()
@@ -249,6 +273,7 @@ fn asset_rows(
             next.and_then(|f| kinds.iter().position(|k| *k == f.kind))
                 .map(|k| k as u32),
         );
+        rows.ttf.push(ttf);
     }
     (baselines, train, validation)
 }
@@ -262,6 +287,7 @@ fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
         asset: Vec::with_capacity(n),
         end: Vec::with_capacity(n),
         kind: Vec::with_capacity(n),
+        ttf: Vec::with_capacity(n),
         with_missing: 0,
     };
     for (asset, rows) in parts.into_iter().enumerate() {
@@ -271,6 +297,7 @@ fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
         part.y.extend(rows.y);
         part.end.extend(rows.end);
         part.kind.extend(rows.kind);
+        part.ttf.extend(rows.ttf);
         part.with_missing += rows.with_missing;
     }
     part.x = Array2::from_shape_vec((n, n_features), x).expect("rows have the schema's width");
@@ -310,6 +337,7 @@ mod tests {
             horizon_secs: 600,
             stride: 1,
             train_frac: 0.7,
+            ttf_cap_secs: 3600,
         }
     }
 

@@ -22,9 +22,11 @@ use crate::features::FeatureSchema;
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
-pub use crate::model::bundle::{Bundle, ChampionComparison, TrainReport};
+pub use crate::model::bundle::{Bundle, ChampionComparison, TimeToFailure, TrainReport, TtfReport};
 use crate::model::evaluation::{Scorecard, brier, reliability};
-use crate::model::{Diagnosis, FailureModel, FitError, IsolationForest, ParamsError};
+use crate::model::{
+    Diagnosis, FailureModel, FitError, GradientBoosting, IsolationForest, ParamsError,
+};
 use crate::store::Store;
 use crate::store::models::{ModelRecord, NewModel};
 
@@ -195,11 +197,7 @@ pub fn train(
     );
     on_stage("features");
     let started = Instant::now();
-    let params = DatasetParams {
-        horizon_secs: settings.horizon_secs,
-        stride: settings.stride,
-        train_frac: settings.train_frac,
-    };
+    let params = DatasetParams::of(settings);
     let data = dataset::build(&schema, histories, failures, &params);
     report.stage("features", started);
     report.cutoff = data.cutoff;
@@ -247,6 +245,11 @@ pub fn train(
     let diagnosis = fit_diagnosis(&schema, &data, &mut report)?;
     report.stage("fit_diagnosis", started);
 
+    on_stage("fit time to failure");
+    let started = Instant::now();
+    let time_to_failure = fit_time_to_failure(settings, &data, &mut report)?;
+    report.stage("fit_time_to_failure", started);
+
     on_stage("score validation");
     let started = Instant::now();
     let validation_anomaly = forest.score(data.validation.x.view());
@@ -278,9 +281,87 @@ pub fn train(
         forest,
         failure,
         diagnosis,
+        time_to_failure,
         settings: settings.clone(),
         report,
     })
+}
+
+/// At most `n` of `rows`, evenly spaced.
+fn thin(rows: &[usize], n: usize) -> Vec<usize> {
+    if rows.len() <= n {
+        return rows.to_vec();
+    }
+    (0..n).map(|k| rows[k * rows.len() / n]).collect()
+}
+
+/// Fits the time-to-failure regression on the training windows whose target is known: all
+/// those nearer than the cap to a failure (thinned evenly to half of `ttf_max_rows` when
+/// more), and evenly spaced others up to `ttf_max_rows`. Measures it on the validation
+/// windows with a known target. `None` when fewer than 100 training windows are nearer than
+/// the cap to a failure.
+fn fit_time_to_failure(
+    settings: &TrainingSettings,
+    data: &dataset::Dataset,
+    report: &mut TrainReport,
+) -> Result<Option<TimeToFailure>, TrainError> {
+    let cap = settings.ttf_cap_secs as f64;
+    let known = |part: &dataset::Part| -> (Vec<usize>, Vec<usize>) {
+        (0..part.len())
+            .filter(|&i| part.ttf[i].is_some())
+            .partition(|&i| part.ttf[i].is_some_and(|t| t < cap))
+    };
+    let (near, far) = known(&data.train);
+    if near.len() < 100 {
+        return Ok(None);
+    }
+    let max_rows = settings.ttf_max_rows.max(200);
+    let mut rows = thin(&near, max_rows / 2);
+    rows.extend(thin(&far, max_rows - rows.len()));
+    let x = data.train.x.select(Axis(0), &rows);
+    let y: Vec<f64> = rows.iter().filter_map(|&i| data.train.ttf[i]).collect();
+    let model = GradientBoosting::params()
+        .n_rounds(100)
+        .learning_rate(0.1)
+        .max_depth(5)
+        .min_leaf(20)
+        .seed(settings.seed)
+        .check()?
+        .fit(x.view(), &y)?;
+    let ttf = TimeToFailure {
+        model,
+        cap_secs: settings.ttf_cap_secs,
+    };
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    let (near, far) = known(&data.validation);
+    let error = |rows: &[usize], guess: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        rows.iter()
+            .map(|&i| (guess(i) - data.validation.ttf[i].unwrap_or(cap)) / 60.0)
+            .collect()
+    };
+    let predicted = |i: usize| ttf.estimate(data.validation.x.row(i)).secs;
+    let all: Vec<usize> = near.iter().chain(&far).copied().collect();
+    let rmse = |e: Vec<f64>| {
+        (!e.is_empty()).then(|| (e.iter().map(|v| v * v).sum::<f64>() / e.len() as f64).sqrt())
+    };
+    let mae = |e: Vec<f64>| {
+        (!e.is_empty()).then(|| e.iter().map(|v| v.abs()).sum::<f64>() / e.len() as f64)
+    };
+    let horizon = settings.horizon_secs as f64;
+    let within: Vec<usize> = near
+        .iter()
+        .copied()
+        .filter(|&i| data.validation.ttf[i].is_some_and(|t| t <= horizon))
+        .collect();
+    report.time_to_failure = Some(TtfReport {
+        train_rows: rows.len() as u64,
+        validation_rows: all.len() as u64,
+        rmse_minutes: rmse(error(&all, &predicted)),
+        near_rows: within.len() as u64,
+        near_mae_minutes: mae(error(&within, &predicted)),
+        near_mae_minutes_of_mean: mae(error(&within, &|_| mean)),
+    });
+    Ok(Some(ttf))
 }
 
 /// Rows of a part that precede a failure of known kind, and those kinds.
@@ -770,6 +851,15 @@ mod tests {
             );
         }
         assert!(bundle.report.validation_windows.1 > 0);
+        // Time to failure: within the horizon before a failure, clearly better than
+        // predicting the mean.
+        let ttf = bundle.report.time_to_failure.as_ref().unwrap();
+        assert!(ttf.near_rows > 0, "{ttf:?}");
+        assert!(
+            ttf.near_mae_minutes.unwrap() < 0.5 * ttf.near_mae_minutes_of_mean.unwrap(),
+            "{ttf:?}"
+        );
+        assert!(bundle.time_to_failure.is_some());
         let json = serde_json::to_string(&bundle).unwrap();
         let back: Bundle = serde_json::from_str(&json).unwrap();
         assert_eq!(back.schema, bundle.schema);
@@ -814,11 +904,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        let params = DatasetParams {
-            horizon_secs: settings.horizon_secs,
-            stride: settings.stride,
-            train_frac: settings.train_frac,
-        };
+        let params = DatasetParams::of(&settings);
         let validation =
             dataset::build(&champion.schema, &data.histories, &data.failures, &params).validation;
         let card = |ap: f64| Scorecard {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::diagnosis::{Diagnosed, KindScore};
 use super::evaluation::Scorecard;
-use super::{Diagnosis, FailureModel, IsolationForest};
+use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest};
 use crate::config::TrainingSettings;
 use crate::features::{Baseline, FeatureSchema, STATS, WindowError, check_window, extract};
 
@@ -30,10 +30,49 @@ pub struct Bundle {
     /// Failure-kind diagnosis, when the training windows before failures allowed one.
     #[serde(default)]
     pub diagnosis: Option<Diagnosis>,
+    /// Time to failure, when the training windows allowed one.
+    #[serde(default)]
+    pub time_to_failure: Option<TimeToFailure>,
     /// Training settings used.
     pub settings: TrainingSettings,
     /// Validation measures.
     pub report: TrainReport,
+}
+
+/// The time-to-failure model: gradient-boosted trees on the window's features, predicting
+/// the seconds to the asset's next failure, capped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimeToFailure {
+    /// The regression.
+    pub model: GradientBoosting,
+    /// Predictions are capped here (the targets were).
+    pub cap_secs: i64,
+}
+
+/// A time-to-failure estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TimeToFailureEstimate {
+    /// Estimated seconds until the asset's next failure, in `[0, cap_secs]`.
+    pub secs: f64,
+    /// The cap: an estimate near it means "not soon", not a date.
+    pub cap_secs: i64,
+}
+
+/// Time-to-failure measures on the validation windows whose target is known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TtfReport {
+    /// Training windows fitted (after thinning to `ttf_max_rows`).
+    pub train_rows: u64,
+    /// Validation windows with a known target.
+    pub validation_rows: u64,
+    /// Root mean squared error, minutes, over them.
+    pub rmse_minutes: Option<f64>,
+    /// Validation windows within the horizon before a failure.
+    pub near_rows: u64,
+    /// Mean absolute error, minutes, over those.
+    pub near_mae_minutes: Option<f64>,
+    /// The same for always predicting the training targets' mean (the baseline to beat).
+    pub near_mae_minutes_of_mean: Option<f64>,
 }
 
 /// What a run measured.
@@ -67,6 +106,9 @@ pub struct TrainReport {
     /// Diagnosis per kind on the validation windows before failures.
     #[serde(default)]
     pub diagnosis: Option<Vec<KindScore>>,
+    /// Time to failure on the validation windows.
+    #[serde(default)]
+    pub time_to_failure: Option<TtfReport>,
 }
 
 /// The challenger (this run) against the champion (the active model) on the same
@@ -92,6 +134,16 @@ impl TrainReport {
     /// Total seconds of all stages.
     pub fn total_secs(&self) -> f64 {
         self.stages.iter().map(|(_, s)| s).sum()
+    }
+}
+
+impl TimeToFailure {
+    /// The estimate for one feature row.
+    pub fn estimate(&self, row: ndarray::ArrayView1<f64>) -> TimeToFailureEstimate {
+        TimeToFailureEstimate {
+            secs: self.model.predict_one(row).clamp(0.0, self.cap_secs as f64),
+            cap_secs: self.cap_secs,
+        }
     }
 }
 
@@ -137,6 +189,8 @@ pub struct WindowScore {
     pub drivers: Vec<Driver>,
     /// The likely failure kind, with the rule path.
     pub diagnosis: Option<Diagnosed>,
+    /// Estimated time to the asset's next failure, when the model has one.
+    pub time_to_failure: Option<TimeToFailureEstimate>,
 }
 
 impl Bundle {
@@ -183,6 +237,7 @@ impl Bundle {
             asset_baseline,
             drivers,
             diagnosis: self.diagnosis.as_ref().map(|d| d.diagnose(row)),
+            time_to_failure: self.time_to_failure.as_ref().map(|t| t.estimate(row)),
         })
     }
 

@@ -135,6 +135,14 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     );
     assert_eq!(risky["alert"], true);
     assert_eq!(calm["alert"], false);
+    let ttf = |v: &Value| v["time_to_failure"]["secs"].as_f64().unwrap();
+    assert_eq!(risky["time_to_failure"]["cap_secs"], 21_600);
+    assert!(
+        ttf(&risky) < ttf(&calm),
+        "a window before a failure is nearer to it: {} vs {}",
+        risky["time_to_failure"],
+        calm["time_to_failure"]
+    );
 }
 
 #[tokio::test]
