@@ -336,7 +336,10 @@ fn score_with(
     let settings = &state.settings.scoring;
     // The trained model's score, or else the cold-start detector's (computed once).
     let scored = match model {
-        Some(model) => match model.bundle.score(&asset, window, settings.top_drivers) {
+        Some(model) => match model
+            .bundle
+            .score(&asset, class, window, settings.top_drivers)
+        {
             Ok(score) => Ok((model, score)),
             Err(WindowError::NothingUsable(reason)) => match cold_start(window, |_| true) {
                 Some(cold) => Err(cold),

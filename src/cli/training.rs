@@ -265,6 +265,25 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
             );
         }
     }
+    if !r.classes.is_empty() {
+        println!("\nper-class models (average precision on the class's validation windows)");
+        println!(
+            "{:<14} {:>6} {:>8} {:>10} {:>10}  used",
+            "class", "assets", "metrics", "fleet AP", "class AP"
+        );
+        for c in &r.classes {
+            println!(
+                "{:<14} {:>6} {:>8} {:>10} {:>10}  {} ({})",
+                c.class,
+                c.assets,
+                c.metrics.len(),
+                fmt(c.fleet_average_precision),
+                fmt(c.class_average_precision),
+                if c.used { "yes" } else { "no" },
+                c.reason
+            );
+        }
+    }
     if let Some(t) = &r.time_to_failure {
         println!(
             "\ntime to failure (capped at {} min; fitted on {} windows)",

@@ -8,6 +8,8 @@
 //! time range, train windows end at least one horizon before the cutoff (no train label looks
 //! past it) and validation windows start after it. Baselines come from the train part only.
 
+use std::borrow::Borrow;
+
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -139,9 +141,9 @@ struct Rows {
 }
 
 /// Builds the dataset. `failures` may be in any order; unknown assets are ignored.
-pub fn build(
+pub fn build<H: Borrow<AssetHistory> + Sync>(
     schema: &FeatureSchema,
-    histories: &[AssetHistory],
+    histories: &[H],
     failures: &[Failure],
     params: &DatasetParams,
 ) -> Dataset {
@@ -153,6 +155,7 @@ pub fn build(
     let per_asset: Vec<(Vec<Option<Baseline>>, Rows, Rows)> = histories
         .par_iter()
         .map(|history| {
+            let history = history.borrow();
             let mut mine: Vec<&Failure> = failures
                 .iter()
                 .filter(|f| f.asset == history.asset)
@@ -170,7 +173,7 @@ pub fn build(
         validation.push(v);
     }
     Dataset {
-        assets: histories.iter().map(|h| h.asset.clone()).collect(),
+        assets: histories.iter().map(|h| h.borrow().asset.clone()).collect(),
         kinds,
         baselines,
         cutoff,
@@ -180,9 +183,12 @@ pub fn build(
     }
 }
 
-fn time_range(histories: &[AssetHistory]) -> (i64, i64) {
+fn time_range<H: Borrow<AssetHistory>>(histories: &[H]) -> (i64, i64) {
     let mut range = (i64::MAX, i64::MIN);
-    for metric in histories.iter().flat_map(|h| h.metrics.iter().flatten()) {
+    for metric in histories
+        .iter()
+        .flat_map(|h| h.borrow().metrics.iter().flatten())
+    {
         if let (Some(first), Some(last)) = (metric.ts.first(), metric.ts.last()) {
             range.0 = range.0.min(*first);
             range.1 = range.1.max(*last);

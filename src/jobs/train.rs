@@ -8,6 +8,7 @@
 //! it is at least as good as the active one on the same validation windows
 //! (champion/challenger); otherwise it stays a candidate with the reason recorded.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,7 +23,9 @@ use crate::features::FeatureSchema;
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
-pub use crate::model::bundle::{Bundle, ChampionComparison, TimeToFailure, TrainReport, TtfReport};
+pub use crate::model::bundle::{
+    Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TtfReport,
+};
 use crate::model::evaluation::{Scorecard, brier, reliability};
 use crate::model::{
     Diagnosis, FailureModel, FitError, GradientBoosting, IsolationForest, ParamsError,
@@ -79,6 +82,8 @@ pub struct TrainingData {
     pub failures: Vec<Failure>,
     /// Samples read.
     pub samples: u64,
+    /// Each asset's class, when known (the database knows; files do not).
+    pub classes: BTreeMap<String, String>,
 }
 
 /// Reads samples (long or wide CSV/Parquet) and incidents into histories and failures.
@@ -113,6 +118,7 @@ pub fn histories_from_files(
         histories,
         failures,
         samples: n_samples,
+        classes: BTreeMap::new(),
     })
 }
 
@@ -176,9 +182,9 @@ pub fn histories_from_batch(batch: NamedBatch) -> (Vec<String>, Vec<AssetHistory
 
 /// Trains a bundle, and measures `champion` (the active bundle, if any) on the same
 /// validation windows. `on_stage` is told each stage as it starts.
-pub fn train(
+pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     metrics: Vec<String>,
-    histories: &[AssetHistory],
+    histories: &[H],
     failures: &[Failure],
     settings: &TrainingSettings,
     champion: Option<&Bundle>,
@@ -282,9 +288,149 @@ pub fn train(
         failure,
         diagnosis,
         time_to_failure,
+        asset_classes: BTreeMap::new(),
+        classes: BTreeMap::new(),
         settings: settings.clone(),
         report,
     })
+}
+
+/// Trains the fleet-wide bundle ([`train`]) and, when the assets fall in two or more known
+/// classes, one bundle per class on that class's assets and the metrics they report. A
+/// class bundle is kept when its validation average precision is at least the fleet-wide
+/// bundle's on the same class's validation windows; every class is reported, kept or not.
+pub fn train_fleet(
+    data: &TrainingData,
+    settings: &TrainingSettings,
+    champion: Option<&Bundle>,
+    on_stage: &mut dyn FnMut(&str),
+) -> Result<Bundle, TrainError> {
+    let mut bundle = train(
+        data.metrics.clone(),
+        &data.histories,
+        &data.failures,
+        settings,
+        champion,
+        on_stage,
+    )?;
+    bundle.report.samples = data.samples;
+    bundle.asset_classes = data
+        .histories
+        .iter()
+        .filter_map(|h| Some((h.asset.clone(), data.classes.get(&h.asset)?.clone())))
+        .collect();
+    let mut classes: Vec<&String> = bundle.asset_classes.values().collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        return Ok(bundle);
+    }
+    let classes: Vec<String> = classes.into_iter().cloned().collect();
+    for class in classes {
+        on_stage(&format!("fit class {class}"));
+        let (report, model) = train_class(data, &bundle, &class, settings)?;
+        if let Some(model) = model {
+            bundle.classes.insert(class, model);
+        }
+        bundle.report.classes.push(report);
+    }
+    Ok(bundle)
+}
+
+/// Trains the bundle of one class and measures it against the fleet-wide `fleet`.
+fn train_class(
+    data: &TrainingData,
+    fleet: &Bundle,
+    class: &str,
+    settings: &TrainingSettings,
+) -> Result<(ClassReport, Option<Bundle>), TrainError> {
+    let mine: Vec<&AssetHistory> = data
+        .histories
+        .iter()
+        .filter(|h| {
+            fleet
+                .asset_classes
+                .get(&h.asset)
+                .is_some_and(|c| c == class)
+        })
+        .collect();
+    let failures: Vec<Failure> = data
+        .failures
+        .iter()
+        .filter(|f| mine.iter().any(|h| h.asset == f.asset))
+        .cloned()
+        .collect();
+    // The class's metrics: those any of its assets reports.
+    let reported: Vec<usize> = (0..data.metrics.len())
+        .filter(|&m| mine.iter().any(|h| h.metrics[m].is_some()))
+        .collect();
+    let metrics: Vec<String> = reported.iter().map(|&m| data.metrics[m].clone()).collect();
+    let mut report = ClassReport {
+        class: class.to_owned(),
+        assets: mine.len() as u64,
+        metrics: metrics.clone(),
+        class_average_precision: None,
+        fleet_average_precision: None,
+        used: false,
+        reason: String::new(),
+    };
+    // The fleet-wide model on this class's validation windows.
+    let validation = dataset::build(
+        &fleet.schema,
+        &mine,
+        &failures,
+        &DatasetParams::of(settings),
+    )
+    .validation;
+    report.fleet_average_precision = crate::model::evaluation::average_precision(
+        &fleet.logits(validation.x.view()),
+        &validation.y,
+    );
+    let trained = if reported.len() == data.metrics.len() {
+        train(metrics, &mine, &failures, settings, None, &mut |_| {})
+    } else {
+        let subset: Vec<AssetHistory> = mine
+            .iter()
+            .map(|h| AssetHistory {
+                asset: h.asset.clone(),
+                metrics: reported.iter().map(|&m| h.metrics[m].clone()).collect(),
+            })
+            .collect();
+        train(metrics, &subset, &failures, settings, None, &mut |_| {})
+    };
+    let model = match trained {
+        Ok(model) => model,
+        Err(TrainError::NotEnoughData(why)) => {
+            report.reason = format!("not trained: {why}");
+            return Ok((report, None));
+        }
+        Err(e) => return Err(e),
+    };
+    report.class_average_precision = model
+        .report
+        .failure
+        .as_ref()
+        .and_then(|c| c.average_precision);
+    (report.used, report.reason) = match (
+        report.class_average_precision,
+        report.fleet_average_precision,
+    ) {
+        (Some(own), Some(fleet)) if own >= fleet => (
+            true,
+            "at least as good as the fleet-wide model on this class's validation windows"
+                .to_owned(),
+        ),
+        (Some(_), Some(_)) => (
+            false,
+            "worse than the fleet-wide model on this class's validation windows".to_owned(),
+        ),
+        (_, None) => (
+            false,
+            "no validation window before a failure to compare on".to_owned(),
+        ),
+        (None, Some(_)) => (false, "the class model could not be measured".to_owned()),
+    };
+    Ok((report.clone(), report.used.then_some(model)))
 }
 
 /// At most `n` of `rows`, evenly spaced.
@@ -483,11 +629,21 @@ pub async fn load_from_store(
             resolved: i.resolved_at.map(|t| t.timestamp()),
         })
         .collect();
+    let classes = store
+        .list_assets(&crate::store::assets::AssetFilter {
+            limit: i64::MAX,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .map(|a| (a.name, a.class))
+        .collect();
     Ok(TrainingData {
         metrics,
         histories,
         failures,
         samples: dump.values.len() as u64,
+        classes,
     })
 }
 
@@ -647,6 +803,7 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
         histories,
         failures,
         samples,
+        classes: BTreeMap::new(),
     }
 }
 
@@ -714,16 +871,7 @@ async fn run(
     };
     let training = settings.training.clone();
     let bundle = tokio::task::spawn_blocking(move || {
-        let mut bundle = train(
-            data.metrics,
-            &data.histories,
-            &data.failures,
-            &training,
-            champion.as_ref(),
-            &mut on_stage,
-        )?;
-        bundle.report.samples = data.samples;
-        Ok::<_, TrainError>(bundle)
+        train_fleet(&data, &training, champion.as_ref(), &mut on_stage)
     })
     .await
     .map_err(|e| TrainError::NotEnoughData(format!("the training task failed: {e}")))??;
@@ -863,6 +1011,84 @@ mod tests {
         let json = serde_json::to_string(&bundle).unwrap();
         let back: Bundle = serde_json::from_str(&json).unwrap();
         assert_eq!(back.schema, bundle.schema);
+    }
+
+    #[test]
+    fn classes_get_their_own_models_on_the_metrics_they_report() {
+        let mut data = synthetic(8, 3, 12345);
+        // Assets 0-3 are class "full"; 4-7 are class "lean" and never report the last metric.
+        let dropped = data.metrics.len() - 1;
+        for (i, history) in data.histories.iter_mut().enumerate() {
+            let class = if i < 4 { "full" } else { "lean" };
+            data.classes.insert(history.asset.clone(), class.to_owned());
+            if i >= 4 {
+                history.metrics[dropped] = None;
+            }
+        }
+        let settings = TrainingSettings {
+            window: 20,
+            stride: 2,
+            n_trees: 50,
+            ..TrainingSettings::default()
+        };
+        let mut bundle = train_fleet(&data, &settings, None, &mut |_| {}).unwrap();
+        let reports = &bundle.report.classes;
+        assert_eq!(
+            reports.iter().map(|r| r.class.as_str()).collect::<Vec<_>>(),
+            ["full", "lean"]
+        );
+        let lean = &reports[1];
+        assert_eq!(lean.assets, 4);
+        assert_eq!(lean.metrics, data.metrics[..dropped].to_vec(), "{lean:?}");
+        for r in reports {
+            assert!(r.fleet_average_precision.is_some(), "{r:?}");
+            assert_eq!(r.used, bundle.classes.contains_key(&r.class), "{r:?}");
+            if r.used {
+                assert!(r.class_average_precision >= r.fleet_average_precision);
+                assert_eq!(bundle.classes[&r.class].schema.metrics, r.metrics);
+            }
+        }
+        // Routing: an asset of a class with its own model is scored by it (whether or not
+        // this run kept it, a lean-class model trained here answers for lean assets).
+        let lean_model = train(
+            lean.metrics.clone(),
+            &data.histories[4..]
+                .iter()
+                .map(|h| AssetHistory {
+                    asset: h.asset.clone(),
+                    metrics: h.metrics[..dropped].to_vec(),
+                })
+                .collect::<Vec<_>>(),
+            &data.failures,
+            &settings,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        bundle.classes.insert("lean".to_owned(), lean_model);
+        let window: BTreeMap<String, Vec<f64>> = data
+            .metrics
+            .iter()
+            .map(|m| (m.clone(), vec![1.0; 20]))
+            .collect();
+        let lean_asset = &data.histories[5].asset;
+        let scored = bundle.score(lean_asset, None, &window, 3).unwrap();
+        assert_eq!(scored.model_class.as_deref(), Some("lean"));
+        assert_eq!(scored.ignored_metrics, [data.metrics[dropped].clone()]);
+        let full = bundle
+            .score(&data.histories[0].asset, None, &window, 3)
+            .unwrap();
+        assert_eq!(
+            full.model_class.as_deref(),
+            bundle.classes.contains_key("full").then_some("full")
+        );
+        let unknown = bundle.score("elsewhere", None, &window, 3).unwrap();
+        assert_eq!(
+            unknown.model_class, None,
+            "an unknown asset gets the fleet model"
+        );
+        let by_class = bundle.score("elsewhere", Some("lean"), &window, 3).unwrap();
+        assert_eq!(by_class.model_class.as_deref(), Some("lean"));
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub struct Bundle {
     /// Time to failure, when the training windows allowed one.
     #[serde(default)]
     pub time_to_failure: Option<TimeToFailure>,
+    /// Each training asset's class, when known.
+    #[serde(default)]
+    pub asset_classes: BTreeMap<String, String>,
+    /// Per-class bundles (each with the schema of the metrics its class reports), kept for
+    /// the classes where they scored at least as well as this fleet-wide bundle on the
+    /// class's validation windows. Assets of other classes, or of none, use this bundle.
+    #[serde(default)]
+    pub classes: BTreeMap<String, Bundle>,
     /// Training settings used.
     pub settings: TrainingSettings,
     /// Validation measures.
@@ -109,6 +117,28 @@ pub struct TrainReport {
     /// Time to failure on the validation windows.
     #[serde(default)]
     pub time_to_failure: Option<TtfReport>,
+    /// Per-class models: trained, measured, kept or not.
+    #[serde(default)]
+    pub classes: Vec<ClassReport>,
+}
+
+/// A per-class model against the fleet-wide one on that class's validation windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassReport {
+    /// The asset class.
+    pub class: String,
+    /// Its assets.
+    pub assets: u64,
+    /// Metrics its assets report (the class model's schema).
+    pub metrics: Vec<String>,
+    /// The class model's validation average precision, when it could be trained.
+    pub class_average_precision: Option<f64>,
+    /// The fleet-wide model's on the same class's validation windows.
+    pub fleet_average_precision: Option<f64>,
+    /// Whether the class model scores this class's assets.
+    pub used: bool,
+    /// Why (or why not).
+    pub reason: String,
 }
 
 /// The challenger (this run) against the champion (the active model) on the same
@@ -191,13 +221,36 @@ pub struct WindowScore {
     pub diagnosis: Option<Diagnosed>,
     /// Estimated time to the asset's next failure, when the model has one.
     pub time_to_failure: Option<TimeToFailureEstimate>,
+    /// The asset class whose own model answered; absent when the fleet-wide one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_class: Option<String>,
 }
 
 impl Bundle {
     /// Scores one window: `window` maps metric names to values on the model's grid, oldest
     /// first, each of exactly `schema.window` finite values. Metrics the model knows but the
-    /// window lacks are scored as missing; a window with none of them is refused.
+    /// window lacks are scored as missing; a window with none of them is refused. The
+    /// model of the asset's class (`class`, else its class at training) answers when there
+    /// is one, the fleet-wide model otherwise.
     pub fn score(
+        &self,
+        asset: &str,
+        class: Option<&str>,
+        window: &BTreeMap<String, Vec<f64>>,
+        top: usize,
+    ) -> Result<WindowScore, WindowError> {
+        let class = class.or_else(|| self.asset_classes.get(asset).map(String::as_str));
+        match class.and_then(|c| self.classes.get_key_value(c)) {
+            Some((class, bundle)) => Ok(WindowScore {
+                model_class: Some(class.clone()),
+                ..bundle.score_here(asset, window, top)?
+            }),
+            None => self.score_here(asset, window, top),
+        }
+    }
+
+    /// Scores one window with this bundle's own models.
+    fn score_here(
         &self,
         asset: &str,
         window: &BTreeMap<String, Vec<f64>>,
@@ -238,6 +291,7 @@ impl Bundle {
             drivers,
             diagnosis: self.diagnosis.as_ref().map(|d| d.diagnose(row)),
             time_to_failure: self.time_to_failure.as_ref().map(|t| t.estimate(row)),
+            model_class: None,
         })
     }
 
