@@ -167,8 +167,9 @@ const SCORE_QUEUE: usize = 10_000;
 pub type ScoreSender = tokio::sync::mpsc::Sender<crate::store::scores::NewScore>;
 
 /// Writes queued scores in batches (up to 500, or what arrived within 100 ms) until every
-/// sender is gone. Scores are derived data: a batch the database refuses is logged and
-/// dropped, never retried forever.
+/// sender is gone. A batch is sent again while the database is unavailable (a restart), for
+/// about 15 seconds; scores are derived data, so a batch refused after that, or for another
+/// reason, is logged and dropped, never retried forever.
 pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
     let task = tokio::spawn(async move {
@@ -182,8 +183,20 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
                     n = rx.recv_many(&mut batch, 500) => if n == 0 { break },
                 }
             }
-            if let Err(e) = store.insert_scores(&batch).await {
-                tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+            let mut wait = Duration::from_millis(250);
+            loop {
+                match store.insert_scores(&batch).await {
+                    Ok(_) => break,
+                    Err(crate::store::Error::Unavailable(e)) if wait <= Duration::from_secs(8) => {
+                        tracing::warn!(scores = batch.len(), "cannot store scores yet: {e}");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(e) => {
+                        tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+                        break;
+                    }
+                }
             }
             batch.clear();
         }
