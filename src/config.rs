@@ -577,7 +577,7 @@ pub struct TrainingSettings {
     /// asset's next failure counts as this far). Default 21600 (6 hours).
     pub ttf_cap_secs: i64,
     /// Most windows the time-to-failure model is fitted on (all those near a failure, then
-    /// evenly spaced others). Default 50000.
+    /// evenly spaced others). Default 20000.
     pub ttf_max_rows: usize,
     /// Days of history `vigil train` reads from the database. Default 30.
     pub history_days: u32,
@@ -600,7 +600,7 @@ impl Default for TrainingSettings {
             seed: 0,
             negatives_per_positive: 5,
             ttf_cap_secs: 21_600,
-            ttf_max_rows: 50_000,
+            ttf_max_rows: 20_000,
             history_days: 30,
             schedule: "0 0 2 * * *".to_owned(),
         }
