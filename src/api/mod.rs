@@ -47,9 +47,22 @@ use crate::store::Store;
 /// Header carrying the request id (generated when the client sends none).
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`StateParts`], so that the clone axum makes
+/// for each request is one reference count, not one per part.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateParts;
+
+    fn deref(&self) -> &StateParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug, Clone)]
+pub struct StateParts {
     /// The database.
     pub store: Store,
     /// Effective configuration.
@@ -129,7 +142,7 @@ impl App {
             settings.clone(),
             settings.guard.sample_seed.unwrap_or_else(rand_seed),
         ));
-        let state = AppState {
+        let state = AppState(Arc::new(StateParts {
             store,
             settings,
             auth,
@@ -141,7 +154,7 @@ impl App {
             ingest: None,
             policy: Arc::default(),
             actions,
-        };
+        }));
         Ok(App { listener, state })
     }
 
@@ -194,15 +207,16 @@ impl App {
             Duration::from_secs(5),
         );
         let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
-        let mut state = self.state;
-        state.scores = Some(scores);
-        // The ingest scorer holds a score sender: it ends (when the router is gone) before
-        // the writer can drain.
-        let ingest = state.settings.scoring.on_ingest.then(|| {
-            let (tx, task) = score::spawn_ingest_scorer(state.clone());
-            state.ingest = Some(tx);
+        let mut parts = StateParts::clone(&self.state);
+        parts.scores = Some(scores);
+        // The ingest scorer holds a score sender (but not its own queue's): it ends (when
+        // the router is gone) before the writer can drain.
+        let ingest = parts.settings.scoring.on_ingest.then(|| {
+            let (tx, task) = score::spawn_ingest_scorer(AppState(Arc::new(parts.clone())));
+            parts.ingest = Some(tx);
             task
         });
+        let state = AppState(Arc::new(parts));
         let server = axum::serve(self.listener, router(state)).with_graceful_shutdown(signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {

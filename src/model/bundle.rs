@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::diagnosis::{Diagnosed, KindScore};
 use super::evaluation::Scorecard;
-use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest};
+use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest, rounded};
 use crate::config::TrainingSettings;
 use crate::features::{Baseline, FeatureSchema, STATS, WindowError, check_window, extract};
 
@@ -318,15 +318,23 @@ impl Bundle {
                     ("anomaly_score".to_owned(), anomaly)
                 };
                 let stat = STATS.get(i % STATS.len()).copied().unwrap_or("");
-                let direction = if contributions[i] > 0.0 { "raises" } else { "lowers" };
+                let direction = if contributions[i] > 0.0 {
+                    "raises"
+                } else {
+                    "lowers"
+                };
                 let text = if i < n_features && stat == "baseline_z" {
                     let metric = &self.schema.metrics[i / STATS.len()];
-                    format!("{metric} mean {value:+.1} sd from this asset's baseline; {direction} the risk")
+                    format!(
+                        "{metric} mean {:+} sd from this asset's baseline; {direction} the risk",
+                        rounded(value, 1)
+                    )
                 } else {
                     format!(
-                        "{} = {value:.4} ({:+.1} sd from training windows); {direction} the risk",
+                        "{} = {} ({:+} sd from training windows); {direction} the risk",
                         feature.replace('_', " "),
-                        standardized[i]
+                        rounded(value, 4),
+                        rounded(standardized[i], 1)
                     )
                 };
                 Driver {

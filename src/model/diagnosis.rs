@@ -9,7 +9,7 @@ use linfa_trees::{DecisionTree, TreeNode};
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::{FitError, ParamsError};
+use super::{FitError, ParamsError, rounded};
 
 /// Checked hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -89,10 +89,10 @@ impl Diagnosis {
         while !node.leaf {
             let name = &self.feature_names[node.feature];
             if row[node.feature] <= node.threshold {
-                rules.push(format!("{name} <= {:.4}", node.threshold));
+                rules.push(format!("{name} <= {}", rounded(node.threshold, 4)));
                 node = &self.nodes[node.left];
             } else {
-                rules.push(format!("{name} > {:.4}", node.threshold));
+                rules.push(format!("{name} > {}", rounded(node.threshold, 4)));
                 node = &self.nodes[node.right];
             }
         }

@@ -93,7 +93,13 @@ impl IsolationForest {
     }
 
     fn score_row_with(&self, row: ArrayView1<f64>, c: f64) -> f64 {
-        let total: f64 = self.trees.iter().map(|t| t.path_length(row, None)).sum();
+        let total: f64 = match row.as_slice() {
+            Some(row) => self.trees.iter().map(|t| t.path_length(row, None)).sum(),
+            None => {
+                let row = row.to_vec();
+                self.trees.iter().map(|t| t.path_length(&row, None)).sum()
+            }
+        };
         let mean = total / self.trees.len() as f64;
         2f64.powf(-mean / c)
     }
@@ -103,8 +109,9 @@ impl IsolationForest {
     /// feature did more to isolate the row.
     pub fn explain(&self, row: ArrayView1<f64>) -> Vec<f64> {
         let mut credit = vec![0.0; self.n_features];
+        let row = row.to_vec();
         for tree in &self.trees {
-            tree.path_length(row, Some(&mut credit));
+            tree.path_length(&row, Some(&mut credit));
         }
         let n = self.trees.len() as f64;
         credit.iter_mut().for_each(|c| *c /= n);
@@ -246,7 +253,7 @@ impl Tree {
     }
 
     /// Path length of `row`, crediting splits to `credit` when given.
-    fn path_length(&self, row: ArrayView1<f64>, mut credit: Option<&mut Vec<f64>>) -> f64 {
+    fn path_length(&self, row: &[f64], mut credit: Option<&mut Vec<f64>>) -> f64 {
         let mut node = &self.nodes[0];
         let mut depth = 0.0;
         while node.feature != LEAF {
@@ -262,7 +269,19 @@ impl Tree {
             node = child;
             depth += 1.0;
         }
-        depth + average_path_length(f64::from(node.size))
+        depth + leaf_path_length(node.size)
+    }
+}
+
+/// [`average_path_length`] of a leaf's row count, from a table for the usual sizes (it is
+/// taken once per tree for every scored row).
+fn leaf_path_length(size: u32) -> f64 {
+    const TABLED: usize = 4096;
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..TABLED).map(|n| average_path_length(n as f64)).collect());
+    match table.get(size as usize) {
+        Some(&c) => c,
+        None => average_path_length(f64::from(size)),
     }
 }
 

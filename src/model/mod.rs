@@ -89,3 +89,11 @@ pub fn check_records(records: ArrayView2<f64>, min_rows: usize) -> Result<(), Fi
     }
     Ok(())
 }
+
+/// `v` rounded to `decimals` places, for text: printed with `{}` it reads like `{:.N}`
+/// without trailing zeros, and costs far less to format (the shortest-representation path
+/// rather than exact fixed-precision formatting). Never negative zero.
+pub(crate) fn rounded(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale + 0.0
+}
