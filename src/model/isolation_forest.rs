@@ -78,13 +78,40 @@ impl IsolationForest {
     }
 
     /// Anomaly score of each row, in (0, 1]: about 0.5 normal, towards 1 anomalous.
+    /// Blocks of rows run in parallel; within a block each tree walks every row before the
+    /// next tree, so the tree stays in cache (the same sums, in the same order, as scoring
+    /// row by row).
     pub fn score(&self, records: ArrayView2<f64>) -> Vec<f64> {
+        const BLOCK: usize = 256;
         let c = average_path_length(self.tree_rows as f64);
-        records
-            .axis_iter(Axis(0))
-            .into_par_iter()
-            .map(|row| self.score_row_with(row, c))
-            .collect()
+        let n_trees = self.trees.len() as f64;
+        let mut out = vec![0.0; records.nrows()];
+        out.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(b, scores)| {
+                let block = records.slice_axis(
+                    Axis(0),
+                    ndarray::Slice::from(b * BLOCK..b * BLOCK + scores.len()),
+                );
+                let owned;
+                let block = match block.as_slice() {
+                    Some(rows) => rows,
+                    None => {
+                        owned = block.to_owned();
+                        owned.as_slice().expect("an owned array is contiguous")
+                    }
+                };
+                let d = records.ncols().max(1);
+                for tree in &self.trees {
+                    for (total, row) in scores.iter_mut().zip(block.chunks_exact(d)) {
+                        *total += tree.path_length(row, None);
+                    }
+                }
+                for total in scores.iter_mut() {
+                    *total = 2f64.powf(-(*total / n_trees) / c);
+                }
+            });
+        out
     }
 
     /// Anomaly score of one row.
@@ -155,10 +182,18 @@ impl IsolationForestParams {
 }
 
 impl IsolationForestValidParams {
-    /// Fits on `records` (rows x features): needs at least 2 rows, all finite.
+    /// Fits on `records` (rows x features): needs at least 2 rows, and the rows the trees
+    /// sample must be finite (only they are read).
     pub fn fit(&self, records: ArrayView2<f64>) -> Result<IsolationForest, FitError> {
         let (n_rows, n_features) = records.dim();
-        super::check_records(records, 2)?;
+        super::check_records(
+            records.slice_axis(Axis(0), ndarray::Slice::from(0..2.min(n_rows))),
+            2,
+        )
+        .map_err(|e| match e {
+            FitError::TooFewRows { min, .. } => FitError::TooFewRows { min, got: n_rows },
+            other => other,
+        })?;
         let tree_rows = self.sample_size.min(n_rows);
         let height_limit = (tree_rows as f64).log2().ceil() as usize;
         let trees = (0..self.n_trees)
@@ -168,7 +203,7 @@ impl IsolationForestValidParams {
                 let sample = rand08::seq::index::sample(&mut rng, n_rows, tree_rows).into_vec();
                 Tree::grow(records, sample, height_limit, &mut rng)
             })
-            .collect();
+            .collect::<Result<Vec<Tree>, FitError>>()?;
         Ok(IsolationForest {
             params: *self,
             n_features,
@@ -179,16 +214,26 @@ impl IsolationForestValidParams {
 }
 
 impl Tree {
+    /// Grows a tree on the rows `sample` of `records`, copied first into a small matrix of
+    /// their own so that the splits scan memory that stays in cache.
     fn grow(
         records: ArrayView2<f64>,
-        mut rows: Vec<usize>,
+        sample: Vec<usize>,
         height_limit: usize,
         rng: &mut SmallRng,
-    ) -> Tree {
+    ) -> Result<Tree, FitError> {
+        let local = records.select(Axis(0), &sample);
+        super::check_records(local.view(), 1).map_err(|e| match e {
+            FitError::NonFinite { row, col } => FitError::NonFinite {
+                row: sample[row],
+                col,
+            },
+            other => other,
+        })?;
+        let mut rows: Vec<usize> = (0..sample.len()).collect();
         let mut tree = Tree { nodes: Vec::new() };
-        let n = rows.len();
-        tree.split(records, &mut rows[..n], 0, height_limit, rng);
-        tree
+        tree.split(local.view(), &mut rows, 0, height_limit, rng);
+        Ok(tree)
     }
 
     /// Appends the subtree for `rows` and returns its index.

@@ -84,7 +84,18 @@ pub fn check_records(records: ArrayView2<f64>, min_rows: usize) -> Result<(), Fi
     if cols == 0 {
         return Err(FitError::NoFeatures);
     }
-    if let Some(((row, col), _)) = records.indexed_iter().find(|(_, v)| !v.is_finite()) {
+    // A contiguous matrix is scanned as one slice (much faster than indexed iteration).
+    let bad = match records.as_slice() {
+        Some(values) => values
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|p| (p / cols, p % cols)),
+        None => records
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(at, _)| at),
+    };
+    if let Some((row, col)) = bad {
         return Err(FitError::NonFinite { row, col });
     }
     Ok(())
