@@ -35,6 +35,10 @@ pub enum ApiError {
     /// The body is not JSON.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// The request body could not be read (the client stopped sending, a broken chunked
+    /// encoding).
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     /// The body has the wrong content type.
     #[error("unsupported content type: {0}")]
     UnsupportedMediaType(String),
@@ -127,6 +131,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::GuardRefused(_) => (StatusCode::CONFLICT, "guard_refused"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

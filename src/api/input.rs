@@ -66,7 +66,7 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(limit)
         } else {
-            ApiError::MalformedJson(rejection.body_text())
+            ApiError::UnreadableBody(rejection.body_text())
         }
     })
 }

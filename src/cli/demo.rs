@@ -236,7 +236,11 @@ fn demo_settings(mut settings: Settings, receiver: &str, args: &DemoArgs) -> Set
 
 /// Starts the webhook receiver: an action heals the asset's ongoing fault when it is that
 /// fault's right action.
-async fn start_receiver(fleet: Arc<Fleet>, live: Arc<Mutex<Live>>) -> anyhow::Result<String> {
+async fn start_receiver(
+    fleet: Arc<Fleet>,
+    live: Arc<Mutex<Live>>,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/action",
         axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
@@ -291,10 +295,105 @@ async fn start_receiver(fleet: Arc<Fleet>, live: Arc<Mutex<Live>>) -> anyhow::Re
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the webhook receiver to {addr}"))?;
     let url = format!("http://{}/action", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
+}
+
+/// Where and how `vigil simulate --live` streams.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Vigil's base URL.
+    pub url: String,
+    /// Its bearer token, when it has auth.
+    pub token: Option<String>,
+    /// Where the webhook receiver listens.
+    pub receiver: std::net::SocketAddr,
+    /// Real milliseconds per simulated minute.
+    pub minute_ms: u64,
+    /// How long to wait after the stream for the last verifications.
+    pub final_wait: Duration,
+}
+
+/// `vigil simulate --live`: streams `fleet` to the Vigil at `remote.url`, answers its
+/// actions with a webhook receiver (an asset heals when the action fits its fault), opens an
+/// incident for each failure, labels alerts from the simulator's truth, waits for the last
+/// verifications, and summarizes this stream from the API.
+pub async fn stream_remote(
+    settings: Settings,
+    remote: &Remote,
+    fleet: Fleet,
+    say: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Summary> {
+    let Remote {
+        url,
+        token,
+        receiver,
+        minute_ms,
+        final_wait,
+    } = remote.clone();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid header value")?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
+    let url = url.trim_end_matches('/').to_owned();
+    let url = url.as_str();
+    get(&client, &format!("{url}/v1/models"))
+        .await
+        .with_context(|| format!("reaching Vigil at {url}"))?;
+    let live_from = fleet.from;
+    let fleet = Arc::new(fleet);
+    let live = Arc::new(Mutex::new(Live::default()));
+    let receiver = start_receiver(fleet.clone(), live.clone(), receiver).await?;
+    say(&format!(
+        "webhook receiver at {receiver}: point the catalog's webhook actions ({}) there",
+        Fault::ALL.map(|f| f.right_action()).join(", ")
+    ));
+    say(&format!(
+        "streaming {} assets, {} minutes with {} faults to {url} ({minute_ms} ms per minute)",
+        fleet.assets.len(),
+        fleet.times().count(),
+        fleet.scenarios.len()
+    ));
+    let args = DemoArgs {
+        assets: fleet.assets.len(),
+        days: 0,
+        live_hours: 0,
+        history_fault_every_hours: 0.0,
+        live_fault_every_hours: fleet.params.fault_every_hours,
+        minute_ms,
+        seed: fleet.params.seed,
+        exit: true,
+        database: String::new(),
+        operator_records: 0.0,
+        chaos: false,
+    };
+    let before_live = best_actions(&client, url).await?;
+    let stream = Stream {
+        client: &client,
+        url,
+        fleet: &fleet,
+        live: &live,
+        settings: &settings,
+        args: &args,
+        store: None,
+        embedded: None,
+        live_from,
+        final_wait,
+    };
+    let mut summary = stream.run().await?;
+    for learned in &mut summary.learned {
+        learned.before_live = before_live.get(&learned.kind).map(|b| b.0.clone());
+    }
+    Ok(summary)
 }
 
 /// Runs the demo and returns its summary; `serve_until` decides how long the service keeps
@@ -328,7 +427,7 @@ pub async fn run(
         end,
     ));
     let live = Arc::new(Mutex::new(Live::default()));
-    let receiver = start_receiver(fleet.clone(), live.clone()).await?;
+    let receiver = start_receiver(fleet.clone(), live.clone(), ([127, 0, 0, 1], 0).into()).await?;
     let settings = demo_settings(settings, &receiver, args);
 
     say(&format!(
@@ -408,9 +507,12 @@ pub async fn run(
         live: &live,
         settings: &settings,
         args,
-        store: &store,
+        store: Some(&store),
         embedded: database.embedded.as_ref(),
         live_from,
+        final_wait: Duration::from_secs(
+            (settings.guard.settle_secs + settings.guard.verify_window_secs + 2) as u64,
+        ),
     };
     let mut summary = stream.run().await?;
     say("5/5 done");
@@ -562,9 +664,13 @@ struct Stream<'a> {
     live: &'a Arc<Mutex<Live>>,
     settings: &'a Settings,
     args: &'a DemoArgs,
-    store: &'a crate::store::Store,
+    /// The database Vigil serves from, when this process has it (the demo): for the
+    /// back-pressure on scoring and for `--chaos`.
+    store: Option<&'a crate::store::Store>,
     embedded: Option<&'a crate::store::embedded::EmbeddedPostgres>,
     live_from: i64,
+    /// How long to wait after the stream for the last actions to be verified.
+    final_wait: Duration,
 }
 
 /// How long `--chaos` keeps the database down.
@@ -666,9 +772,7 @@ impl Stream<'_> {
         bar.finish_and_clear();
         self.set_fault(ReceiverFault::None);
         // Let the last actions settle and be verified, then label the last alerts.
-        let g = &self.settings.guard;
-        let wait = g.settle_secs + g.verify_window_secs + 2;
-        tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+        tokio::time::sleep(self.final_wait).await;
         self.give_feedback(&retried).await?;
         let mut summary = self.summarize(failed.len()).await?;
         if self.args.chaos {
@@ -683,7 +787,7 @@ impl Stream<'_> {
             let samples_stored: i64 =
                 sqlx::query_scalar("select count(*) from sample where ts >= $1")
                     .bind(chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default())
-                    .fetch_one(self.store.pool())
+                    .fetch_one(self.store()?.pool())
                     .await?;
             let actions = get(self.client, &format!("{}/v1/actions?limit=1000", self.url)).await?;
             let actions = actions["actions"].as_array().cloned().unwrap_or_default();
@@ -754,7 +858,7 @@ impl Stream<'_> {
                 }),
             ));
         }
-        let pool = self.store.pool().clone();
+        let pool = self.store()?.pool().clone();
         let what = format!(
             "every connection to the demo database is killed, again and again for {} s",
             OUTAGE.as_secs()
@@ -777,13 +881,20 @@ impl Stream<'_> {
         ))
     }
 
-    /// Waits (up to a minute) until the newest stored score ends at `until` or later.
+    fn store(&self) -> anyhow::Result<&crate::store::Store> {
+        self.store
+            .ok_or_else(|| anyhow::anyhow!("--chaos needs the demo's own database"))
+    }
+
+    /// Waits (up to a minute) until the newest stored score ends at `until` or later (when
+    /// this process has Vigil's database).
     async fn catch_up(&self, until: i64) {
+        let Some(store) = self.store else { return };
         let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default();
         for _ in 0..600 {
             let newest: Result<Option<chrono::DateTime<chrono::Utc>>, _> =
                 sqlx::query_scalar("select max(window_end) from score")
-                    .fetch_one(self.store.pool())
+                    .fetch_one(store.pool())
                     .await;
             if newest.is_ok_and(|n| n.is_some_and(|n| n >= until)) {
                 break;
@@ -821,9 +932,14 @@ impl Stream<'_> {
 
     async fn summarize(&self, failures: usize) -> anyhow::Result<Summary> {
         let (client, url, fleet) = (self.client, self.url, self.fleet);
-        let alerts = get(client, &format!("{url}/v1/alerts?limit=1000")).await?;
-        let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
         let opened = |a: &Value| timestamp(&a["opened_at"]).unwrap_or(0) / 1_000_000;
+        // This stream's alerts and actions only (Vigil may hold others).
+        let alerts = get(client, &format!("{url}/v1/alerts?limit=1000")).await?;
+        let mut alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
+        alerts.retain(|a| {
+            opened(a) >= self.live_from
+                && fleet.assets.iter().any(|name| a["asset"] == name.as_str())
+        });
         let mut leads = Vec::new();
         for s in &fleet.scenarios {
             let first = alerts
@@ -838,7 +954,8 @@ impl Stream<'_> {
         }
         leads.sort_by(f64::total_cmp);
         let actions = get(client, &format!("{url}/v1/actions?limit=1000")).await?;
-        let actions = actions["actions"].as_array().cloned().unwrap_or_default();
+        let mut actions = actions["actions"].as_array().cloned().unwrap_or_default();
+        actions.retain(|a| alerts.iter().any(|al| al["alert_id"] == a["alert_id"]));
         let count = |key: &str, value: &str| actions.iter().filter(|a| a[key] == value).count();
         let thresholds = get(client, &format!("{url}/v1/policy/thresholds")).await?;
         let global = thresholds["thresholds"]
@@ -993,7 +1110,7 @@ fn guard_record(actions: &[Value], guard: &crate::config::GuardSettings) -> Chao
 /// Prints the summary table.
 pub fn print_summary(s: &Summary) {
     println!();
-    println!("Vigil demo summary");
+    println!("Vigil summary");
     println!("  faults injected in the live stream   {}", s.faults);
     println!(
         "  predicted (alert before the failure) {} ({:.0}%), median lead {} minutes",
@@ -1022,16 +1139,20 @@ pub fn print_summary(s: &Summary) {
         "  global threshold before -> after     {:.3} -> {:.3}",
         s.threshold.0, s.threshold.1
     );
-    println!(
-        "  model: validation ROC AUC {}, average precision {}",
-        fmt_opt(s.model_quality.0),
-        fmt_opt(s.model_quality.1)
-    );
+    if s.model_quality != (None, None) {
+        println!(
+            "  model: validation ROC AUC {}, average precision {}",
+            fmt_opt(s.model_quality.0),
+            fmt_opt(s.model_quality.1)
+        );
+    }
     println!();
-    println!(
-        "  operators' records in the history: {} outcomes (what healed a past failure)",
-        s.operator_outcomes
-    );
+    if s.operator_outcomes > 0 {
+        println!(
+            "  operators' records in the history: {} outcomes (what healed a past failure)",
+            s.operator_outcomes
+        );
+    }
     println!(
         "  {:<15} {:<12} {:<14} {:<17} {:>8} {:>9}",
         "fault kind", "right", "before live", "after live", "P(heal)", "outcomes"

@@ -1,6 +1,7 @@
 //! `vigil simulate`: a month (by default) of simulated fleet history with planted faults,
 //! written as CSV files that `vigil import` and `vigil train --input` read, or stored in the
-//! database directly.
+//! database directly; or, with `--live URL`, a live stream to a running Vigil with a webhook
+//! receiver that heals an asset when Vigil's action fits its fault.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -30,9 +31,9 @@ pub struct SimulateArgs {
     /// Seed: the same seed gives the same fleet, faults and values.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Mean hours between faults on one asset.
-    #[arg(long, default_value_t = 60.0)]
-    pub fault_every_hours: f64,
+    /// Mean hours between faults on one asset [default: 60, or 8 with --live].
+    #[arg(long, value_name = "HOURS")]
+    pub fault_every_hours: Option<f64>,
     /// End of the history (RFC 3339 or Unix seconds) [default: now]. With a fixed end, the
     /// same flags give the same files.
     #[arg(long, value_name = "TIME")]
@@ -44,29 +45,87 @@ pub struct SimulateArgs {
     pub operator_records: f64,
     /// Write samples.csv (asset,metric,ts,value) and incidents.csv here instead of storing
     /// into the database.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "live")]
     pub out: Option<PathBuf>,
+    /// Live mode: stream samples to the Vigil at this URL in accelerated time (instead of
+    /// writing history), answer its actions with a webhook receiver, open an incident for
+    /// each failure, label its alerts from the simulator's truth, and print a summary.
+    /// Point the catalog's webhook actions (restart, clean_disk, scale_out, reroute,
+    /// throttle, rollback) at the receiver.
+    #[arg(long, value_name = "URL")]
+    pub live: Option<String>,
+    /// Live mode: simulated hours to stream.
+    #[arg(long, default_value_t = 2)]
+    pub live_hours: u32,
+    /// Live mode: first simulated minute (RFC 3339 or Unix seconds) [default: --live-hours
+    /// before now]. Start after the stored history's end.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Live mode: real milliseconds per simulated minute.
+    #[arg(long, default_value_t = 40)]
+    pub minute_ms: u64,
+    /// Live mode: where the webhook receiver listens (its path is /action).
+    #[arg(long, default_value = "127.0.0.1:9099", value_name = "ADDR")]
+    pub receiver: std::net::SocketAddr,
+    /// Live mode: bearer token for Vigil (scopes ingest, feedback and read).
+    #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Live mode: seconds to wait after the stream for the last actions to be verified.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
 }
 
 impl SimulateArgs {
-    /// The fleet these flags describe, ending at `end`.
+    /// The history these flags describe, ending at `end`.
     pub fn fleet(&self, end: i64) -> Fleet {
-        let params = FleetParams {
+        Fleet::new(self.params(60.0), end - i64::from(self.days) * 86_400, end)
+    }
+
+    fn params(&self, default_fault_every_hours: f64) -> FleetParams {
+        FleetParams {
             assets: self.assets,
-            fault_every_hours: self.fault_every_hours,
+            fault_every_hours: self.fault_every_hours.unwrap_or(default_fault_every_hours),
             seed: self.seed,
             ..FleetParams::default()
-        };
-        Fleet::new(params, end - i64::from(self.days) * 86_400, end)
+        }
     }
+}
+
+fn parse_time(flag: &str, t: &str) -> anyhow::Result<i64> {
+    crate::ingest::files::parse_timestamp(t)
+        .map(|micros| micros.div_euclid(1_000_000))
+        .with_context(|| format!("{flag} {t:?} is not RFC 3339 or Unix seconds"))
+}
+
+/// `vigil simulate --live`.
+async fn live(settings: Settings, args: &SimulateArgs, url: &str) -> anyhow::Result<()> {
+    let span = i64::from(args.live_hours.max(1)) * 3600;
+    let from = match &args.from {
+        Some(t) => parse_time("--from", t)?,
+        None => Utc::now().timestamp() - span,
+    } / 60
+        * 60;
+    let fleet = Fleet::new(args.params(8.0), from, from + span);
+    let say = |m: &str| println!("{m}");
+    let remote = super::demo::Remote {
+        url: url.to_owned(),
+        token: args.token.clone(),
+        receiver: args.receiver,
+        minute_ms: args.minute_ms,
+        final_wait: std::time::Duration::from_secs(args.wait_secs),
+    };
+    let summary = super::demo::stream_remote(settings, &remote, fleet, &say).await?;
+    super::demo::print_summary(&summary);
+    Ok(())
 }
 
 /// `vigil simulate`.
 pub async fn simulate(settings: Settings, args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.live {
+        return live(settings, args, url).await;
+    }
     let end = match &args.end {
-        Some(t) => crate::ingest::files::parse_timestamp(t)
-            .map(|micros| micros.div_euclid(1_000_000))
-            .with_context(|| format!("--end {t:?} is not RFC 3339 or Unix seconds"))?,
+        Some(t) => parse_time("--end", t)?,
         None => Utc::now().timestamp(),
     } / 60
         * 60;

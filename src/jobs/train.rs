@@ -52,6 +52,9 @@ pub enum TrainError {
     /// Not enough data to train.
     #[error("not enough data: {0}")]
     NotEnoughData(String),
+    /// The training task panicked or was cancelled (a bug: please report it).
+    #[error("the training task failed: {0}")]
+    Task(String),
     /// A hyperparameter in config is unusable.
     #[error(transparent)]
     Params(#[from] ParamsError),
@@ -874,7 +877,7 @@ async fn run(
         train_fleet(&data, &training, champion.as_ref(), &mut on_stage)
     })
     .await
-    .map_err(|e| TrainError::NotEnoughData(format!("the training task failed: {e}")))??;
+    .map_err(|e| TrainError::Task(e.to_string()))??;
     let registration = register(
         store,
         &bundle,

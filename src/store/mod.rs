@@ -47,6 +47,9 @@ pub enum Error {
     /// The requested row does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A name given to the store (a database to create) is not usable.
+    #[error("invalid name {0:?}: use letters, digits and _ only")]
+    InvalidName(String),
     /// The database cannot be reached or has no free connection: retry later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -205,7 +208,7 @@ impl Database {
     /// if it exists): a scratch database that leaves the main one alone (`vigil demo`).
     pub async fn open_scratch(settings: &Settings, name: &str) -> Result<Self> {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::NotFound(format!("a valid database name ({name:?})")));
+            return Err(Error::InvalidName(name.to_owned()));
         }
         let (options, embedded) = Self::server(settings).await?;
         let admin = Store::connect(options.clone(), settings).await?;

@@ -119,3 +119,77 @@ async fn a_reduced_demo_under_chaos_predicts_failures_heals_and_learns() {
     assert_eq!(chaos.cooldown_violations, 0, "{chaos:?}");
     service.stop().await.unwrap();
 }
+
+/// `vigil simulate --live` against a running Vigil: every streamed sample is stored, each
+/// failure that happened is one incident, and the summary accounts for every fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_simulation_streams_to_a_running_vigil() {
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = crate::support::TestApp::spawn_with(|s| {
+        s.scoring.on_ingest = true;
+        s.actions = vigil::simulator::Fault::ALL
+            .iter()
+            .map(|f| vigil::config::ActionSettings {
+                name: f.right_action().to_owned(),
+                executor: vigil::config::ExecutorKind::Webhook,
+                mode: vigil::policy::guard::Mode::Auto,
+                kinds: Vec::new(),
+                classes: Vec::new(),
+                prior: (1.0, 1.0),
+                url: Some(format!("http://{receiver}/action")),
+                secret: Some("test".to_owned()),
+                argv: Vec::new(),
+                timeout_secs: 2,
+                retries: 0,
+            })
+            .collect();
+    })
+    .await;
+    let from = chrono::Utc::now().timestamp() / 60 * 60 - 4 * 3600;
+    let fleet = vigil::simulator::Fleet::new(
+        vigil::simulator::FleetParams {
+            assets: 3,
+            fault_every_hours: 1.5,
+            seed: 7,
+            ..Default::default()
+        },
+        from,
+        from + 4 * 3600,
+    );
+    let (faults, minutes) = (fleet.scenarios.len(), fleet.times().count());
+    assert!(faults > 0, "the seed plants faults");
+    let remote = vigil::cli::demo::Remote {
+        url: app.url(""),
+        token: None,
+        receiver,
+        minute_ms: 2,
+        final_wait: std::time::Duration::from_secs(1),
+    };
+    let summary =
+        vigil::cli::demo::stream_remote(Settings::default(), &remote, fleet, &|m| eprintln!("{m}"))
+            .await
+            .unwrap();
+    let count = |sql: &'static str| {
+        let pool = app.db.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap() as usize
+        }
+    };
+    assert_eq!(
+        count("select count(*) from sample").await,
+        3 * minutes * vigil::simulator::METRICS.len()
+    );
+    assert_eq!(summary.faults, faults);
+    assert_eq!(summary.failures + summary.prevented, faults);
+    assert_eq!(
+        summary.failures,
+        count("select count(*) from incident").await
+    );
+    assert_eq!(summary.alerts, count("select count(*) from alert").await);
+}
