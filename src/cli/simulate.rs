@@ -67,7 +67,7 @@ pub struct SimulateArgs {
     /// Live mode: where the webhook receiver listens (its path is /action).
     #[arg(long, default_value = "127.0.0.1:9099", value_name = "ADDR")]
     pub receiver: std::net::SocketAddr,
-    /// Live mode: bearer token for Vigil (scopes ingest, feedback and read).
+    /// Live mode: bearer token for Vigil (scopes ingest and feedback).
     #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Live mode: seconds to wait after the stream for the last actions to be verified.
