@@ -746,6 +746,8 @@ impl Stream<'_> {
                             "started_at": t,
                             "resolved_at": t + Scenario::DOWN_SECS,
                             "severity": "major",
+                            // A resend (after a lost answer) finds the same incident.
+                            "fingerprint": format!("live-{}-{t}", fleet.assets[s.asset]),
                         }),
                         &retried,
                     )

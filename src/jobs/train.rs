@@ -264,7 +264,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     let validation_anomaly = forest.score(data.validation.x.view());
     if !data.validation.is_empty() {
         let logits = failure.logits(data.validation.x.view(), &validation_anomaly);
-        let probabilities: Vec<f64> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+        let probabilities: Vec<f64> = logits.iter().map(|&z| failure.calibrate(z)).collect();
         let y = &data.validation.y;
         report.anomaly = Some(Scorecard::ranking(&validation_anomaly, y));
         report.failure = Some(Scorecard {

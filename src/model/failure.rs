@@ -39,6 +39,11 @@ pub struct FailureModel {
     intercept: f64,
     platt_a: f64,
     platt_b: f64,
+    /// Isotonic map from the Platt log-odds to the probability, fitted on the same
+    /// calibration slice: breakpoints (log-odds, probability), ascending, interpolated
+    /// linearly. Empty (too few failures in the slice, or an older model): the sigmoid.
+    #[serde(default)]
+    isotonic: Vec<(f64, f64)>,
 }
 
 impl FailureModel {
@@ -82,7 +87,29 @@ impl FailureModel {
 
     /// Calibrated failure probability of one window.
     pub fn probability(&self, features: ArrayView1<f64>, anomaly: f64) -> f64 {
-        sigmoid(self.logit(features, anomaly))
+        self.calibrate(self.logit(features, anomaly))
+    }
+
+    /// The probability of a Platt log-odds `z` (from [`FailureModel::logit`]): the
+    /// isotonic map when fitted, else the sigmoid.
+    pub fn calibrate(&self, z: f64) -> f64 {
+        let iso = &self.isotonic;
+        let (Some(first), Some(last)) = (iso.first(), iso.last()) else {
+            return sigmoid(z);
+        };
+        let k = iso.partition_point(|&(x, _)| x < z);
+        if k == 0 {
+            return first.1;
+        }
+        if k == iso.len() {
+            return last.1;
+        }
+        let ((x0, y0), (x1, y1)) = (iso[k - 1], iso[k]);
+        if x1 > x0 {
+            y0 + (y1 - y0) * (z - x0) / (x1 - x0)
+        } else {
+            y1
+        }
     }
 
     /// Calibrated log-odds of many windows.
@@ -227,6 +254,7 @@ impl FailureModelValidParams {
             intercept: sign * lr.intercept(),
             platt_a: 1.0,
             platt_b: 0.0,
+            isotonic: Vec::new(),
         };
         let cal_features = features.select(Axis(0), cal_rows);
         let cal_anomaly = anomaly(cal_features.view());
@@ -239,6 +267,12 @@ impl FailureModelValidParams {
         let (a, b) = platt(&cal_logits, &cal_labels);
         model.platt_a = a;
         model.platt_b = b;
+        // Platt's two parameters cannot bend: where the log-odds are not sigmoid-shaped
+        // (the tails), an isotonic map on the same slice follows the observed rates.
+        if cal_labels.iter().filter(|&&l| l).count() >= MIN_ISOTONIC_FAILURES {
+            let z: Vec<f64> = cal_logits.iter().map(|&r| a * r + b).collect();
+            model.isotonic = isotonic(&z, &cal_labels);
+        }
         Ok(model)
     }
 }
@@ -252,6 +286,36 @@ fn standardizer(x: ArrayView2<f64>) -> (Vec<f64>, Vec<f64>) {
         .map(|&s| if s > 1e-12 { s } else { 1.0 })
         .collect();
     (mean.to_vec(), std)
+}
+
+/// Failure windows the calibration slice needs for an isotonic map.
+const MIN_ISOTONIC_FAILURES: usize = 30;
+
+/// Isotonic regression (pool adjacent violators) of the labels on `z`: the breakpoints
+/// (mean z, failure rate) of the pooled blocks, ascending, rates kept off 0 and 1.
+pub fn isotonic(z: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    order.sort_by(|&a, &b| z[a].total_cmp(&z[b]));
+    // Blocks: (sum of z, failures, windows).
+    let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
+    for i in order {
+        blocks.push((z[i], f64::from(u8::from(labels[i])), 1.0));
+        while blocks.len() > 1 {
+            let (s1, y1, n1) = blocks[blocks.len() - 1];
+            let (s0, y0, n0) = blocks[blocks.len() - 2];
+            if y0 / n0 < y1 / n1 {
+                break;
+            }
+            blocks.pop();
+            let merged = blocks.last_mut().expect("two blocks");
+            *merged = (s0 + s1, y0 + y1, n0 + n1);
+        }
+    }
+    let floor = 0.5 / z.len().max(1) as f64;
+    blocks
+        .into_iter()
+        .map(|(s, y, n)| (s / n, (y / n).clamp(floor, 1.0 - floor)))
+        .collect()
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -386,6 +450,22 @@ mod tests {
                 .negatives_per_positive(0)
                 .check()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn isotonic_pools_violators_into_a_monotone_map() {
+        let z = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let labels = [false, true, false, false, true, true];
+        let map = isotonic(&z, &labels);
+        // (0) 0, then 1, 0, 0 pool to 1/3 at mean z 2, then two failures.
+        assert_eq!(map.len(), 3, "{map:?}");
+        assert_eq!(map[1].0, 2.0);
+        assert!((map[1].1 - 1.0 / 3.0).abs() < 1e-12);
+        assert!(map.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert!(
+            map[0].1 > 0.0 && map[2].1 < 1.0,
+            "kept off 0 and 1: {map:?}"
         );
     }
 
