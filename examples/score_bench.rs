@@ -1,5 +1,5 @@
 //! In-process scoring latency: features plus every model (isolation forest, calibrated
-//! failure model, diagnosis, explanation) for one window, as `POST /v1/score` computes it,
+//! failure model, diagnosis, time to failure, explanation) for one window, as `POST /v1/score` computes it,
 //! timed call by call over the seed-baseline's request bodies; prints p50, p99 and max.
 //!
 //!   vigil train --input metrics.csv --incidents incidents.csv -o bundle.json

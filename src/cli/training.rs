@@ -249,6 +249,15 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     {
         println!("{:<18} {:>8} {:>15.4}", "active model", "", ap);
     }
+    if let Some(selection) = bundle.failure.selection() {
+        println!(
+            "failure model chosen on the calibration slice (latest training windows): {} \
+             (average precision: logistic regression {}, tree ensemble {})",
+            selection.chosen,
+            fmt(selection.logistic_average_precision),
+            fmt(selection.ensemble_average_precision)
+        );
+    }
     if let Some(kinds) = &r.diagnosis {
         println!("\ndiagnosis on validation windows before failures");
         println!(

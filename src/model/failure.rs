@@ -1,8 +1,10 @@
 //! Failure probability within the horizon: logistic regression (linfa-logistic) on the
 //! standardized features plus the isolation-forest score, with class imbalance handled by
 //! keeping every positive and a seeded sample of `negatives_per_positive` negatives, then
-//! Platt calibration on a later, untouched slice of the training windows, so that a
-//! predicted 0.2 means about 20% again.
+//! Platt calibration (and an isotonic map) on a later, untouched slice of the training
+//! windows, so that a predicted 0.2 means about 20% again. A tree ensemble (gradient-boosted
+//! trees on the same rows) is fitted too, and kept instead of the logistic regression when
+//! its average precision on that slice is higher; its explanations are path contributions.
 
 use linfa::prelude::*;
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -12,7 +14,8 @@ use rand08::rngs::SmallRng;
 use rand08::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::{FitError, ParamsError};
+use super::evaluation::average_precision;
+use super::{FitError, GradientBoosting, ParamsError};
 
 /// Checked hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -22,6 +25,8 @@ pub struct FailureModelValidParams {
     negatives_per_positive: usize,
     calibration_frac: f64,
     seed: u64,
+    #[serde(default)]
+    ensemble_rounds: usize,
 }
 
 /// Unchecked hyperparameters.
@@ -44,6 +49,25 @@ pub struct FailureModel {
     /// linearly. Empty (too few failures in the slice, or an older model): the sigmoid.
     #[serde(default)]
     isotonic: Vec<(f64, f64)>,
+    /// The tree ensemble, when it won on the calibration slice: it then gives the raw score
+    /// (and the logistic weights only the "sd from training" of explanations).
+    #[serde(default)]
+    ensemble: Option<GradientBoosting>,
+    /// How the two candidates did on the calibration slice.
+    #[serde(default)]
+    selection: Option<Selection>,
+}
+
+/// The two failure-model candidates on the calibration slice (the latest training windows,
+/// not used to fit either), by average precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The logistic regression's.
+    pub logistic_average_precision: Option<f64>,
+    /// The tree ensemble's, when one was fitted.
+    pub ensemble_average_precision: Option<f64>,
+    /// `logistic_regression` or `tree_ensemble`.
+    pub chosen: String,
 }
 
 impl FailureModel {
@@ -56,6 +80,7 @@ impl FailureModel {
             negatives_per_positive: 20,
             calibration_frac: 0.2,
             seed: 0,
+            ensemble_rounds: 100,
         })
     }
 
@@ -64,8 +89,22 @@ impl FailureModel {
         self.weights.len()
     }
 
-    /// The uncalibrated log-odds of one window (its features and its anomaly score).
+    /// How the candidates did and which one scores.
+    pub fn selection(&self) -> Option<&Selection> {
+        self.selection.as_ref()
+    }
+
+    /// The uncalibrated score of one window (its features and its anomaly score): the
+    /// ensemble's when it was chosen, else the logistic log-odds.
     fn raw_logit(&self, features: ArrayView1<f64>, anomaly: f64) -> f64 {
+        match &self.ensemble {
+            Some(ensemble) => ensemble.predict_slice(&inputs(features, anomaly)),
+            None => self.linear_logit(features, anomaly),
+        }
+    }
+
+    /// The logistic regression's log-odds.
+    fn linear_logit(&self, features: ArrayView1<f64>, anomaly: f64) -> f64 {
         let d = features.len();
         let mut z = self.intercept + self.weights[d] * (anomaly - self.mean[d]) / self.std[d];
         for (((&v, &m), &s), &w) in features
@@ -136,6 +175,13 @@ impl FailureModel {
     /// Signed contributions of each input (features, then the anomaly score) to the
     /// calibrated log-odds: what pushed this window's score up (positive) or down.
     pub fn contributions(&self, features: ArrayView1<f64>, anomaly: f64) -> Vec<f64> {
+        if let Some(ensemble) = &self.ensemble {
+            return ensemble
+                .contributions(&inputs(features, anomaly))
+                .into_iter()
+                .map(|c| self.platt_a * c)
+                .collect();
+        }
         features
             .iter()
             .chain(std::iter::once(&anomaly))
@@ -175,6 +221,12 @@ impl FailureModelParams {
     /// Seed of the negative sampling. Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
+        self
+    }
+
+    /// Boosting rounds of the tree-ensemble candidate; 0 fits none. Default 100.
+    pub fn ensemble_rounds(mut self, n: usize) -> Self {
+        self.0.ensemble_rounds = n;
         self
     }
 
@@ -255,6 +307,8 @@ impl FailureModelValidParams {
             platt_a: 1.0,
             platt_b: 0.0,
             isotonic: Vec::new(),
+            ensemble: None,
+            selection: None,
         };
         let cal_features = features.select(Axis(0), cal_rows);
         let cal_anomaly = anomaly(cal_features.view());
@@ -264,13 +318,46 @@ impl FailureModelValidParams {
             .map(|(row, &a)| model.raw_logit(row, a))
             .collect();
         let cal_labels: Vec<bool> = cal_rows.iter().map(|&i| labels[i]).collect();
-        let (a, b) = platt(&cal_logits, &cal_labels);
+        let mut cal_scores = cal_logits;
+        let logistic_ap = average_precision(&cal_scores, &cal_labels);
+        let mut selection = Selection {
+            logistic_average_precision: logistic_ap,
+            ensemble_average_precision: None,
+            chosen: "logistic_regression".to_owned(),
+        };
+        // The ensemble competes only on a genuine later slice (not the in-sample fallback).
+        let held_out = cal_rows.len() < by_time.len();
+        if self.ensemble_rounds > 0 && held_out {
+            let targets: Vec<f64> = chosen
+                .iter()
+                .map(|&i| f64::from(u8::from(labels[i])))
+                .collect();
+            let ensemble = GradientBoosting::params()
+                .n_rounds(self.ensemble_rounds)
+                .learning_rate(0.1)
+                .max_depth(4)
+                .min_leaf(20)
+                .seed(self.seed)
+                .check()
+                .map_err(|e| FitError::Solver(e.to_string()))?
+                .fit(x.view(), &targets)?;
+            let scores = ensemble.predict(with_anomaly(cal_features.view(), &cal_anomaly).view());
+            let ensemble_ap = average_precision(&scores, &cal_labels);
+            selection.ensemble_average_precision = ensemble_ap;
+            if ensemble_ap > logistic_ap {
+                selection.chosen = "tree_ensemble".to_owned();
+                model.ensemble = Some(ensemble);
+                cal_scores = scores;
+            }
+        }
+        model.selection = Some(selection);
+        let (a, b) = platt(&cal_scores, &cal_labels);
         model.platt_a = a;
         model.platt_b = b;
         // Platt's two parameters cannot bend: where the log-odds are not sigmoid-shaped
         // (the tails), an isotonic map on the same slice follows the observed rates.
         if cal_labels.iter().filter(|&&l| l).count() >= MIN_ISOTONIC_FAILURES {
-            let z: Vec<f64> = cal_logits.iter().map(|&r| a * r + b).collect();
+            let z: Vec<f64> = cal_scores.iter().map(|&r| a * r + b).collect();
             model.isotonic = isotonic(&z, &cal_labels);
         }
         Ok(model)
@@ -286,6 +373,11 @@ fn standardizer(x: ArrayView2<f64>) -> (Vec<f64>, Vec<f64>) {
         .map(|&s| if s > 1e-12 { s } else { 1.0 })
         .collect();
     (mean.to_vec(), std)
+}
+
+/// A window's inputs: its features, then its anomaly score.
+fn inputs(features: ArrayView1<f64>, anomaly: f64) -> Vec<f64> {
+    features.iter().copied().chain([anomaly]).collect()
 }
 
 /// Failure windows the calibration slice needs for an isotonic map.
@@ -418,6 +510,46 @@ mod tests {
         assert_eq!(contributions.len(), 4);
         let logits = model.logits(x_val.view(), &vec![0.5; y_val.len()]);
         assert!((sigmoid(logits[0]) - p[0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_tree_ensemble_is_kept_where_it_ranks_better() {
+        // Failures at both ends of x0: no straight line separates them, trees do.
+        let mut rng = SmallRng::seed_from_u64(3);
+        let n = 6000;
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let x0: f64 = rng.gen_range(-2.0..2.0);
+            rows.extend([x0, rng.gen_range(-1.0..1.0)]);
+            labels.push(x0.abs() > 1.6);
+        }
+        let x = Array2::from_shape_vec((n, 2), rows).unwrap();
+        let ends: Vec<i64> = (0..n as i64).collect();
+        let model = FailureModel::params()
+            .check()
+            .unwrap()
+            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &labels, &ends)
+            .unwrap();
+        let selection = model.selection().unwrap();
+        assert_eq!(selection.chosen, "tree_ensemble", "{selection:?}");
+        assert!(
+            selection.ensemble_average_precision > selection.logistic_average_precision,
+            "{selection:?}"
+        );
+        let low = model.probability(ndarray::arr1(&[-1.9, 0.0]).view(), 0.5);
+        let mid = model.probability(ndarray::arr1(&[0.0, 0.0]).view(), 0.5);
+        let high = model.probability(ndarray::arr1(&[1.9, 0.0]).view(), 0.5);
+        assert!(low > 0.8 && high > 0.8 && mid < 0.2, "{low} {mid} {high}");
+        // Explanations: x0 drives the score, on both sides.
+        for v in [-1.9, 1.9] {
+            let c = model.contributions(ndarray::arr1(&[v, 0.0]).view(), 0.5);
+            assert_eq!(c.len(), 3);
+            assert!(c[0] > 0.0 && c[0].abs() > c[1].abs(), "{c:?}");
+        }
+        let back: FailureModel =
+            serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
+        assert_eq!(back, model);
     }
 
     #[test]

@@ -81,6 +81,33 @@ impl GradientBoosting {
         sum
     }
 
+    /// Per-input contributions to the prediction for `row` (Saabas): along each tree's
+    /// path, the change of the node value at each split is credited to the split's input,
+    /// times the learning rate. They sum to the prediction minus the mean target.
+    pub fn contributions(&self, row: &[f64]) -> Vec<f64> {
+        let mut credit = vec![0.0; row.len()];
+        let rate = self.params.learning_rate;
+        for tree in &self.trees {
+            let mut node = &tree[0];
+            while !node.leaf {
+                let child = if row[node.feature as usize] <= node.threshold {
+                    &tree[node.left as usize]
+                } else {
+                    &tree[node.right as usize]
+                };
+                credit[node.feature as usize] += rate * (child.value - node.value);
+                node = child;
+            }
+            // The root's value is the tree's mean residual (about 0): it belongs to no input.
+        }
+        credit
+    }
+
+    /// Prediction for one row given as a slice.
+    pub fn predict_slice(&self, row: &[f64]) -> f64 {
+        self.predict_one(ArrayView1::from(row))
+    }
+
     /// Predictions for many rows.
     pub fn predict(&self, records: ArrayView2<f64>) -> Vec<f64> {
         records
