@@ -433,7 +433,8 @@ fn train_class(
         ),
         (None, Some(_)) => (false, "the class model could not be measured".to_owned()),
     };
-    Ok((report.clone(), report.used.then_some(model)))
+    let used = report.used;
+    Ok((report, used.then_some(model)))
 }
 
 /// At most `n` of `rows`, evenly spaced.
