@@ -124,14 +124,16 @@ pub enum Command {
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
     Detect(detect::DetectArgs),
     /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
-    /// assets) into the database, or as CSV files with --out.
+    /// assets) into the database, or as CSV files with --out; or stream it live to a
+    /// running Vigil with --live URL.
     ///
     /// Assets of classes web, db and worker report cpu, mem, disk, latency_ms, errors and
     /// temp every minute, with daily and weekly seasonality, noise, benign spikes and nightly
     /// backups, and faults (memory_leak, disk_filling, latency_creep, error_burst,
     /// thermal_drift, bad_deploy) whose precursors end in a failure (an incident). Train on
     /// it with `vigil train` (database) or `vigil train --input samples.csv --incidents
-    /// incidents.csv`.
+    /// incidents.csv`. With --live URL, streams the fleet to a running Vigil instead, in
+    /// accelerated time, healing assets through a webhook receiver (see --live).
     Simulate(simulate::SimulateArgs),
     /// Replay the learning loop on a generated stream and report how action choice and
     /// thresholds learn (no database).
