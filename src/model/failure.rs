@@ -414,20 +414,38 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Platt scaling: fits P(y | z) = sigmoid(a z + b) by Newton's method, with Platt's
-/// smoothed targets so that perfectly separated calibration data stays finite.
+/// Platt scaling: fits P(y | z) = sigmoid(a z + b) by Newton's method with a backtracking
+/// line search (Lin, Lin and Weng's safeguarded version: a full Newton step can overshoot
+/// and run away when the scores nearly separate the labels), with Platt's smoothed targets
+/// so that perfectly separated calibration data stays finite.
 pub fn platt(z: &[f64], labels: &[bool]) -> (f64, f64) {
     let n_pos = labels.iter().filter(|&&l| l).count() as f64;
     let n_neg = labels.len() as f64 - n_pos;
     let hi = (n_pos + 1.0) / (n_pos + 2.0);
     let lo = 1.0 / (n_neg + 2.0);
+    let target = |l: bool| if l { hi } else { lo };
+    // Negative log-likelihood: sum of (1 - t) f + ln(1 + e^-f), computed stably.
+    let objective = |a: f64, b: f64| -> f64 {
+        z.iter()
+            .zip(labels)
+            .map(|(&zi, &l)| {
+                let f = a * zi + b;
+                let softplus = if f >= 0.0 {
+                    (-f).exp().ln_1p()
+                } else {
+                    -f + f.exp().ln_1p()
+                };
+                (1.0 - target(l)) * f + softplus
+            })
+            .sum()
+    };
     let (mut a, mut b) = (1.0, 0.0);
+    let mut current = objective(a, b);
     for _ in 0..100 {
         let (mut g_a, mut g_b, mut h_aa, mut h_ab, mut h_bb) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for (&zi, &l) in z.iter().zip(labels) {
-            let t = if l { hi } else { lo };
             let p = sigmoid(a * zi + b);
-            let d = p - t;
+            let d = p - target(l);
             let w = (p * (1.0 - p)).max(1e-12);
             g_a += d * zi;
             g_b += d;
@@ -444,9 +462,24 @@ pub fn platt(z: &[f64], labels: &[bool]) -> (f64, f64) {
         }
         let step_a = (h_bb * g_a - h_ab * g_b) / det;
         let step_b = (h_aa * g_b - h_ab * g_a) / det;
-        a -= step_a;
-        b -= step_b;
         if step_a.abs() < 1e-10 && step_b.abs() < 1e-10 {
+            break;
+        }
+        // Backtrack until the objective decreases enough (Armijo), or give up.
+        let slope = g_a * step_a + g_b * step_b;
+        let mut t = 1.0;
+        let mut moved = false;
+        while t >= 1e-10 {
+            let (na, nb) = (a - t * step_a, b - t * step_b);
+            let value = objective(na, nb);
+            if value.is_finite() && value <= current - 1e-4 * t * slope {
+                (a, b, current) = (na, nb, value);
+                moved = true;
+                break;
+            }
+            t /= 2.0;
+        }
+        if !moved {
             break;
         }
     }
@@ -599,6 +632,33 @@ mod tests {
             map[0].1 > 0.0 && map[2].1 < 1.0,
             "kept off 0 and 1: {map:?}"
         );
+    }
+
+    #[test]
+    fn platt_stays_finite_on_separated_saturated_scores() {
+        // Raw log-odds of a model that separates its calibration slice, far from 0: a
+        // full Newton step from (1, 0) meets vanishing curvature and runs away.
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut z = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..2000 {
+            let failure = rng.gen_bool(0.05);
+            z.push(if failure {
+                rng.gen_range(40.0..60.0)
+            } else {
+                rng.gen_range(-60.0..-40.0)
+            });
+            y.push(failure);
+        }
+        let (a, b) = platt(&z, &y);
+        assert!(
+            a.is_finite() && b.is_finite() && a > 0.0 && a < 10.0,
+            "a {a} b {b}"
+        );
+        let n_pos = y.iter().filter(|&&l| l).count() as f64;
+        let hi = (n_pos + 1.0) / (n_pos + 2.0);
+        assert!((sigmoid(a * 50.0 + b) - hi).abs() < 0.05, "a {a} b {b}");
+        assert!(sigmoid(a * -50.0 + b) < 0.05, "a {a} b {b}");
     }
 
     #[test]
