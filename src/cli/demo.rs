@@ -363,19 +363,6 @@ pub async fn stream_remote(
         fleet.times().count(),
         fleet.scenarios.len()
     ));
-    let args = DemoArgs {
-        assets: fleet.assets.len(),
-        days: 0,
-        live_hours: 0,
-        history_fault_every_hours: 0.0,
-        live_fault_every_hours: fleet.params.fault_every_hours,
-        minute_ms,
-        seed: fleet.params.seed,
-        exit: true,
-        database: String::new(),
-        operator_records: 0.0,
-        chaos: false,
-    };
     let before_live = best_actions(&client, url).await?;
     let stream = Stream {
         client: &client,
@@ -383,7 +370,8 @@ pub async fn stream_remote(
         fleet: &fleet,
         live: &live,
         settings: &settings,
-        args: &args,
+        minute_ms,
+        chaos: false,
         store: None,
         embedded: None,
         live_from,
@@ -506,7 +494,8 @@ pub async fn run(
         fleet: &fleet,
         live: &live,
         settings: &settings,
-        args,
+        minute_ms: args.minute_ms,
+        chaos: args.chaos,
         store: Some(&store),
         embedded: database.embedded.as_ref(),
         live_from,
@@ -663,7 +652,10 @@ struct Stream<'a> {
     fleet: &'a Arc<Fleet>,
     live: &'a Arc<Mutex<Live>>,
     settings: &'a Settings,
-    args: &'a DemoArgs,
+    /// Real milliseconds per simulated minute.
+    minute_ms: u64,
+    /// Whether to inject chaos (`--chaos`).
+    chaos: bool,
     /// The database Vigil serves from, when this process has it (the demo): for the
     /// back-pressure on scoring and for `--chaos`.
     store: Option<&'a crate::store::Store>,
@@ -694,7 +686,7 @@ impl Stream<'_> {
         let n = times.len();
         for (k, &t) in times.iter().enumerate() {
             let started = Instant::now();
-            if self.args.chaos {
+            if self.chaos {
                 if let Some(what) = self.chaos_step(k, n) {
                     bar.println(format!("    chaos: {what}"));
                 }
@@ -766,7 +758,7 @@ impl Stream<'_> {
                 bar.set_message(format!("{} healed, {} failed", healed.len(), failed.len()));
             }
             bar.inc(1);
-            let pace = Duration::from_millis(self.args.minute_ms);
+            let pace = Duration::from_millis(self.minute_ms);
             if let Some(rest) = pace.checked_sub(started.elapsed()) {
                 tokio::time::sleep(rest).await;
             }
@@ -777,7 +769,7 @@ impl Stream<'_> {
         tokio::time::sleep(self.final_wait).await;
         self.give_feedback(&retried).await?;
         let mut summary = self.summarize(failed.len()).await?;
-        if self.args.chaos {
+        if self.chaos {
             let (database_fault, database_back) = match outage {
                 Some((what, task)) => (what, task.await.unwrap_or(false)),
                 None => ("none (the stream was too short)".to_owned(), true),
