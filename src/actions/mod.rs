@@ -256,27 +256,13 @@ impl Actions {
         let outcome = executor::execute(&spec, &target, &self.client).await;
         // The action ran: its result is recorded even across a database outage (for about
         // a minute), or it would stay `running`, in flight, holding the asset and the budget.
-        let mut wait = Duration::from_millis(250);
-        let mut tries = 0;
-        loop {
-            match self
-                .store
+        let what = format!("record the result of action {}", row.action_id);
+        crate::store::retry_unavailable(&what, 10, || {
+            self.store
                 .finish_action(row.action_id, outcome.ok, &outcome.result)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(crate::store::Error::Unavailable(e)) if tries < 10 => {
-                    tracing::warn!(
-                        action_id = row.action_id,
-                        "cannot record the result yet: {e}"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(8));
-                    tries += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
+        .await?;
+        Ok(())
     }
 
     /// An admin approves (re-checked by the guard now) or rejects an action awaiting

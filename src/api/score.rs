@@ -183,20 +183,12 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
                     n = rx.recv_many(&mut batch, 500) => if n == 0 { break },
                 }
             }
-            let mut wait = Duration::from_millis(250);
-            loop {
-                match store.insert_scores(&batch).await {
-                    Ok(_) => break,
-                    Err(crate::store::Error::Unavailable(e)) if wait <= Duration::from_secs(8) => {
-                        tracing::warn!(scores = batch.len(), "cannot store scores yet: {e}");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                    Err(e) => {
-                        tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
-                        break;
-                    }
-                }
+            let what = format!("store {} scores", batch.len());
+            // Six retries wait 0.25 + 0.5 + 1 + 2 + 4 + 8 s.
+            if let Err(e) =
+                crate::store::retry_unavailable(&what, 6, || store.insert_scores(&batch)).await
+            {
+                tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
             }
             batch.clear();
         }

@@ -100,6 +100,29 @@ impl From<sqlx::Error> for Error {
 /// Result alias of this layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Runs `op` again while it fails with [`Error::Unavailable`] (a database restart), at most
+/// `retries` more times, waiting 250 ms first, then twice as long each time up to 8 s;
+/// returns the first other outcome, or the last error. `what` names the work in the log.
+pub async fn retry_unavailable<T, F, Fut>(what: &str, retries: u32, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(Error::Unavailable(e)) if tries < retries => {
+                tracing::warn!("cannot {what} yet: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(8));
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Migration state of a database compared with the migrations this binary embeds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SchemaStatus {
