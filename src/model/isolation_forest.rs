@@ -84,7 +84,6 @@ impl IsolationForest {
     pub fn score(&self, records: ArrayView2<f64>) -> Vec<f64> {
         const BLOCK: usize = 256;
         let c = average_path_length(self.tree_rows as f64);
-        let n_trees = self.trees.len() as f64;
         let mut out = vec![0.0; records.nrows()];
         out.par_chunks_mut(BLOCK)
             .enumerate()
@@ -108,7 +107,7 @@ impl IsolationForest {
                     }
                 }
                 for total in scores.iter_mut() {
-                    *total = 2f64.powf(-(*total / n_trees) / c);
+                    *total = self.score_of_total(*total, c);
                 }
             });
         out
@@ -116,10 +115,6 @@ impl IsolationForest {
 
     /// Anomaly score of one row.
     pub fn score_one(&self, row: ArrayView1<f64>) -> f64 {
-        self.score_row_with(row, average_path_length(self.tree_rows as f64))
-    }
-
-    fn score_row_with(&self, row: ArrayView1<f64>, c: f64) -> f64 {
         let total: f64 = match row.as_slice() {
             Some(row) => self.trees.iter().map(|t| t.path_length(row, None)).sum(),
             None => {
@@ -127,8 +122,12 @@ impl IsolationForest {
                 self.trees.iter().map(|t| t.path_length(&row, None)).sum()
             }
         };
-        let mean = total / self.trees.len() as f64;
-        2f64.powf(-mean / c)
+        self.score_of_total(total, average_path_length(self.tree_rows as f64))
+    }
+
+    /// The score 2^(-E[h] / c) of a row whose path lengths over all trees sum to `total`.
+    fn score_of_total(&self, total: f64, c: f64) -> f64 {
+        2f64.powf(-(total / self.trees.len() as f64) / c)
     }
 
     /// Per-feature contributions to one row's isolation: each split on its paths credits
