@@ -271,24 +271,11 @@ impl EmbeddedPostgres {
         let mut stop = self.pg_command("pg_ctl");
         stop.args(["stop", "-w", "-m", "fast", "-D"]).arg(&self.dir);
         let start = self.start_command()?;
-        let check = |what: &'static str| {
-            move |output: std::io::Result<std::process::Output>| {
-                let output = output.map_err(io_err(format!("cannot run {what}")))?;
-                if output.status.success() {
-                    return Ok(());
-                }
-                Err(Error::CommandFailed {
-                    command: what.to_owned(),
-                    status: output.status,
-                    output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-                })
-            }
-        };
+        let log = self.dir.join("server.log");
         Ok(async move {
-            let (mut stop, mut start) = (stop, start);
-            check("pg_ctl stop")(stop.output().await)?;
+            run_command(stop, "pg_ctl stop", &log).await?;
             tokio::time::sleep(down).await;
-            check("pg_ctl start")(start.output().await)
+            run_command(start, "pg_ctl start", &log).await
         })
     }
 
@@ -335,30 +322,40 @@ impl EmbeddedPostgres {
         }
     }
 
-    async fn run(&self, mut command: tokio::process::Command, what: &str) -> Result<(), Error> {
-        let output = command
-            .output()
-            .await
-            .map_err(io_err(format!("cannot run {what}")))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !stdout.trim().is_empty() {
-            text = format!("{text}\n{}", stdout.trim());
-        }
-        if let Ok(log) = std::fs::read_to_string(self.dir.join("server.log")) {
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            text = format!("{text}\nserver.log (last lines):\n{}", tail.join("\n"));
-        }
-        Err(Error::CommandFailed {
-            command: what.to_owned(),
-            status: output.status,
-            output: text,
-        })
+    async fn run(&self, command: tokio::process::Command, what: &str) -> Result<(), Error> {
+        run_command(command, what, &self.dir.join("server.log")).await
     }
+}
+
+/// Runs a cluster command; on failure the error carries its output and the last lines of
+/// the server `log`.
+async fn run_command(
+    mut command: tokio::process::Command,
+    what: &str,
+    log: &Path,
+) -> Result<(), Error> {
+    let output = command
+        .output()
+        .await
+        .map_err(io_err(format!("cannot run {what}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !stdout.trim().is_empty() {
+        text = format!("{text}\n{}", stdout.trim());
+    }
+    if let Ok(log) = std::fs::read_to_string(log) {
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        text = format!("{text}\nserver.log (last lines):\n{}", tail.join("\n"));
+    }
+    Err(Error::CommandFailed {
+        command: what.to_owned(),
+        status: output.status,
+        output: text,
+    })
 }
 
 impl Drop for EmbeddedPostgres {
