@@ -315,9 +315,11 @@ pub struct ScoringSettings {
     /// complete a new grid point for it, so metrics alone raise alerts. Default true.
     pub on_ingest: bool,
     /// Cold-start anomaly score at or above which a window counts toward an alert, when no
-    /// trained model answers. Default 0.9.
+    /// trained model answers. Default 0.5 (a tail probability of 1e-5, or a value beyond the
+    /// range seen: see `model::streaming`).
     pub cold_start_threshold: f64,
-    /// A cold-start alert clears at the first window below this anomaly score. Default 0.5.
+    /// A cold-start alert clears at the first window below this anomaly score. Default 0.3
+    /// (a tail probability of 1e-3).
     pub cold_start_clear_threshold: f64,
     /// Grid points of stored history the cold-start detector learns from when it scores a
     /// stored asset (on ingest, `GET /v1/assets/{name}/score`). Default 1440.
@@ -333,8 +335,8 @@ impl Default for ScoringSettings {
             clear_threshold: 0.3,
             store_scores: true,
             on_ingest: true,
-            cold_start_threshold: 0.9,
-            cold_start_clear_threshold: 0.5,
+            cold_start_threshold: 0.5,
+            cold_start_clear_threshold: 0.3,
             cold_start_history: 1440,
         }
     }

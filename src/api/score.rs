@@ -207,9 +207,9 @@ pub struct ScoreRequest {
     /// is taken as already on the grid.
     #[serde(default)]
     timestamps: Option<Vec<super::input::Timestamp>>,
-    /// The asset's class: its threshold applies (else the global one). It must be the
-    /// class of some stored asset. Per-class models are not built yet, so the fleet-wide
-    /// model answers.
+    /// The asset's class: its threshold applies (else the global one), and its class model
+    /// answers when the bundle has one (else the fleet-wide model). It must be the class of
+    /// some stored asset.
     #[serde(default)]
     asset_class: Option<String>,
 }

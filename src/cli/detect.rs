@@ -108,10 +108,35 @@ pub fn read_series(path: &Path, column: &str) -> anyhow::Result<Series> {
     Ok(series)
 }
 
+impl Series {
+    /// The median step between distinct timestamps, in seconds (0 for fewer than two).
+    pub fn step_secs(&self) -> f64 {
+        let mut steps: Vec<i64> = self
+            .micros
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|&d| d > 0)
+            .collect();
+        if steps.is_empty() {
+            return 0.0;
+        }
+        let middle = steps.len() / 2;
+        let (_, median, _) = steps.select_nth_unstable(middle);
+        *median as f64 / 1e6
+    }
+
+    /// The cold-start detector's score of each row, from the rows before it; its day-long
+    /// context is sized from the series' median step.
+    pub fn score(&self) -> anyhow::Result<Vec<f64>> {
+        let params = StreamingParams::default().with_step(self.step_secs());
+        Ok(StreamingDetector::score_series(params, &self.values)?)
+    }
+}
+
 /// `vigil detect`.
 pub fn detect(args: &DetectArgs) -> anyhow::Result<()> {
     let series = read_series(&args.input, "value")?;
-    let scores = StreamingDetector::score_series(StreamingParams::default(), &series.values)?;
+    let scores = series.score()?;
     let mut out = String::with_capacity(series.values.len() * 40);
     out.push_str("timestamp,value,anomaly_score\n");
     for ((t, v), s) in series.text.iter().zip(&series.values).zip(&scores) {
@@ -204,7 +229,7 @@ pub fn evaluate_nab(
                     }
                     result.values
                 }
-                None => StreamingDetector::score_series(StreamingParams::default(), &data.values)?,
+                None => data.score()?,
             };
             progress.inc(1);
             Ok((data.micros, scores))

@@ -3,25 +3,32 @@
 //! no look-ahead). It answers where no trained model can: before the first training run,
 //! and for assets or metrics a model has not seen.
 //!
-//! For each new value it asks how rare four views of the series are among their recent
-//! past (sliding windows of `memory` values):
+//! **Raw surprise.** For each new value it asks how rare several views of the series are
+//! among their recent past (sliding windows of `memory` values), as a rank tail probability
+//! `p` turned into a surprise `-ln p / ln(m + 1)` in [0, 1] (1: beyond everything seen):
 //!
 //! - the value itself (spikes, level shifts),
 //! - its change since the previous value (jumps, changed noise),
 //! - the mean of the last `smooth` values (slow drifts hidden in noise),
 //! - the shape of the last `context` values: the distance from this context (scaled by the
 //!   series' spread) to the nearest of the last `contexts` ones (a changed pattern),
+//! - with `day_bin_rows` set (`vigil detect` sets it from the timestamps), the shape of the
+//!   last day in `day_bins` averaged bins, the same way (a day that lacks its usual jump,
+//!   or flattens, which no short context sees).
 //!
-//! as a rank tail probability `p`, turned into a surprise `-ln p / ln(m + 1)` in [0, 1]
-//! (1: beyond everything seen). The raw surprise is the largest view (the context view
-//! weighted by `context_weight`). A second stage, like Numenta's anomaly likelihood, ranks
-//! the mean raw surprise of the last `recent` values among its own past `baseline` values,
-//! so a series that is always noisy does not alert all the time, and scores are comparable
-//! across series. Last, a sustained anomaly is reported once: a score counts in full only
-//! when it exceeds every score of the last `refractory` values; otherwise it is damped.
+//! The raw surprise is the largest view (the context views weighted).
 //!
-//! On the shared NAB subset (`vigil eval nab`) the defaults score 56.2 (standard profile);
-//! see `README.md` for the comparison with published detectors.
+//! **Likelihood**, as Numenta's anomaly likelihood: the mean raw surprise of the last
+//! `recent` values is compared with a normal distribution fitted to its own last `baseline`
+//! values, and its tail probability `q` becomes the score `ln q / ln 1e-10` (0.4 at
+//! q = 1e-4, 0.5 at 1e-5, 1 at 1e-10), so a series that is always noisy does not alert all
+//! the time, and scores compare across series. An **alarm** is a tail probability below
+//! `alarm_tail`; an alarm within `refractory` values of the previous one is held at the
+//! alarm level (a sustained anomaly is reported once). Last, a value beyond the range seen
+//! so far by more than `range_tolerance` of that range scores 1.
+//!
+//! On the shared NAB subset (`vigil eval nab`) the defaults score 73.7 (standard profile);
+//! see `README.md` for the comparison with published detectors and how they were chosen.
 
 use std::collections::VecDeque;
 
@@ -32,24 +39,33 @@ use super::ParamsError;
 pub struct StreamingParams {
     /// Past values each view is compared with.
     pub memory: usize,
-    /// Values scored 0 while the detector learns (at least 2).
+    /// Values scored 0 while the detector learns (at least 2); also the likelihood stage's.
     pub warmup: usize,
     /// Values averaged in the smoothed view.
     pub smooth: usize,
     /// Raw surprises averaged in the recent mean of the likelihood stage.
     pub recent: usize,
-    /// Raw surprises in the long-run distribution of the likelihood stage.
+    /// Recent means the likelihood stage fits its normal distribution to.
     pub baseline: usize,
-    /// Values after a high score during which lower scores are damped.
+    /// Tail probability below which the likelihood raises an alarm, in (0, 1).
+    pub alarm_tail: f64,
+    /// Values after an alarm during which further alarms are held at the alarm level.
     pub refractory: usize,
-    /// Factor applied to damped scores, in [0, 1].
-    pub damping: f64,
+    /// A value beyond the seen range by more than this share of it scores 1 (0: off).
+    pub range_tolerance: f64,
     /// Values in a context (0: no context view).
     pub context: usize,
-    /// Past contexts searched for the nearest one.
+    /// Past contexts searched for the nearest one (both context views).
     pub contexts: usize,
     /// Weight of the context view.
     pub context_weight: f64,
+    /// Bins of the day-long context.
+    pub day_bins: usize,
+    /// Values averaged per bin of the day-long context (0: no day-long view); see
+    /// [`StreamingParams::with_step`].
+    pub day_bin_rows: usize,
+    /// Weight of the day-long context view.
+    pub day_weight: f64,
 }
 
 impl Default for StreamingParams {
@@ -58,18 +74,33 @@ impl Default for StreamingParams {
             memory: 6000,
             warmup: 20,
             smooth: 6,
-            recent: 6,
-            baseline: 6000,
+            recent: 20,
+            baseline: 4000,
+            alarm_tail: 1e-4,
             refractory: 100,
-            damping: 0.3,
+            range_tolerance: 0.05,
             context: 8,
             contexts: 1000,
             context_weight: 0.9,
+            day_bins: 10,
+            day_bin_rows: 0,
+            day_weight: 1.0,
         }
     }
 }
 
 impl StreamingParams {
+    /// Sets the day-long context's bins for a series sampled every `step_secs` seconds (off
+    /// when a day holds fewer values than bins).
+    pub fn with_step(mut self, step_secs: f64) -> Self {
+        self.day_bin_rows = if step_secs > 0.0 && self.day_bins > 0 {
+            (86_400.0 / self.day_bins as f64 / step_secs).round() as usize
+        } else {
+            0
+        };
+        self
+    }
+
     /// Checks the parameters.
     pub fn check(self) -> Result<Self, ParamsError> {
         for (name, v) in [
@@ -89,8 +120,11 @@ impl StreamingParams {
                 got: self.warmup,
             });
         }
-        if !(0.0..=1.0).contains(&self.damping) {
-            return Err(ParamsError::OutOfRange("damping", "in [0, 1]"));
+        if !(self.alarm_tail > 0.0 && self.alarm_tail < 1.0) {
+            return Err(ParamsError::OutOfRange("alarm_tail", "in (0, 1)"));
+        }
+        if self.range_tolerance.is_nan() || self.range_tolerance < 0.0 {
+            return Err(ParamsError::OutOfRange("range_tolerance", "at least 0"));
         }
         Ok(self)
     }
@@ -138,7 +172,7 @@ impl Window {
     }
 }
 
-/// Running sum over the last `cap` values.
+/// Running mean and spread of the last `cap` values.
 #[derive(Debug, Clone, Default)]
 struct Moving {
     values: VecDeque<f64>,
@@ -169,6 +203,109 @@ impl Moving {
     }
 }
 
+/// A context view: the last `bins * bin_rows` values as `bins` averaged bins, scaled by the
+/// series' level and spread, and how far it lies from the nearest earlier context that does
+/// not overlap it.
+#[derive(Debug, Clone)]
+struct ContextView {
+    bins: usize,
+    bin_rows: usize,
+    contexts: VecDeque<Vec<f64>>,
+    distances: Window,
+}
+
+impl ContextView {
+    fn new(bins: usize, bin_rows: usize) -> Self {
+        Self {
+            bins,
+            bin_rows,
+            contexts: VecDeque::new(),
+            distances: Window::default(),
+        }
+    }
+
+    /// Values the context spans (0: the view is off).
+    fn span(&self) -> usize {
+        self.bins * self.bin_rows
+    }
+
+    /// Surprise of the context ending with the newest value of `past` (newest last), then
+    /// learns it. `level` gives the scale.
+    fn update(&mut self, past: &VecDeque<f64>, level: &Moving, p: &StreamingParams) -> f64 {
+        let span = self.span();
+        if span == 0 || past.len() < span {
+            return 0.0;
+        }
+        let (mean, scale) = (level.mean(), level.std().max(1e-9));
+        let start = past.len() - span;
+        let context: Vec<f64> = (0..self.bins)
+            .map(|b| {
+                let first = start + b * self.bin_rows;
+                let sum: f64 = past.range(first..first + self.bin_rows).sum();
+                (sum / self.bin_rows as f64 - mean) / scale
+            })
+            .collect();
+        // Contexts overlapping this one are too alike to count.
+        let older = self.contexts.len().saturating_sub(span);
+        let nearest = self
+            .contexts
+            .iter()
+            .take(older)
+            .map(|c| {
+                c.iter()
+                    .zip(&context)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let mut surprise = 0.0;
+        if nearest.is_finite() {
+            let d = nearest.sqrt();
+            surprise = self.distances.surprise_above(d);
+            self.distances.push(d, p.memory);
+        }
+        if self.contexts.len() == p.contexts.max(1) {
+            self.contexts.pop_front();
+        }
+        self.contexts.push_back(context);
+        surprise
+    }
+}
+
+/// Lower bounds of the likelihood stage's normal distribution (Numenta's): a mean of 0.03
+/// and a variance of 0.0003.
+const MIN_MEAN: f64 = 0.03;
+const MIN_STD: f64 = 0.017_320_508_075_688_77;
+
+/// The score of a tail probability: `ln q / ln 1e-10`, clamped to [0, 1].
+fn tail_score(q: f64) -> f64 {
+    ((q + 1e-10).ln() / 1e-10_f64.ln()).clamp(0.0, 1.0)
+}
+
+/// The complementary error function, with a relative error below 1.2e-7 everywhere
+/// (Numerical Recipes' Chebyshev fit), so tail probabilities stay accurate far out.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ]
+    .iter()
+    .rev()
+    .fold(0.0, |acc, c| c + t * acc);
+    let r = t * (-z * z + poly).exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
 /// The streaming detector of one series. Serializable state is not needed: it relearns
 /// from the series' stored past.
 #[derive(Debug, Clone)]
@@ -179,14 +316,14 @@ pub struct StreamingDetector {
     values: Window,
     changes: Window,
     smoothed: Window,
-    last: Moving,
-    raw_recent: Moving,
-    scores: VecDeque<f64>,
-    contexts: VecDeque<Vec<f64>>,
-    distances: Window,
     level: Moving,
-    last_k: VecDeque<f64>,
-    recent_means: Window,
+    past: VecDeque<f64>,
+    context: ContextView,
+    day: ContextView,
+    raw_recent: Moving,
+    recent_means: Moving,
+    last_alarm: Option<usize>,
+    range: Option<(f64, f64)>,
 }
 
 impl StreamingDetector {
@@ -194,20 +331,20 @@ impl StreamingDetector {
     pub fn new(params: StreamingParams) -> Result<Self, ParamsError> {
         let params = params.check()?;
         Ok(Self {
-            params,
             seen: 0,
             previous: None,
             values: Window::default(),
             changes: Window::default(),
             smoothed: Window::default(),
-            last: Moving::default(),
-            raw_recent: Moving::default(),
-            scores: VecDeque::new(),
-            contexts: VecDeque::new(),
-            distances: Window::default(),
             level: Moving::default(),
-            last_k: VecDeque::new(),
-            recent_means: Window::default(),
+            past: VecDeque::new(),
+            context: ContextView::new(params.context, 1),
+            day: ContextView::new(params.day_bins, params.day_bin_rows),
+            raw_recent: Moving::default(),
+            recent_means: Moving::default(),
+            last_alarm: None,
+            range: None,
+            params,
         })
     }
 
@@ -222,63 +359,28 @@ impl StreamingDetector {
         if !x.is_finite() {
             return 0.0;
         }
+        let raw = self.raw_surprise(x);
+        let score = self.likelihood(raw);
+        self.out_of_range(x).unwrap_or(score)
+    }
+
+    /// The largest surprise of the views, learning `x` in each.
+    fn raw_surprise(&mut self, x: f64) -> f64 {
         let p = &self.params;
-        self.last.push(x, p.smooth);
-        let smooth = self.last.mean();
+        self.past.push_back(x);
+        if self.past.len() > p.smooth.max(self.context.span()).max(self.day.span()) {
+            self.past.pop_front();
+        }
+        let smooth = self.past.iter().rev().take(p.smooth).sum::<f64>()
+            / self.past.len().min(p.smooth) as f64;
         let change = self.previous.map(|prev| x - prev);
-        let raw = if self.seen < p.warmup {
-            0.0
-        } else {
-            let mut raw = self.values.surprise(x).max(self.smoothed.surprise(smooth));
-            if let Some(c) = change {
-                raw = raw.max(self.changes.surprise(c));
-            }
-            raw
-        };
-        // Context: the last `context` values, scaled by the series' spread; how far is it
-        // from the nearest context seen before?
+        let mut raw = self.values.surprise(x).max(self.smoothed.surprise(smooth));
+        if let Some(c) = change {
+            raw = raw.max(self.changes.surprise(c));
+        }
         self.level.push(x, p.memory);
-        let k = p.context;
-        let mut context_raw = 0.0;
-        if k > 0 && self.last_k.len() + 1 >= k {
-            let scale = self.level.std().max(1e-9);
-            let mean = self.level.mean();
-            let mut ctx: Vec<f64> = self
-                .last_k
-                .iter()
-                .skip(self.last_k.len() + 1 - k)
-                .map(|v| (v - mean) / scale)
-                .collect();
-            ctx.push((x - mean) / scale);
-            let older = self.contexts.len().saturating_sub(k);
-            let nearest = self
-                .contexts
-                .iter()
-                .take(older)
-                .map(|c| {
-                    c.iter()
-                        .zip(&ctx)
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f64>()
-                })
-                .fold(f64::INFINITY, f64::min);
-            if nearest.is_finite() {
-                let d = nearest.sqrt();
-                if self.seen >= p.warmup {
-                    context_raw = self.distances.surprise_above(d);
-                }
-                self.distances.push(d, p.memory);
-            }
-            if self.contexts.len() == p.contexts {
-                self.contexts.pop_front();
-            }
-            self.contexts.push_back(ctx);
-        }
-        if self.last_k.len() == k.max(1) {
-            self.last_k.pop_front();
-        }
-        self.last_k.push_back(x);
-        let raw = raw.max(context_raw * p.context_weight);
+        raw = raw.max(p.context_weight * self.context.update(&self.past, &self.level, p));
+        raw = raw.max(p.day_weight * self.day.update(&self.past, &self.level, p));
         self.values.push(x, p.memory);
         self.smoothed.push(smooth, p.memory);
         if let Some(c) = change {
@@ -286,28 +388,55 @@ impl StreamingDetector {
         }
         self.previous = Some(x);
         self.seen += 1;
+        if self.seen <= p.warmup { 0.0 } else { raw }
+    }
 
-        // Likelihood: is the recent raw surprise unusual for this series?
+    /// Is the recent raw surprise unusual for this series? The score of its tail
+    /// probability, with later alarms of a sustained anomaly held at the alarm level.
+    fn likelihood(&mut self, raw: f64) -> f64 {
+        let p = &self.params;
         self.raw_recent.push(raw, p.recent);
         let recent = self.raw_recent.mean();
-        let score = if self.recent_means.values.len() < p.warmup {
-            0.0
-        } else {
-            self.recent_means.surprise_above(recent)
-        };
-        self.recent_means.push(recent, p.baseline);
-
-        // Report a sustained anomaly once.
-        let peak = self.scores.iter().copied().fold(0.0, f64::max);
-        let out = if score > peak {
-            score
-        } else {
-            score * p.damping
-        };
-        if self.scores.len() == p.refractory.max(1) {
-            self.scores.pop_front();
+        let mut score = 0.0;
+        if self.recent_means.values.len() >= p.warmup {
+            let mean = self.recent_means.mean().max(MIN_MEAN);
+            let std = self.recent_means.std().max(MIN_STD);
+            let mut q = 0.5 * erfc((recent - mean) / (std * std::f64::consts::SQRT_2));
+            if q < p.alarm_tail {
+                let index = self.seen;
+                if self
+                    .last_alarm
+                    .is_some_and(|last| index - last < p.refractory)
+                {
+                    q = p.alarm_tail;
+                } else {
+                    self.last_alarm = Some(index);
+                }
+            }
+            score = tail_score(q);
         }
-        self.scores.push_back(score);
+        self.recent_means.push(recent, p.baseline);
+        score
+    }
+
+    /// 1 for a value beyond the range seen so far (by more than the tolerance), which then
+    /// counts as an alarm; learns the range.
+    fn out_of_range(&mut self, x: f64) -> Option<f64> {
+        let p = &self.params;
+        let out = match self.range {
+            Some((lo, hi)) if p.range_tolerance > 0.0 && self.seen > p.warmup && hi > lo => {
+                let tolerance = (hi - lo) * p.range_tolerance;
+                (x > hi + tolerance || x < lo - tolerance).then(|| {
+                    self.last_alarm = Some(self.seen);
+                    1.0
+                })
+            }
+            _ => None,
+        };
+        self.range = Some(match self.range {
+            Some((lo, hi)) => (lo.min(x), hi.max(x)),
+            None => (x, x),
+        });
         out
     }
 
@@ -345,6 +474,70 @@ mod tests {
         let spike = scores[1500..1506].iter().copied().fold(0.0, f64::max);
         assert!(spike > before, "spike {spike} vs noise max {before}");
         assert!(spike > 0.8, "{spike}");
+    }
+
+    #[test]
+    fn a_day_without_its_daily_jump_is_an_alarm_with_the_day_long_context() {
+        // Every 5 minutes: low (20) for 180 values, high (80) for 108, for 12 days; on day 9
+        // the jump does not come. No single value, change or short stretch is new then.
+        let day = 288;
+        let noise = noise(12 * day, 5);
+        let series: Vec<f64> = (0..12 * day)
+            .map(|i| {
+                let high = i % day >= 180 && i / day != 9;
+                (if high { 80.0 } else { 20.0 }) + 2.0 * noise[i]
+            })
+            .collect();
+        let params = StreamingParams::default().with_step(300.0);
+        assert_eq!(params.day_bin_rows, 29);
+        let scores = StreamingDetector::score_series(params.clone(), &series).unwrap();
+        let normal_days = scores[3 * day..9 * day].iter().copied().fold(0.0, f64::max);
+        let missing = scores[9 * day + 180..10 * day]
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
+        assert!(missing > tail_score(params.alarm_tail), "{missing}");
+        assert!(missing > normal_days, "{missing} vs {normal_days}");
+    }
+
+    #[test]
+    fn tail_probabilities_are_accurate_far_out() {
+        // erfc from tables; the score scale's landmarks.
+        for (x, expected) in [
+            (0.0, 1.0),
+            (1.0, 0.157_299_207_050_285_1),
+            (3.0, 2.209_049_699_858_544e-5),
+            (5.0, 1.537_459_794_428_035e-12),
+            (-1.0, 1.842_700_792_949_715),
+        ] {
+            let got = erfc(x);
+            assert!(
+                ((got - expected) / expected).abs() < 2e-7,
+                "erfc({x}) = {got}"
+            );
+        }
+        assert!((tail_score(1e-4) - 0.4).abs() < 1e-5);
+        assert!((tail_score(1e-5) - 0.5).abs() < 1e-4);
+        assert_eq!(tail_score(0.0), 1.0);
+        assert_eq!(tail_score(1.0), 0.0);
+    }
+
+    #[test]
+    fn a_sustained_anomaly_alarms_once_per_refractory_period() {
+        let mut series: Vec<f64> = noise(3000, 9).iter().map(|x| 10.0 + x).collect();
+        // A burst of noise ten times wider, inside the seen range's tolerance: no value is out
+        // of range, but the likelihood alarms.
+        for (i, x) in noise(60, 4).iter().enumerate() {
+            series[2000 + i] = 10.0 + 0.5 * x.signum() * 1.04;
+        }
+        let params = StreamingParams::default();
+        let alarm = tail_score(params.alarm_tail);
+        let scores = StreamingDetector::score_series(params.clone(), &series).unwrap();
+        let alarms: Vec<usize> = (0..series.len()).filter(|&i| scores[i] > alarm).collect();
+        assert!(!alarms.is_empty(), "the burst raised no alarm");
+        for pair in alarms.windows(2) {
+            assert!(pair[1] - pair[0] >= params.refractory, "{alarms:?}");
+        }
     }
 
     #[test]
