@@ -462,11 +462,15 @@ pub fn platt(z: &[f64], labels: &[bool]) -> (f64, f64) {
         }
         let step_a = (h_bb * g_a - h_ab * g_b) / det;
         let step_b = (h_aa * g_b - h_ab * g_a) / det;
-        if step_a.abs() < 1e-10 && step_b.abs() < 1e-10 {
+        // The Newton decrement: about twice what a full step could still gain. Once that is
+        // lost in the sums' rounding, no line search can make progress (it would halve the
+        // step dozens of times, each a pass over every window).
+        let slope = g_a * step_a + g_b * step_b;
+        if (step_a.abs() < 1e-10 && step_b.abs() < 1e-10) || slope <= 1e-12 * (1.0 + current.abs())
+        {
             break;
         }
         // Backtrack until the objective decreases enough (Armijo), or give up.
-        let slope = g_a * step_a + g_b * step_b;
         let mut t = 1.0;
         let mut moved = false;
         while t >= 1e-10 {
