@@ -140,6 +140,16 @@ struct Rows {
     with_missing: usize,
 }
 
+impl Rows {
+    fn reserve(&mut self, rows: usize, n_features: usize) {
+        self.x.reserve_exact(rows * n_features);
+        self.y.reserve_exact(rows);
+        self.end.reserve_exact(rows);
+        self.kind.reserve_exact(rows);
+        self.ttf.reserve_exact(rows);
+    }
+}
+
 /// Builds the dataset. `failures` may be in any order; unknown assets are ignored.
 pub fn build<H: Borrow<AssetHistory> + Sync>(
     schema: &FeatureSchema,
@@ -232,6 +242,16 @@ fn asset_rows(
                 .map(|m| resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill))
         })
         .collect();
+    // Room for every window end on each side of the cutoff, so the rows never regrow.
+    let ends = (w.saturating_sub(1)..n_points)
+        .step_by(params.stride.max(1))
+        .map(|e| start + e as i64 * step);
+    let train_ends = ends
+        .clone()
+        .filter(|&end| end <= cutoff - params.horizon_secs);
+    let validation_ends = ends.filter(|&end| end - (w as i64 - 1) * step > cutoff);
+    train.reserve(train_ends.count(), schema.len());
+    validation.reserve(validation_ends.count(), schema.len());
     let mut row = vec![0.0; schema.len()];
     let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
     let mut e = w.saturating_sub(1);
@@ -286,7 +306,18 @@ fn asset_rows(
 
 fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
     let n: usize = parts.iter().map(|p| p.y.len()).sum();
-    let mut x = Vec::with_capacity(n * n_features);
+    // The feature matrix is most of the data: copy the assets' blocks in parallel.
+    let mut x = vec![0.0; n * n_features];
+    let mut blocks = Vec::with_capacity(parts.len());
+    let mut rest = x.as_mut_slice();
+    for rows in &parts {
+        let (block, tail) = rest.split_at_mut(rows.x.len());
+        blocks.push((block, rows.x.as_slice()));
+        rest = tail;
+    }
+    blocks
+        .into_par_iter()
+        .for_each(|(block, rows)| block.copy_from_slice(rows));
     let mut part = Part {
         x: Array2::zeros((0, n_features)),
         y: Vec::with_capacity(n),
@@ -297,7 +328,6 @@ fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
         with_missing: 0,
     };
     for (asset, rows) in parts.into_iter().enumerate() {
-        x.extend_from_slice(&rows.x);
         part.asset
             .extend(std::iter::repeat_n(asset as u32, rows.y.len()));
         part.y.extend(rows.y);
