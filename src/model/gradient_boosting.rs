@@ -226,7 +226,10 @@ impl GradientBoostingValidParams {
                 .zip(&prediction)
                 .map(|(t, p)| t - p)
                 .collect();
-            let rows = sample(&mut rng, n, n_sub).into_vec();
+            // In row order, the histograms read the bin columns and residuals front to back
+            // (partitioning keeps the order in every node) instead of at random.
+            let mut rows = sample(&mut rng, n, n_sub).into_vec();
+            rows.sort_unstable();
             let tree = self.grow(&bins, &edges, &residual, rows);
             for (i, p) in prediction.iter_mut().enumerate() {
                 let mut node = &tree[0];
