@@ -121,7 +121,11 @@ pub enum Command {
     /// Score a timestamp,value CSV series with the cold-start detector (no database).
     ///
     /// Each row is scored from the rows before it only, as the service scores a live
-    /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]).
+    /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]). The score is
+    /// ln q / ln 1e-10 of how unlikely the recent surprise is for this series (q): 0.4 is
+    /// q = 1e-4 (an alarm; later alarms within 100 rows stay at 0.4), 0.5 is 1e-5, and 1 a
+    /// value beyond the range seen so far. The day-long context is sized from the median
+    /// step between timestamps. `vigil eval nab` scores the detector on NAB.
     Detect(detect::DetectArgs),
     /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
     /// assets) into the database, or as CSV files with --out; or stream it live to a
