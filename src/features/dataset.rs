@@ -242,30 +242,38 @@ fn asset_rows(
                 .map(|m| resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill))
         })
         .collect();
-    // Room for every window end on each side of the cutoff, so the rows never regrow.
-    let ends = (w.saturating_sub(1)..n_points)
-        .step_by(params.stride.max(1))
-        .map(|e| start + e as i64 * step);
-    let train_ends = ends
-        .clone()
-        .filter(|&end| end <= cutoff - params.horizon_secs);
-    let validation_ends = ends.filter(|&end| end - (w as i64 - 1) * step > cutoff);
-    train.reserve(train_ends.count(), schema.len());
-    validation.reserve(validation_ends.count(), schema.len());
+    let last_points = (w.saturating_sub(1)..n_points).step_by(params.stride.max(1));
+    let end_of = |last_point: usize| start + last_point as i64 * step;
+    // Which part a window ending at `end` goes to: Some(true) train (its horizon ends before
+    // the cutoff), Some(false) validation (it starts after the cutoff), None neither.
+    let in_train = |end: i64| {
+        if end <= cutoff - params.horizon_secs {
+            Some(true)
+        } else if end - (w as i64 - 1) * step > cutoff {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    // Room for every window on each side of the cutoff, so the rows never regrow.
+    let (n_train, n_validation) = last_points.clone().fold((0, 0), |(t, v), last_point| {
+        match in_train(end_of(last_point)) {
+            Some(true) => (t + 1, v),
+            Some(false) => (t, v + 1),
+            None => (t, v),
+        }
+    });
+    train.reserve(n_train, schema.len());
+    validation.reserve(n_validation, schema.len());
     let mut row = vec![0.0; schema.len()];
     let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
-    let mut e = w.saturating_sub(1);
-    while e < n_points {
-        let last_point = e;
-        e += params.stride.max(1);
-        let end = start + last_point as i64 * step;
+    for last_point in last_points {
+        let end = end_of(last_point);
         let window_start = end - (w as i64 - 1) * step;
-        let rows = if end <= cutoff - params.horizon_secs {
-            &mut train
-        } else if window_start > cutoff {
-            &mut validation
-        } else {
-            continue;
+        let rows = match in_train(end) {
+            Some(true) => &mut train,
+            Some(false) => &mut validation,
+            None => continue,
         };
         let overlaps = failures
             .iter()
