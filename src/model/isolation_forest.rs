@@ -290,20 +290,20 @@ impl Tree {
             other => other,
         })?;
         let mut rows: Vec<usize> = (0..sample.len()).collect();
+        let mut features: Vec<usize> = (0..records.ncols()).collect();
         let mut tree = Tree { nodes: Vec::new() };
-        tree.split(local.view(), &mut rows, 0, height_limit, rng);
+        let mut grower = Grower {
+            records: local.view(),
+            features: &mut features,
+            height_limit,
+            rng,
+        };
+        tree.split(&mut grower, &mut rows, 0);
         Ok(tree)
     }
 
     /// Appends the subtree for `rows` and returns its index.
-    fn split(
-        &mut self,
-        records: ArrayView2<f64>,
-        rows: &mut [usize],
-        depth: usize,
-        height_limit: usize,
-        rng: &mut SmallRng,
-    ) -> u32 {
+    fn split(&mut self, grower: &mut Grower, rows: &mut [usize], depth: usize) -> u32 {
         let index = self.nodes.len() as u32;
         self.nodes.push(Node {
             feature: LEAF,
@@ -312,28 +312,14 @@ impl Tree {
             right: 0,
             size: rows.len() as u32,
         });
-        if depth >= height_limit || rows.len() <= 1 {
+        if depth >= grower.height_limit || rows.len() <= 1 {
             return index;
         }
-        // Features that vary in this node; pick one at random.
-        let n_features = records.ncols();
-        let mut candidates: Vec<(usize, f64, f64)> = Vec::with_capacity(n_features);
-        for feature in 0..n_features {
-            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-            for &r in rows.iter() {
-                let v = records[[r, feature]];
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-            if hi > lo {
-                candidates.push((feature, lo, hi));
-            }
-        }
-        if candidates.is_empty() {
+        let Some((feature, lo, hi)) = grower.draw_feature(rows) else {
             return index;
-        }
-        let (feature, lo, hi) = candidates[rng.gen_range(0..candidates.len())];
-        let threshold = rng.gen_range(lo..hi);
+        };
+        let records = grower.records;
+        let threshold = grower.rng.gen_range(lo..hi);
         // Partition rows: < threshold to the left.
         let mut split_at = 0;
         for i in 0..rows.len() {
@@ -346,8 +332,8 @@ impl Tree {
             return index;
         }
         let (left_rows, right_rows) = rows.split_at_mut(split_at);
-        let left = self.split(records, left_rows, depth + 1, height_limit, rng);
-        let right = self.split(records, right_rows, depth + 1, height_limit, rng);
+        let left = self.split(grower, left_rows, depth + 1);
+        let right = self.split(grower, right_rows, depth + 1);
         let node = &mut self.nodes[index as usize];
         node.feature = feature as u32;
         node.threshold = threshold;
@@ -377,14 +363,51 @@ impl Tree {
     }
 }
 
+/// What growing one tree needs at every node.
+struct Grower<'a> {
+    /// The tree's sampled rows.
+    records: ArrayView2<'a, f64>,
+    /// Every feature index, in an order the draws permute.
+    features: &'a mut [usize],
+    height_limit: usize,
+    rng: &'a mut SmallRng,
+}
+
+impl Grower<'_> {
+    /// A feature drawn uniformly from those that vary over `rows`, with its range, as
+    /// scikit-learn draws: features at random without replacement until one varies, so
+    /// that usually only one feature is scanned. `None` when every feature is constant.
+    fn draw_feature(&mut self, rows: &[usize]) -> Option<(usize, f64, f64)> {
+        let mut remaining = self.features.len();
+        while remaining > 0 {
+            let k = self.rng.gen_range(0..remaining);
+            let feature = self.features[k];
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &r in rows {
+                let v = self.records[[r, feature]];
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            if hi > lo {
+                return Some((feature, lo, hi));
+            }
+            // Constant here: out of this node's draws.
+            self.features.swap(k, remaining - 1);
+            remaining -= 1;
+        }
+        None
+    }
+}
+
 impl Complete {
     /// Lays out `tree`, whose leaves are at most `height` deep.
     fn of(tree: &Tree, height: u32) -> Complete {
         let internal = (1usize << height) - 1;
         let mut complete = Complete {
             height,
-            features: vec![0; internal],
-            thresholds: vec![f64::INFINITY; internal],
+            // One slot more than the splits, so that slot indices can be masked.
+            features: vec![0; internal + 1],
+            thresholds: vec![f64::INFINITY; internal + 1],
             lengths: vec![0.0; internal + 1],
         };
         complete.place(tree, 0, 0, 0);
@@ -397,7 +420,7 @@ impl Complete {
         if n.feature == LEAF || depth >= self.height {
             // Every bottom slot under `slot`: the leftmost is (slot + 1) 2^(height - depth) - 1.
             let span = 1usize << (self.height - depth);
-            let first = (slot + 1) * span - 1 - self.features.len();
+            let first = (slot + 1) * span - 1 - self.splits();
             let length = f64::from(depth) + leaf_path_length(n.size);
             self.lengths[first..first + span].fill(length);
             return;
@@ -408,23 +431,33 @@ impl Complete {
         self.place(tree, n.right as usize, 2 * slot + 2, depth + 1);
     }
 
+    /// Number of split slots, 2^height - 1 (the slots before the bottom ones).
+    fn splits(&self) -> usize {
+        (1 << self.height) - 1
+    }
+
     /// Adds the path length of each row of `rows` (`d` values each) to its total. Rows go
     /// down in groups of [`LANES`], one level at a time, so the walks of a group are
     /// independent chains the processor overlaps instead of waiting on one at a time.
     fn add_path_lengths(&self, totals: &mut [f64], rows: &[f64], d: usize) {
+        let mask = self.splits();
+        let (features, thresholds) = (&self.features[..=mask], &self.thresholds[..=mask]);
         let mut groups = rows.chunks_exact(LANES * d);
         let mut group_totals = totals.chunks_exact_mut(LANES);
         for (group, totals) in (&mut groups).zip(&mut group_totals) {
             let mut slots = [0usize; LANES];
             for _ in 0..self.height {
                 for (lane, slot) in slots.iter_mut().enumerate() {
-                    let value = group[lane * d + self.features[*slot] as usize];
-                    let below = value < self.thresholds[*slot];
-                    *slot = 2 * *slot + 2 - usize::from(below);
+                    // A split slot is below 2^height, so the mask keeps it (and lets the
+                    // compiler drop the bounds checks).
+                    let s = *slot & mask;
+                    let value = group[lane * d + features[s] as usize];
+                    let below = value < thresholds[s];
+                    *slot = 2 * s + 2 - usize::from(below);
                 }
             }
             for (total, slot) in totals.iter_mut().zip(slots) {
-                *total += self.lengths[slot - self.features.len()];
+                *total += self.lengths[slot - self.splits()];
             }
         }
         let rest = groups.remainder().chunks_exact(d);
@@ -441,7 +474,7 @@ impl Complete {
             let below = row[self.features[slot] as usize] < self.thresholds[slot];
             slot = 2 * slot + 2 - usize::from(below);
         }
-        self.lengths[slot - self.features.len()]
+        self.lengths[slot - self.splits()]
     }
 }
 
