@@ -1,8 +1,10 @@
-//! Gradient-boosted regression trees (least squares), for time to failure.
+//! Gradient-boosted regression trees (least squares), for time to failure and the failure
+//! model's tree ensemble.
 //!
 //! Features are binned once into at most `n_bins` quantile bins; each round fits a tree of
 //! depth `max_depth` to the residuals from per-bin histograms (sum and count of residuals),
-//! choosing splits by variance reduction, on a seeded row subsample. Predictions add
+//! choosing splits by variance reduction, on a seeded row subsample. Only the smaller child
+//! of a split has its histograms counted; the larger's are the parent's minus those. Predictions add
 //! `learning_rate` times every tree's leaf value to the mean target.
 
 use ndarray::{ArrayView1, ArrayView2, Axis};
@@ -262,23 +264,62 @@ impl GradientBoostingValidParams {
         rows: Vec<usize>,
     ) -> Vec<Node> {
         let mut nodes = Vec::new();
-        self.split(bins, edges, residual, rows, 0, &mut nodes);
+        let grower = Grower {
+            params: self,
+            bins,
+            edges,
+            residual,
+        };
+        grower.split(rows, None, 0, &mut nodes);
         nodes
     }
+}
 
+/// Per feature, per bin: the sum of residuals and the row count.
+type Histograms = Vec<Vec<(f64, usize)>>;
+
+/// What growing one tree reads at every node.
+struct Grower<'a> {
+    params: &'a GradientBoostingValidParams,
+    /// Column-major bin of every row.
+    bins: &'a [Vec<u8>],
+    edges: &'a [Vec<f64>],
+    residual: &'a [f64],
+}
+
+impl Grower<'_> {
+    /// The histograms of `rows`, features in parallel.
+    fn histograms(&self, rows: &[usize]) -> Histograms {
+        self.bins
+            .par_iter()
+            .zip(self.edges)
+            .map(|(column, edges)| {
+                let mut hist = vec![(0.0, 0usize); edges.len() + 1];
+                for &i in rows {
+                    let bin = &mut hist[column[i] as usize];
+                    bin.0 += self.residual[i];
+                    bin.1 += 1;
+                }
+                hist
+            })
+            .collect()
+    }
+
+    /// Appends the subtree for `rows` and returns its index. `histograms` are those of
+    /// `rows` when the parent derived them (a node's two children's histograms add up to
+    /// its own, so only the smaller child's are counted).
     fn split(
         &self,
-        bins: &[Vec<u8>],
-        edges: &[Vec<f64>],
-        residual: &[f64],
         rows: Vec<usize>,
+        histograms: Option<Histograms>,
         depth: usize,
         nodes: &mut Vec<Node>,
     ) -> u32 {
+        let params = self.params;
         let index = nodes.len() as u32;
         let (sum, count) = rows
             .iter()
-            .fold((0.0, 0usize), |(s, c), &i| (s + residual[i], c + 1));
+            .fold((0.0, 0usize), |(s, c), &i| (s + self.residual[i], c + 1));
         nodes.push(Node {
             leaf: true,
             feature: 0,
@@ -287,50 +328,31 @@ impl GradientBoostingValidParams {
             right: 0,
             value: sum / count.max(1) as f64,
         });
-        if depth >= self.max_depth || count < 2 * self.min_leaf {
+        if depth >= params.max_depth || count < 2 * params.min_leaf {
             return index;
         }
+        let histograms = histograms.unwrap_or_else(|| self.histograms(&rows));
         let parent_score = sum * sum / count as f64;
-        // Best split per feature, features in parallel: (gain, feature, last bin going left).
-        let best = bins
-            .par_iter()
-            .enumerate()
-            .filter_map(|(f, column)| {
-                let n_bins = edges[f].len() + 1;
-                let mut hist_sum = [0.0f64; 256];
-                let mut hist_count = [0usize; 256];
-                for &i in &rows {
-                    let b = column[i] as usize;
-                    hist_sum[b] += residual[i];
-                    hist_count[b] += 1;
+        // Best split: (gain, feature, last bin going left); ties go to the lower feature.
+        let mut best: Option<(f64, usize, usize)> = None;
+        for (f, hist) in histograms.iter().enumerate() {
+            let (mut left_sum, mut left_count) = (0.0, 0usize);
+            for (b, &(bin_sum, bin_count)) in hist.iter().enumerate().take(hist.len() - 1) {
+                left_sum += bin_sum;
+                left_count += bin_count;
+                let right_count = count - left_count;
+                if left_count < params.min_leaf || right_count < params.min_leaf {
+                    continue;
                 }
-                let (mut left_sum, mut left_count) = (0.0, 0usize);
-                let mut best: Option<(f64, usize, usize)> = None;
-                for b in 0..n_bins - 1 {
-                    left_sum += hist_sum[b];
-                    left_count += hist_count[b];
-                    let right_count = count - left_count;
-                    if left_count < self.min_leaf || right_count < self.min_leaf {
-                        continue;
-                    }
-                    let right_sum = sum - left_sum;
-                    let gain = left_sum * left_sum / left_count as f64
-                        + right_sum * right_sum / right_count as f64
-                        - parent_score;
-                    if best.is_none_or(|(g, _, _)| gain > g) {
-                        best = Some((gain, f, b));
-                    }
+                let right_sum = sum - left_sum;
+                let gain = left_sum * left_sum / left_count as f64
+                    + right_sum * right_sum / right_count as f64
+                    - parent_score;
+                if best.is_none_or(|(g, _, _)| gain > g) {
+                    best = Some((gain, f, b));
                 }
-                best
-            })
-            // Ties go to the lower feature index, so the result does not depend on threads.
-            .reduce_with(|a, b| {
-                if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
-                    b
-                } else {
-                    a
-                }
-            });
+            }
+        }
         let Some((gain, feature, bin)) = best else {
             return index;
         };
@@ -339,14 +361,42 @@ impl GradientBoostingValidParams {
         }
         let (left_rows, right_rows): (Vec<usize>, Vec<usize>) = rows
             .iter()
-            .partition(|&&i| (bins[feature][i] as usize) <= bin);
-        let left = self.split(bins, edges, residual, left_rows, depth + 1, nodes);
-        let right = self.split(bins, edges, residual, right_rows, depth + 1, nodes);
+            .partition(|&&i| (self.bins[feature][i] as usize) <= bin);
+        // Children that will split need histograms: count the smaller child's, and take the
+        // larger's as the difference.
+        let (left_hist, right_hist) = if depth + 1 < params.max_depth {
+            let left_smaller = left_rows.len() <= right_rows.len();
+            let small = self.histograms(if left_smaller {
+                &left_rows
+            } else {
+                &right_rows
+            });
+            let large: Histograms = histograms
+                .into_iter()
+                .zip(&small)
+                .map(|(mut parent, small)| {
+                    for (p, s) in parent.iter_mut().zip(small) {
+                        p.0 -= s.0;
+                        p.1 -= s.1;
+                    }
+                    parent
+                })
+                .collect();
+            if left_smaller {
+                (Some(small), Some(large))
+            } else {
+                (Some(large), Some(small))
+            }
+        } else {
+            (None, None)
+        };
+        let left = self.split(left_rows, left_hist, depth + 1, nodes);
+        let right = self.split(right_rows, right_hist, depth + 1, nodes);
         let node = &mut nodes[index as usize];
         node.leaf = false;
         node.feature = feature as u32;
         // Bin b holds values in (edges[b-1], edges[b]]: the split value is edges[b].
-        node.threshold = edges[feature][bin];
+        node.threshold = self.edges[feature][bin];
         node.left = left;
         node.right = right;
         index
