@@ -49,25 +49,49 @@ pub struct FailureModel {
     /// linearly. Empty (too few failures in the slice, or an older model): the sigmoid.
     #[serde(default)]
     isotonic: Vec<(f64, f64)>,
-    /// The tree ensemble, when it won on the calibration slice: it then gives the raw score
-    /// (and the logistic weights only the "sd from training" of explanations).
+    /// The tree ensemble, when it won on the calibration slice alone or in the blend: it
+    /// then gives the raw score, or half of it.
     #[serde(default)]
     ensemble: Option<GradientBoosting>,
+    /// When the blend won: Platt's (a, b) for each candidate, whose calibrated log-odds
+    /// the blend averages.
+    #[serde(default)]
+    blend: Option<Blend>,
     /// How the two candidates did on the calibration slice.
     #[serde(default)]
     selection: Option<Selection>,
 }
 
-/// The two failure-model candidates on the calibration slice (the latest training windows,
-/// not used to fit either), by average precision.
+/// The failure-model candidates on the calibration slice (the latest training windows,
+/// not used to fit either model), by average precision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     /// The logistic regression's.
     pub logistic_average_precision: Option<f64>,
     /// The tree ensemble's, when one was fitted.
     pub ensemble_average_precision: Option<f64>,
-    /// `logistic_regression` or `tree_ensemble`.
+    /// The blend's (the mean of both calibrated log-odds), when an ensemble was fitted.
+    #[serde(default)]
+    pub blend_average_precision: Option<f64>,
+    /// `logistic_regression`, `tree_ensemble` or `blend`.
     pub chosen: String,
+}
+
+/// The blend of both candidates: each one's score through its own Platt map `(a, b)` to
+/// calibrated log-odds, then their mean. The two models err on different windows (the
+/// linear one on interactions, the trees on levels they saw few failures at), so the mean
+/// ranks better than either when the calibration slice says so.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Blend {
+    logistic: (f64, f64),
+    ensemble: (f64, f64),
+}
+
+impl Blend {
+    fn of(&self, logistic: f64, ensemble: f64) -> f64 {
+        0.5 * (self.logistic.0 * logistic + self.logistic.1)
+            + 0.5 * (self.ensemble.0 * ensemble + self.ensemble.1)
+    }
 }
 
 impl FailureModel {
@@ -95,11 +119,15 @@ impl FailureModel {
     }
 
     /// The uncalibrated score of one window (its features and its anomaly score): the
-    /// ensemble's when it was chosen, else the logistic log-odds.
+    /// ensemble's or the blend's when chosen, else the logistic log-odds.
     fn raw_logit(&self, features: ArrayView1<f64>, anomaly: f64) -> f64 {
-        match &self.ensemble {
-            Some(ensemble) => ensemble.predict_slice(&inputs(features, anomaly)),
-            None => self.linear_logit(features, anomaly),
+        match (&self.ensemble, &self.blend) {
+            (Some(ensemble), Some(blend)) => blend.of(
+                self.linear_logit(features, anomaly),
+                ensemble.predict_slice(&inputs(features, anomaly)),
+            ),
+            (Some(ensemble), None) => ensemble.predict_slice(&inputs(features, anomaly)),
+            (None, _) => self.linear_logit(features, anomaly),
         }
     }
 
@@ -175,21 +203,26 @@ impl FailureModel {
     /// Signed contributions of each input (features, then the anomaly score) to the
     /// calibrated log-odds: what pushed this window's score up (positive) or down.
     pub fn contributions(&self, features: ArrayView1<f64>, anomaly: f64) -> Vec<f64> {
-        if let Some(ensemble) = &self.ensemble {
-            return ensemble
-                .contributions(&inputs(features, anomaly))
-                .into_iter()
-                .map(|c| self.platt_a * c)
-                .collect();
-        }
-        features
-            .iter()
-            .chain(std::iter::once(&anomaly))
-            .zip(&self.mean)
-            .zip(&self.std)
-            .zip(&self.weights)
-            .map(|(((&v, &m), &s), &w)| self.platt_a * w * (v - m) / s)
-            .collect()
+        let linear = || {
+            features
+                .iter()
+                .chain(std::iter::once(&anomaly))
+                .zip(&self.mean)
+                .zip(&self.std)
+                .zip(&self.weights)
+                .map(|(((&v, &m), &s), &w)| w * (v - m) / s)
+        };
+        let trees =
+            |ensemble: &GradientBoosting| ensemble.contributions(&inputs(features, anomaly));
+        let raw: Vec<f64> = match (&self.ensemble, &self.blend) {
+            (Some(ensemble), Some(blend)) => linear()
+                .zip(trees(ensemble))
+                .map(|(l, t)| 0.5 * blend.logistic.0 * l + 0.5 * blend.ensemble.0 * t)
+                .collect(),
+            (Some(ensemble), None) => trees(ensemble),
+            (None, _) => linear().collect(),
+        };
+        raw.into_iter().map(|c| self.platt_a * c).collect()
     }
 }
 
@@ -308,6 +341,7 @@ impl FailureModelValidParams {
             platt_b: 0.0,
             isotonic: Vec::new(),
             ensemble: None,
+            blend: None,
             selection: None,
         };
         let cal_features = features.select(Axis(0), cal_rows);
@@ -323,6 +357,7 @@ impl FailureModelValidParams {
         let mut selection = Selection {
             logistic_average_precision: logistic_ap,
             ensemble_average_precision: None,
+            blend_average_precision: None,
             chosen: "logistic_regression".to_owned(),
         };
         // The ensemble competes only on a genuine later slice (not the in-sample fallback).
@@ -343,8 +378,25 @@ impl FailureModelValidParams {
                 .fit(x.view(), &targets)?;
             let scores = ensemble.predict(with_anomaly(cal_features.view(), &cal_anomaly).view());
             let ensemble_ap = average_precision(&scores, &cal_labels);
+            let blend = Blend {
+                logistic: platt(&cal_scores, &cal_labels),
+                ensemble: platt(&scores, &cal_labels),
+            };
+            let blended: Vec<f64> = cal_scores
+                .iter()
+                .zip(&scores)
+                .map(|(&l, &e)| blend.of(l, e))
+                .collect();
+            let blend_ap = average_precision(&blended, &cal_labels);
             selection.ensemble_average_precision = ensemble_ap;
-            if ensemble_ap > logistic_ap {
+            selection.blend_average_precision = blend_ap;
+            // A candidate must beat every simpler one strictly (None ranks below any AP).
+            if blend_ap > logistic_ap && blend_ap > ensemble_ap {
+                selection.chosen = "blend".to_owned();
+                model.blend = Some(blend);
+                model.ensemble = Some(ensemble);
+                cal_scores = blended;
+            } else if ensemble_ap > logistic_ap {
                 selection.chosen = "tree_ensemble".to_owned();
                 model.ensemble = Some(ensemble);
                 cal_scores = scores;
@@ -549,6 +601,24 @@ mod tests {
         assert!((sigmoid(logits[0]) - p[0]).abs() < 1e-12);
     }
 
+    /// Fits with default params on rows of `d` features, one window per second in row
+    /// order, with a constant anomaly score.
+    fn fit_in_time_order(rows: Vec<f64>, d: usize, labels: &[bool]) -> FailureModel {
+        let x = Array2::from_shape_vec((labels.len(), d), rows).unwrap();
+        let ends: Vec<i64> = (0..labels.len() as i64).collect();
+        FailureModel::params()
+            .check()
+            .unwrap()
+            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], labels, &ends)
+            .unwrap()
+    }
+
+    fn assert_round_trips(model: &FailureModel) {
+        let back: FailureModel =
+            serde_json::from_str(&serde_json::to_string(model).unwrap()).unwrap();
+        assert_eq!(&back, model);
+    }
+
     #[test]
     fn the_tree_ensemble_is_kept_where_it_ranks_better() {
         // Failures at both ends of x0: no straight line separates them, trees do.
@@ -561,13 +631,7 @@ mod tests {
             rows.extend([x0, rng.gen_range(-1.0..1.0)]);
             labels.push(x0.abs() > 1.6);
         }
-        let x = Array2::from_shape_vec((n, 2), rows).unwrap();
-        let ends: Vec<i64> = (0..n as i64).collect();
-        let model = FailureModel::params()
-            .check()
-            .unwrap()
-            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &labels, &ends)
-            .unwrap();
+        let model = fit_in_time_order(rows, 2, &labels);
         let selection = model.selection().unwrap();
         assert_eq!(selection.chosen, "tree_ensemble", "{selection:?}");
         assert!(
@@ -584,9 +648,46 @@ mod tests {
             assert_eq!(c.len(), 3);
             assert!(c[0] > 0.0 && c[0].abs() > c[1].abs(), "{c:?}");
         }
-        let back: FailureModel =
-            serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
-        assert_eq!(back, model);
+        assert_round_trips(&model);
+    }
+
+    #[test]
+    fn the_blend_is_kept_where_it_ranks_better_and_explains_its_score() {
+        // Risk rises smoothly with the sum of x1..x9 (a line fits it, trees only in steps)
+        // and jumps at both ends of x0 (trees fit it, a line cannot): each model misses part.
+        let mut rng = SmallRng::seed_from_u64(5);
+        let n = 6000;
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let row: Vec<f64> = (0..10).map(|_| rng.gen_range(-2.0..2.0)).collect();
+            let sum: f64 = row[1..].iter().sum();
+            let p = sigmoid(0.8 * sum - 5.0).max(if row[0].abs() > 1.5 { 0.8 } else { 0.0 });
+            labels.push(rng.gen_bool(p));
+            rows.extend(row);
+        }
+        let model = fit_in_time_order(rows, 10, &labels);
+        let selection = model.selection().unwrap();
+        assert_eq!(selection.chosen, "blend", "{selection:?}");
+        assert!(
+            selection.blend_average_precision > selection.logistic_average_precision
+                && selection.blend_average_precision > selection.ensemble_average_precision,
+            "{selection:?}"
+        );
+        // Contributions are additive: between two windows they move as the log-odds do.
+        let (a, b) = (
+            ndarray::arr1(&[1.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+            ndarray::arr1(&[0.0; 10]),
+        );
+        let moved: f64 = model.contributions(a.view(), 0.5).iter().sum::<f64>()
+            - model.contributions(b.view(), 0.5).iter().sum::<f64>();
+        let logit_moved = model.logit(a.view(), 0.5) - model.logit(b.view(), 0.5);
+        assert!(
+            (moved - logit_moved).abs() < 1e-9,
+            "{moved} vs {logit_moved}"
+        );
+        assert!(logit_moved > 0.0);
+        assert_round_trips(&model);
     }
 
     #[test]
