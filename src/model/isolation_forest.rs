@@ -164,7 +164,7 @@ impl IsolationForest {
             }
         };
         let total: f64 = match self.complete_trees() {
-            Some(trees) => trees.iter().map(|t| t.path_length(row)).sum(),
+            Some(trees) => Complete::total_path_length(trees, row),
             None => self.trees.iter().map(|t| t.path_length(row, None)).sum(),
         };
         self.score_of_total(total, average_path_length(self.tree_rows as f64))
@@ -464,6 +464,27 @@ impl Complete {
         for (total, row) in group_totals.into_remainder().iter_mut().zip(rest) {
             *total += self.path_length(row);
         }
+    }
+
+    /// The sum of `row`'s path lengths over `trees` (all of one height), in tree order.
+    /// Trees go down in groups of [`LANES`], one level at a time, so that one row's walks
+    /// overlap as a block's rows do in [`Complete::add_path_lengths`].
+    fn total_path_length(trees: &[Complete], row: &[f64]) -> f64 {
+        let mut total = 0.0;
+        for group in trees.chunks(LANES) {
+            let mut slots = [0usize; LANES];
+            let height = group.first().map_or(0, |t| t.height);
+            for _ in 0..height {
+                for (slot, tree) in slots.iter_mut().zip(group) {
+                    let below = row[tree.features[*slot] as usize] < tree.thresholds[*slot];
+                    *slot = 2 * *slot + 2 - usize::from(below);
+                }
+            }
+            for (slot, tree) in slots.iter().zip(group) {
+                total += tree.lengths[slot - tree.splits()];
+            }
+        }
+        total
     }
 
     /// Path length of `row`: as [`Tree::path_length`], in `height` branch-free steps.
