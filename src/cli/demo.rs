@@ -767,6 +767,7 @@ impl Stream<'_> {
         self.set_fault(ReceiverFault::None);
         // Let the last actions settle and be verified, then label the last alerts.
         tokio::time::sleep(self.final_wait).await;
+        self.wait_for_running_actions().await?;
         self.give_feedback(&retried).await?;
         let mut summary = self.summarize(failed.len()).await?;
         if self.chaos {
@@ -799,6 +800,36 @@ impl Stream<'_> {
         Ok(summary)
     }
 
+    /// Waits until no action is `running`: each ends within its timeout, but on a busy
+    /// machine one started just before the end of the stream may still be in flight.
+    /// Gives up after the longest action timeout and 10 s more (the summary then counts
+    /// what is still running).
+    async fn wait_for_running_actions(&self) -> anyhow::Result<()> {
+        let longest = self.max_action_timeout_secs();
+        let deadline = Instant::now() + Duration::from_secs(longest + 10);
+        let url = format!("{}/v1/actions?limit=1000", self.url);
+        loop {
+            let actions = get(self.client, &url).await?;
+            let running = actions["actions"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|a| a["state"] == "running"));
+            if !running || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The longest timeout of the configured actions (5 s when none is).
+    fn max_action_timeout_secs(&self) -> u64 {
+        self.settings
+            .actions
+            .iter()
+            .map(|a| a.timeout_secs)
+            .max()
+            .unwrap_or(5)
+    }
+
     fn set_fault(&self, fault: ReceiverFault) {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).fault = fault;
     }
@@ -806,13 +837,7 @@ impl Stream<'_> {
     /// The receiver's faults by position in the stream: 503s from 20% to 30% of the
     /// minutes, hangs past the executor's timeout from 40% to 50%.
     fn chaos_step(&self, k: usize, n: usize) -> Option<String> {
-        let timeout = self
-            .settings
-            .actions
-            .iter()
-            .map(|a| a.timeout_secs)
-            .max()
-            .unwrap_or(5);
+        let timeout = self.max_action_timeout_secs();
         let (fault, what) = if k == n * 2 / 10 {
             (ReceiverFault::Fail, "the webhook receiver fails (503)")
         } else if k == n * 4 / 10 {
