@@ -6,7 +6,10 @@ use vigil::cli::{Cli, LogFormat, run};
 
 /// mimalloc rather than the system allocator: a scored request allocates and frees dozens of
 /// small buffers (its parsed JSON, the window's vectors, the answer), and glibc's malloc took
-/// about 15% of the serving CPU in a profile under load (`bench/http.sh`).
+/// about 15% of the serving CPU in a profile under load (`bench/http.sh`). Built without
+/// transparent huge pages (`no_thp`): where the kernel compacts memory for madvised huge
+/// pages, training's large arrays stalled in page faults for 0.4 to 3.6 s of system time
+/// from run to run; with 4 KiB pages it is a steady 1.2 s (`bench/train.sh`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
