@@ -3,8 +3,10 @@
 //! keeping every positive and a seeded sample of `negatives_per_positive` negatives, then
 //! Platt calibration (and an isotonic map) on a later, untouched slice of the training
 //! windows, so that a predicted 0.2 means about 20% again. A tree ensemble (gradient-boosted
-//! trees on the same rows) is fitted too, and kept instead of the logistic regression when
-//! its average precision on that slice is higher; its explanations are path contributions.
+//! trees on the same rows) is fitted too, and so is their blend (the mean of both models'
+//! Platt-calibrated log-odds); of the three, the one with the highest average precision on
+//! that slice is kept (a later one must beat the simpler ones strictly). The trees'
+//! explanations are path contributions, the blend's half of each model's.
 
 use linfa::prelude::*;
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -57,7 +59,7 @@ pub struct FailureModel {
     /// the blend averages.
     #[serde(default)]
     blend: Option<Blend>,
-    /// How the two candidates did on the calibration slice.
+    /// How the candidates did on the calibration slice.
     #[serde(default)]
     selection: Option<Selection>,
 }
@@ -78,9 +80,8 @@ pub struct Selection {
 }
 
 /// The blend of both candidates: each one's score through its own Platt map `(a, b)` to
-/// calibrated log-odds, then their mean. The two models err on different windows (the
-/// linear one on interactions, the trees on levels they saw few failures at), so the mean
-/// ranks better than either when the calibration slice says so.
+/// calibrated log-odds, then their mean. Where the two models err on different windows the
+/// mean ranks better than either; it is kept only when the calibration slice says so.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Blend {
     logistic: (f64, f64),

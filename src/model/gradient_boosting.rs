@@ -4,8 +4,8 @@
 //! Features are binned once into at most `n_bins` quantile bins; each round fits a tree of
 //! depth `max_depth` to the residuals from per-bin histograms (sum and count of residuals),
 //! choosing splits by variance reduction, on a seeded row subsample. Only the smaller child
-//! of a split has its histograms counted; the larger's are the parent's minus those. Predictions add
-//! `learning_rate` times every tree's leaf value to the mean target.
+//! of a split has its histograms counted; the larger's are the parent's minus those.
+//! Predictions add `learning_rate` times every tree's leaf value to the mean target.
 
 use ndarray::{ArrayView1, ArrayView2, Axis};
 use rand08::SeedableRng;

@@ -448,8 +448,8 @@ impl Complete {
             let mut slots = [0usize; LANES];
             for _ in 0..self.height {
                 for (lane, slot) in slots.iter_mut().enumerate() {
-                    // A split slot is below 2^height, so the mask keeps it (and lets the
-                    // compiler drop the bounds checks).
+                    // A split slot is below 2^height, so the mask leaves it unchanged; it
+                    // bounds the index by the slices' length, which the compiler can see.
                     let s = *slot & mask;
                     let value = group[lane * d + features[s] as usize];
                     let below = value < thresholds[s];
