@@ -319,6 +319,11 @@ impl Grower<'_> {
             .collect()
     }
 
+    /// Whether a node of `n_rows` rows, `depth` deep, may split (else it is a leaf).
+    fn may_split(&self, n_rows: usize, depth: usize) -> bool {
+        depth < self.params.max_depth && n_rows >= 2 * self.params.min_leaf
+    }
+
     /// Appends the subtree for `rows` and returns its index. `histograms` are those of
     /// `rows` when the parent derived them (a node's two children's histograms add up to
     /// its own, so only the smaller child's are counted).
@@ -342,7 +347,7 @@ impl Grower<'_> {
             right: 0,
             value: sum / count.max(1) as f64,
         });
-        if depth >= params.max_depth || count < 2 * params.min_leaf {
+        if !self.may_split(count, depth) {
             return index;
         }
         let histograms = histograms.unwrap_or_else(|| self.histograms(&rows));
@@ -377,8 +382,10 @@ impl Grower<'_> {
             .iter()
             .partition(|&&i| (self.bins[feature][i] as usize) <= bin);
         // Children that will split need histograms: count the smaller child's, and take the
-        // larger's as the difference.
-        let (left_hist, right_hist) = if depth + 1 < params.max_depth {
+        // larger's as the difference. When neither child can split, neither needs any.
+        let (left_hist, right_hist) = if self.may_split(left_rows.len(), depth + 1)
+            || self.may_split(right_rows.len(), depth + 1)
+        {
             let left_smaller = left_rows.len() <= right_rows.len();
             let small = self.histograms(if left_smaller {
                 &left_rows
