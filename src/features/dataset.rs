@@ -244,12 +244,13 @@ fn asset_rows(
         .collect();
     let last_points = (w.saturating_sub(1)..n_points).step_by(params.stride.max(1));
     let end_of = |last_point: usize| start + last_point as i64 * step;
+    let start_of = |end: i64| end - (w as i64 - 1) * step;
     // Which part a window ending at `end` goes to: Some(true) train (its horizon ends before
     // the cutoff), Some(false) validation (it starts after the cutoff), None neither.
     let in_train = |end: i64| {
         if end <= cutoff - params.horizon_secs {
             Some(true)
-        } else if end - (w as i64 - 1) * step > cutoff {
+        } else if start_of(end) > cutoff {
             Some(false)
         } else {
             None
@@ -269,7 +270,7 @@ fn asset_rows(
     let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
     for last_point in last_points {
         let end = end_of(last_point);
-        let window_start = end - (w as i64 - 1) * step;
+        let window_start = start_of(end);
         let rows = match in_train(end) {
             Some(true) => &mut train,
             Some(false) => &mut validation,
