@@ -85,7 +85,10 @@ struct Node {
 const LEAF: u32 = u32::MAX;
 
 /// Rows walked down a tree together when scoring many.
-const LANES: usize = 16;
+const LANES: usize = 8;
+
+/// Trees one row walks down together when scoring one.
+const TREE_LANES: usize = 16;
 
 impl IsolationForest {
     /// Defaults: n_trees = 100, sample_size = 256, seed = 0 (scikit-learn's n_estimators and
@@ -134,9 +137,13 @@ impl IsolationForest {
                 let d = records.ncols().max(1);
                 match self.complete_trees() {
                     Some(trees) => {
+                        let stride = d.next_power_of_two();
+                        let groups = Complete::lay_out(block, d, stride);
+                        let mut totals = vec![0.0; groups.len() / stride];
                         for tree in trees {
-                            tree.add_path_lengths(scores, block, d);
+                            tree.add_path_lengths(&mut totals, &groups, stride);
                         }
+                        scores.copy_from_slice(&totals[..scores.len()]);
                     }
                     None => {
                         for tree in &self.trees {
@@ -436,43 +443,83 @@ impl Complete {
         (1 << self.height) - 1
     }
 
-    /// Adds the path length of each row of `rows` (`d` values each) to its total. Rows go
-    /// down in groups of [`LANES`], one level at a time, so the walks of a group are
-    /// independent chains the processor overlaps instead of waiting on one at a time.
-    fn add_path_lengths(&self, totals: &mut [f64], rows: &[f64], d: usize) {
-        let mask = self.splits();
-        let (features, thresholds) = (&self.features[..=mask], &self.thresholds[..=mask]);
-        let mut groups = rows.chunks_exact(LANES * d);
-        let mut group_totals = totals.chunks_exact_mut(LANES);
-        for (group, totals) in (&mut groups).zip(&mut group_totals) {
+    /// Lays `rows` (`d` values each) out for [`Complete::add_path_lengths`]: groups of
+    /// [`LANES`] rows, feature-major within a group (value `f` of the group's row `lane` at
+    /// `f * LANES + lane`), `stride` (a power of two, at least `d`) features to a group, so
+    /// that every group's length is a power of two. Rows and features beyond the input are
+    /// zeros.
+    fn lay_out(rows: &[f64], d: usize, stride: usize) -> Vec<f64> {
+        let n = rows.len() / d;
+        let mut out = vec![0.0; n.div_ceil(LANES) * LANES * stride];
+        for (r, row) in rows.chunks_exact(d).enumerate() {
+            let first = (r / LANES) * LANES * stride + r % LANES;
+            for (f, &v) in row.iter().enumerate() {
+                out[first + f * LANES] = v;
+            }
+        }
+        out
+    }
+
+    /// Adds the path length of each row of `groups` ([`Complete::lay_out`] with `stride`) to
+    /// its total. A group's [`LANES`] rows go down together, one level at a time, so their
+    /// walks are independent chains the processor overlaps instead of waiting on one at a
+    /// time.
+    fn add_path_lengths(&self, totals: &mut [f64], groups: &[f64], stride: usize) {
+        let features = &self.features[..];
+        let thresholds = &self.thresholds[..features.len()];
+        // A split slot is below 2^height, the slices' length, so masks leave the indices
+        // unchanged; they bound them by the lengths, which the compiler can see. So does a
+        // value's index within its group, whose length is a power of two too.
+        let Some(mask) = features.len().checked_sub(1) else {
+            return;
+        };
+        for (group, totals) in groups
+            .chunks_exact(LANES * stride)
+            .zip(totals.chunks_exact_mut(LANES))
+        {
+            let Some(within) = group.len().checked_sub(1) else {
+                return;
+            };
+            // Every row takes the first two levels through the same three slots, so they are
+            // decided from three columns (no dependent loads), the rest walked lane by lane.
             let mut slots = [0usize; LANES];
-            for _ in 0..self.height {
+            let mut levels = 0;
+            if self.height >= 2 {
+                let column = |s: usize| {
+                    let first = (features[s & mask] as usize * LANES) & within;
+                    (&group[first..first + LANES], thresholds[s & mask])
+                };
+                let ((c0, t0), (c1, t1), (c2, t2)) = (column(0), column(1), column(2));
                 for (lane, slot) in slots.iter_mut().enumerate() {
-                    // A split slot is below 2^height, so the mask leaves it unchanged; it
-                    // bounds the index by the slices' length, which the compiler can see.
-                    let s = *slot & mask;
-                    let value = group[lane * d + features[s] as usize];
-                    let below = value < thresholds[s];
+                    let (s, below) = if c0[lane] < t0 {
+                        (1, c1[lane] < t1)
+                    } else {
+                        (2, c2[lane] < t2)
+                    };
                     *slot = 2 * s + 2 - usize::from(below);
+                }
+                levels = 2;
+            }
+            for _ in levels..self.height {
+                for (lane, slot) in slots.iter_mut().enumerate() {
+                    let s = *slot & mask;
+                    let value = group[(features[s] as usize * LANES + lane) & within];
+                    *slot = 2 * s + 2 - usize::from(value < thresholds[s]);
                 }
             }
             for (total, slot) in totals.iter_mut().zip(slots) {
                 *total += self.lengths[slot - self.splits()];
             }
         }
-        let rest = groups.remainder().chunks_exact(d);
-        for (total, row) in group_totals.into_remainder().iter_mut().zip(rest) {
-            *total += self.path_length(row);
-        }
     }
 
     /// The sum of `row`'s path lengths over `trees` (all of one height), in tree order.
-    /// Trees go down in groups of [`LANES`], one level at a time, so that one row's walks
-    /// overlap as a block's rows do in [`Complete::add_path_lengths`].
+    /// Trees go down in groups of [`TREE_LANES`], one level at a time, so that one row's
+    /// walks overlap as a block's rows do in [`Complete::add_path_lengths`].
     fn total_path_length(trees: &[Complete], row: &[f64]) -> f64 {
         let mut total = 0.0;
-        for group in trees.chunks(LANES) {
-            let mut slots = [0usize; LANES];
+        for group in trees.chunks(TREE_LANES) {
+            let mut slots = [0usize; TREE_LANES];
             let height = group.first().map_or(0, |t| t.height);
             for _ in 0..height {
                 for (slot, tree) in slots.iter_mut().zip(group) {
@@ -488,7 +535,7 @@ impl Complete {
     }
 
     /// Path length of `row`: as [`Tree::path_length`], in `height` branch-free steps.
-    #[inline]
+    #[cfg(test)]
     fn path_length(&self, row: &[f64]) -> f64 {
         let mut slot = 0usize;
         for _ in 0..self.height {
@@ -590,6 +637,21 @@ mod tests {
             }
             // Many rows at once (in lanes, and the rows left over) score as one at a time.
             let many = forest.score(x.view());
+            for (row, score) in x.rows().into_iter().zip(many) {
+                assert_eq!(forest.score_one(row), score);
+            }
+        }
+    }
+
+    #[test]
+    fn rows_of_any_width_score_in_lanes_as_one_at_a_time() {
+        let x = data();
+        // Widths that are not powers of two are padded in the lanes' layout.
+        for width in [1, 3] {
+            let x = x.slice_axis(Axis(1), ndarray::Slice::from(..width));
+            let forest = IsolationForest::params().check().unwrap().fit(x).unwrap();
+            let many = forest.score(x);
+            assert_eq!(many.len(), x.nrows());
             for (row, score) in x.rows().into_iter().zip(many) {
                 assert_eq!(forest.score_one(row), score);
             }
