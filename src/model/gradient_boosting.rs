@@ -38,6 +38,127 @@ pub struct GradientBoosting {
     params: GradientBoostingValidParams,
     base: f64,
     trees: Vec<Vec<Node>>,
+    /// The trees in [`Complete`] layout, built on first use.
+    #[serde(skip)]
+    complete: CompleteTrees,
+}
+
+/// Cache of the trees in [`Complete`] layout; `None` when they cannot be laid out (too deep,
+/// or none). It is derived from the trees, so it takes no part in equality.
+#[derive(Debug, Clone, Default)]
+struct CompleteTrees(std::sync::OnceLock<Option<Complete>>);
+
+impl PartialEq for CompleteTrees {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// All trees as complete binary trees of one depth, one after another, for walking without
+/// branches or bounds checks: tree `t`'s slot `s` is at `(t << depth) + s`. A slot below
+/// `2^depth - 1` splits on `features` at `thresholds` (children `2s + 1` when the value is
+/// at most the threshold, `2s + 2` otherwise); bottom slot `b` (below `2^depth`) of tree `t`
+/// holds in `values[(t << depth) + b]` the value of the leaf above it. A leaf shallower than
+/// `depth` fills every bottom slot under it, so the placeholder splits below it cannot change
+/// the answer.
+#[derive(Debug, Clone)]
+struct Complete {
+    depth: u32,
+    features: Vec<u32>,
+    thresholds: Vec<f64>,
+    values: Vec<f64>,
+}
+
+impl Complete {
+    /// Deepest layout built: 2^12 slots a tree.
+    const MAX_DEPTH: u32 = 12;
+
+    /// Lays out `trees`, or `None` when one is deeper than [`Complete::MAX_DEPTH`].
+    fn of(trees: &[Vec<Node>]) -> Option<Complete> {
+        fn depth(tree: &[Node], node: usize) -> Option<u32> {
+            let n = tree.get(node)?;
+            if n.leaf {
+                return Some(0);
+            }
+            let below = depth(tree, n.left as usize)?.max(depth(tree, n.right as usize)?);
+            (below < Complete::MAX_DEPTH).then_some(below + 1)
+        }
+        let depth = trees.iter().try_fold(0, |d, t| Some(d.max(depth(t, 0)?)))?;
+        let size = 1usize << depth;
+        let mut complete = Complete {
+            depth,
+            features: vec![0; trees.len() * size],
+            thresholds: vec![f64::INFINITY; trees.len() * size],
+            values: vec![0.0; trees.len() * size],
+        };
+        for (t, tree) in trees.iter().enumerate() {
+            complete.place(t * size, tree, 0, 0, 0);
+        }
+        Some(complete)
+    }
+
+    /// Places the subtree of `node` at `slot`, `level` deep, in the tree starting at `base`.
+    fn place(&mut self, base: usize, tree: &[Node], node: usize, slot: usize, level: u32) {
+        let n = &tree[node];
+        if n.leaf {
+            // Every bottom slot under `slot`: the leftmost is (slot + 1) 2^(depth - level) - 1.
+            let span = 1usize << (self.depth - level);
+            let first = base + (slot + 1) * span - (1usize << self.depth);
+            self.values[first..first + span].fill(n.value);
+            return;
+        }
+        self.features[base + slot] = n.feature;
+        self.thresholds[base + slot] = n.threshold;
+        self.place(base, tree, n.left as usize, 2 * slot + 1, level + 1);
+        self.place(base, tree, n.right as usize, 2 * slot + 2, level + 1);
+    }
+
+    /// `base` plus `rate` times each tree's leaf value for `row`, in tree order. Trees go
+    /// down in groups of [`LANES`], one level at a time, so the walks overlap instead of each
+    /// waiting on the last; a group's slots span a power of two, so masked indices need no
+    /// bounds checks.
+    fn predict(&self, row: &[f64], base: f64, rate: f64) -> f64 {
+        let size = 1usize << self.depth;
+        let splits = size - 1;
+        let group = LANES * size;
+        let mut sum = base;
+        let mut features = self.features.chunks_exact(group);
+        let mut thresholds = self.thresholds.chunks_exact(group);
+        let mut values = self.values.chunks_exact(group);
+        for ((features, thresholds), values) in
+            (&mut features).zip(&mut thresholds).zip(&mut values)
+        {
+            let Some(mask) = features.len().checked_sub(1) else {
+                return sum;
+            };
+            let (thresholds, values) = (&thresholds[..=mask], &values[..=mask]);
+            let mut slots = [0usize; LANES];
+            for _ in 0..self.depth {
+                for (lane, slot) in slots.iter_mut().enumerate() {
+                    let at = (lane * size + *slot) & mask;
+                    let left = row[features[at] as usize] <= thresholds[at];
+                    *slot = 2 * *slot + 2 - usize::from(left);
+                }
+            }
+            for (lane, slot) in slots.iter().enumerate() {
+                sum += rate * values[(lane * size + slot - splits) & mask];
+            }
+        }
+        let rest = features
+            .remainder()
+            .chunks_exact(size)
+            .zip(thresholds.remainder().chunks_exact(size))
+            .zip(values.remainder().chunks_exact(size));
+        for ((features, thresholds), values) in rest {
+            let mut slot = 0;
+            for _ in 0..self.depth {
+                let left = row[features[slot] as usize] <= thresholds[slot];
+                slot = 2 * slot + 2 - usize::from(left);
+            }
+            sum += rate * values[slot - splits];
+        }
+        sum
+    }
 }
 
 /// Trees walked together when predicting one row.
@@ -99,29 +220,23 @@ impl GradientBoosting {
         credit
     }
 
-    /// Prediction for one row given as a slice. Trees go down in groups of [`LANES`], one
-    /// level at a time for `max_depth` levels (a lane at a leaf stays there), so that the
-    /// walks overlap instead of each waiting on the last; leaves add up in tree order.
+    /// Prediction for one row given as a slice: the trees are walked in [`Complete`]
+    /// layout, or node by node when they cannot be laid out; leaves add up in tree order
+    /// either way.
     pub fn predict_slice(&self, row: &[f64]) -> f64 {
-        let mut sum = self.base;
-        for group in self.trees.chunks(LANES) {
-            let mut at = [0u32; LANES];
-            for _ in 0..self.params.max_depth {
-                for (at, tree) in at.iter_mut().zip(group) {
-                    let node = &tree[*at as usize];
-                    let next = if row[node.feature as usize] <= node.threshold {
-                        node.left
-                    } else {
-                        node.right
-                    };
-                    *at = if node.leaf { *at } else { next };
+        let rate = self.params.learning_rate;
+        let complete = self.complete.0.get_or_init(|| Complete::of(&self.trees));
+        match complete {
+            Some(complete) if !row.is_empty() => complete.predict(row, self.base, rate),
+            _ => self.trees.iter().fold(self.base, |sum, tree| {
+                let mut node = &tree[0];
+                while !node.leaf {
+                    let left = row[node.feature as usize] <= node.threshold;
+                    node = &tree[if left { node.left } else { node.right } as usize];
                 }
-            }
-            for (at, tree) in at.iter().zip(group) {
-                sum += self.params.learning_rate * tree[*at as usize].value;
-            }
+                sum + rate * node.value
+            }),
         }
-        sum
     }
 
     /// Predictions for many rows.
@@ -266,6 +381,7 @@ impl GradientBoostingValidParams {
             params: *self,
             base,
             trees,
+            complete: CompleteTrees::default(),
         })
     }
 
@@ -465,7 +581,9 @@ mod tests {
             / 500.0)
             .sqrt();
         assert!(rmse < 2.0, "rmse {rmse}");
-        // The trees walked in lanes give what walking each tree to its leaf gives.
+        // The trees walked in lanes, laid out as complete trees (300 of them: 37 groups of 8
+        // and 4 walked alone), give what walking each tree to its leaf gives.
+        assert!(model.complete.0.get().is_some_and(Option::is_some));
         for (row, &prediction) in x_test.rows().into_iter().zip(&predictions) {
             let mut walked = model.base;
             for tree in &model.trees {
