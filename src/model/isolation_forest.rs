@@ -44,7 +44,7 @@ pub struct IsolationForest {
 /// Cache of the trees in [`Complete`] layout. It is derived from the trees, so it takes no
 /// part in equality.
 #[derive(Debug, Clone, Default)]
-struct CompleteTrees(std::sync::OnceLock<Option<Vec<Complete>>>);
+struct CompleteTrees(std::sync::OnceLock<Option<Complete>>);
 
 impl PartialEq for CompleteTrees {
     fn eq(&self, _: &Self) -> bool {
@@ -52,12 +52,13 @@ impl PartialEq for CompleteTrees {
     }
 }
 
-/// A tree as a complete binary tree of its height limit, for scoring without branches: slot
-/// `s` splits on `features[s]` at `thresholds[s]` (children `2s + 1` when below, `2s + 2`
-/// otherwise), and each of the `2^height` bottom slots holds the path length of the leaf
-/// above it. A leaf shallower than the limit fills every bottom slot under it with its own
-/// path length, so the splits below it (placeholders) cannot change the answer. Every row
-/// takes exactly `height` steps, with no unpredictable branch.
+/// The trees as complete binary trees of their height limit, one after another, for scoring
+/// without branches: tree `t`'s slot `s` is at `(t << height) + s`. Slot `s` below
+/// `2^height - 1` splits on `features` at `thresholds` (children `2s + 1` when below, `2s + 2`
+/// otherwise), and bottom slot `b` (below `2^height`) holds in `lengths` the path length of
+/// the leaf above it. A leaf shallower than the limit fills every bottom slot under it with
+/// its own path length, so the splits below it (placeholders) cannot change the answer. Every
+/// row takes exactly `height` steps, with no unpredictable branch.
 #[derive(Debug, Clone, PartialEq)]
 struct Complete {
     height: u32,
@@ -88,7 +89,7 @@ const LEAF: u32 = u32::MAX;
 const LANES: usize = 8;
 
 /// Trees one row walks down together when scoring one.
-const TREE_LANES: usize = 16;
+const TREE_LANES: usize = 8;
 
 impl IsolationForest {
     /// Defaults: n_trees = 100, sample_size = 256, seed = 0 (scikit-learn's n_estimators and
@@ -136,12 +137,12 @@ impl IsolationForest {
                 };
                 let d = records.ncols().max(1);
                 match self.complete_trees() {
-                    Some(trees) => {
+                    Some(complete) => {
                         let stride = d.next_power_of_two();
                         let groups = Complete::lay_out(block, d, stride);
                         let mut totals = vec![0.0; groups.len() / stride];
-                        for tree in trees {
-                            tree.add_path_lengths(&mut totals, &groups, stride);
+                        for t in 0..self.trees.len() {
+                            complete.add_path_lengths(t, &mut totals, &groups, stride);
                         }
                         scores.copy_from_slice(&totals[..scores.len()]);
                     }
@@ -171,7 +172,7 @@ impl IsolationForest {
             }
         };
         let total: f64 = match self.complete_trees() {
-            Some(trees) => Complete::total_path_length(trees, row),
+            Some(complete) => complete.total_path_length(row),
             None => self.trees.iter().map(|t| t.path_length(row, None)).sum(),
         };
         self.score_of_total(total, average_path_length(self.tree_rows as f64))
@@ -179,16 +180,13 @@ impl IsolationForest {
 
     /// The trees in scoring layout, built on first use; `None` when they are too tall for it
     /// (a complete tree of height h holds 2^h path lengths).
-    fn complete_trees(&self) -> Option<&[Complete]> {
+    fn complete_trees(&self) -> Option<&Complete> {
         const MAX_HEIGHT: u32 = 12;
         let height = (self.tree_rows as f64).log2().ceil() as u32;
         self.complete
             .0
-            .get_or_init(|| {
-                (height <= MAX_HEIGHT)
-                    .then(|| self.trees.iter().map(|t| Complete::of(t, height)).collect())
-            })
-            .as_deref()
+            .get_or_init(|| (height <= MAX_HEIGHT).then(|| Complete::of(&self.trees, height)))
+            .as_ref()
     }
 
     /// The score 2^(-E[h] / c) of a row whose path lengths over all trees sum to `total`.
@@ -407,40 +405,52 @@ impl Grower<'_> {
 }
 
 impl Complete {
-    /// Lays out `tree`, whose leaves are at most `height` deep.
-    fn of(tree: &Tree, height: u32) -> Complete {
-        let internal = (1usize << height) - 1;
+    /// Lays out `trees`, whose leaves are at most `height` deep.
+    fn of(trees: &[Tree], height: u32) -> Complete {
+        // One slot more than the splits per tree, so that slot indices can be masked.
+        let slots = trees.len() << height;
         let mut complete = Complete {
             height,
-            // One slot more than the splits, so that slot indices can be masked.
-            features: vec![0; internal + 1],
-            thresholds: vec![f64::INFINITY; internal + 1],
-            lengths: vec![0.0; internal + 1],
+            features: vec![0; slots],
+            thresholds: vec![f64::INFINITY; slots],
+            lengths: vec![0.0; slots],
         };
-        complete.place(tree, 0, 0, 0);
+        for (t, tree) in trees.iter().enumerate() {
+            complete.place(t << height, tree, 0, 0, 0);
+        }
         complete
     }
 
-    /// Places the subtree of `node` at `slot`, `depth` deep.
-    fn place(&mut self, tree: &Tree, node: usize, slot: usize, depth: u32) {
+    /// Places the subtree of `node` at `slot`, `depth` deep, in the tree starting at `base`.
+    fn place(&mut self, base: usize, tree: &Tree, node: usize, slot: usize, depth: u32) {
         let n = &tree.nodes[node];
         if n.feature == LEAF || depth >= self.height {
             // Every bottom slot under `slot`: the leftmost is (slot + 1) 2^(height - depth) - 1.
             let span = 1usize << (self.height - depth);
-            let first = (slot + 1) * span - 1 - self.splits();
+            let first = base + (slot + 1) * span - 1 - self.splits();
             let length = f64::from(depth) + leaf_path_length(n.size);
             self.lengths[first..first + span].fill(length);
             return;
         }
-        self.features[slot] = n.feature;
-        self.thresholds[slot] = n.threshold;
-        self.place(tree, n.left as usize, 2 * slot + 1, depth + 1);
-        self.place(tree, n.right as usize, 2 * slot + 2, depth + 1);
+        self.features[base + slot] = n.feature;
+        self.thresholds[base + slot] = n.threshold;
+        self.place(base, tree, n.left as usize, 2 * slot + 1, depth + 1);
+        self.place(base, tree, n.right as usize, 2 * slot + 2, depth + 1);
     }
 
-    /// Number of split slots, 2^height - 1 (the slots before the bottom ones).
+    /// Number of split slots of a tree, 2^height - 1 (the slots before the bottom ones).
     fn splits(&self) -> usize {
         (1 << self.height) - 1
+    }
+
+    /// Tree `t`'s features, thresholds and path lengths, 2^height slots each.
+    fn tree(&self, t: usize) -> (&[u32], &[f64], &[f64]) {
+        let slots = (t << self.height)..((t + 1) << self.height);
+        (
+            &self.features[slots.clone()],
+            &self.thresholds[slots.clone()],
+            &self.lengths[slots],
+        )
     }
 
     /// Lays `rows` (`d` values each) out for [`Complete::add_path_lengths`]: groups of
@@ -464,9 +474,9 @@ impl Complete {
     /// its total. A group's [`LANES`] rows go down together, one level at a time, so their
     /// walks are independent chains the processor overlaps instead of waiting on one at a
     /// time.
-    fn add_path_lengths(&self, totals: &mut [f64], groups: &[f64], stride: usize) {
-        let features = &self.features[..];
-        let thresholds = &self.thresholds[..features.len()];
+    fn add_path_lengths(&self, t: usize, totals: &mut [f64], groups: &[f64], stride: usize) {
+        let (features, thresholds, lengths) = self.tree(t);
+        let thresholds = &thresholds[..features.len()];
         // A split slot is below 2^height, the slices' length, so masks leave the indices
         // unchanged; they bound them by the lengths, which the compiler can see. So does a
         // value's index within its group, whose length is a power of two too.
@@ -508,44 +518,60 @@ impl Complete {
                 }
             }
             for (total, slot) in totals.iter_mut().zip(slots) {
-                *total += self.lengths[slot - self.splits()];
+                *total += lengths[slot - self.splits()];
             }
         }
     }
 
-    /// The sum of `row`'s path lengths over `trees` (all of one height), in tree order.
-    /// Trees go down in groups of [`TREE_LANES`], one level at a time, so that one row's
-    /// walks overlap as a block's rows do in [`Complete::add_path_lengths`].
-    fn total_path_length(trees: &[Complete], row: &[f64]) -> f64 {
+    /// The sum of `row`'s path lengths over the trees, in tree order. Trees go down in
+    /// groups of [`TREE_LANES`], one level at a time, so that one row's walks overlap as a
+    /// block's rows do in [`Complete::add_path_lengths`]; a group's slots span a power of
+    /// two, so masked indices need no bounds checks.
+    fn total_path_length(&self, row: &[f64]) -> f64 {
+        let size = 1usize << self.height;
+        let group = TREE_LANES * size;
         let mut total = 0.0;
-        for group in trees.chunks(TREE_LANES) {
+        let mut features = self.features.chunks_exact(group);
+        let mut thresholds = self.thresholds.chunks_exact(group);
+        let mut lengths = self.lengths.chunks_exact(group);
+        for ((features, thresholds), lengths) in
+            (&mut features).zip(&mut thresholds).zip(&mut lengths)
+        {
+            let Some(mask) = features.len().checked_sub(1) else {
+                return total;
+            };
+            let (thresholds, lengths) = (&thresholds[..=mask], &lengths[..=mask]);
             let mut slots = [0usize; TREE_LANES];
-            let height = group.first().map_or(0, |t| t.height);
-            for _ in 0..height {
-                for (slot, tree) in slots.iter_mut().zip(group) {
-                    let below = row[tree.features[*slot] as usize] < tree.thresholds[*slot];
+            for _ in 0..self.height {
+                for (lane, slot) in slots.iter_mut().enumerate() {
+                    let at = (lane * size + *slot) & mask;
+                    let below = row[features[at] as usize] < thresholds[at];
                     *slot = 2 * *slot + 2 - usize::from(below);
                 }
             }
-            for (slot, tree) in slots.iter().zip(group) {
-                total += tree.lengths[slot - tree.splits()];
+            for (lane, slot) in slots.iter().enumerate() {
+                total += lengths[(lane * size + slot - self.splits()) & mask];
             }
+        }
+        let first = self.features.len() / group * TREE_LANES;
+        for t in first..self.features.len() / size {
+            total += self.path_length(t, row);
         }
         total
     }
 
-    /// Path length of `row`: as [`Tree::path_length`], in `height` branch-free steps.
-    #[cfg(test)]
-    fn path_length(&self, row: &[f64]) -> f64 {
+    /// Path length of `row` in tree `t`: as [`Tree::path_length`], in `height` branch-free
+    /// steps.
+    fn path_length(&self, t: usize, row: &[f64]) -> f64 {
+        let (features, thresholds, lengths) = self.tree(t);
         let mut slot = 0usize;
         for _ in 0..self.height {
-            let below = row[self.features[slot] as usize] < self.thresholds[slot];
+            let below = row[features[slot] as usize] < thresholds[slot];
             slot = 2 * slot + 2 - usize::from(below);
         }
-        self.lengths[slot - self.splits()]
+        lengths[slot - self.splits()]
     }
 }
-
 /// [`average_path_length`] of a leaf's row count, from a table for the usual sizes (it is
 /// taken once per tree for every scored row).
 fn leaf_path_length(size: u32) -> f64 {
@@ -625,14 +651,17 @@ mod tests {
                 .fit(x.slice_axis(Axis(0), ndarray::Slice::from(..rows)))
                 .unwrap();
             let complete = forest.complete_trees().expect("short trees are laid out");
-            for (tree, laid_out) in forest.trees.iter().zip(complete) {
+            for (t, tree) in forest.trees.iter().enumerate() {
                 if let Some(split) = tree.nodes.iter().find(|n| n.feature != LEAF) {
                     let mut probe = vec![0.0; 4];
                     probe[split.feature as usize] = split.threshold;
                     probes.push(probe);
                 }
                 for probe in &probes {
-                    assert_eq!(tree.path_length(probe, None), laid_out.path_length(probe));
+                    assert_eq!(
+                        tree.path_length(probe, None),
+                        complete.path_length(t, probe)
+                    );
                 }
             }
             // Many rows at once (in lanes, and the rows left over) score as one at a time.
