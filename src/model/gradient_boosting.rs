@@ -75,15 +75,22 @@ impl Complete {
 
     /// Lays out `trees`, or `None` when one is deeper than [`Complete::MAX_DEPTH`].
     fn of(trees: &[Vec<Node>]) -> Option<Complete> {
-        fn depth(tree: &[Node], node: usize) -> Option<u32> {
+        /// Depth of the subtree of `node`, `level` deep; `None` past the limit (so a
+        /// malformed tree with a cycle ends too) or at an index out of range.
+        fn depth(tree: &[Node], node: usize, level: u32) -> Option<u32> {
             let n = tree.get(node)?;
             if n.leaf {
                 return Some(0);
             }
-            let below = depth(tree, n.left as usize)?.max(depth(tree, n.right as usize)?);
-            (below < Complete::MAX_DEPTH).then_some(below + 1)
+            if level >= Complete::MAX_DEPTH {
+                return None;
+            }
+            let left = depth(tree, n.left as usize, level + 1)?;
+            Some(left.max(depth(tree, n.right as usize, level + 1)?) + 1)
         }
-        let depth = trees.iter().try_fold(0, |d, t| Some(d.max(depth(t, 0)?)))?;
+        let depth = trees
+            .iter()
+            .try_fold(0, |d, t| Some(d.max(depth(t, 0, 0)?)))?;
         let size = 1usize << depth;
         let mut complete = Complete {
             depth,
@@ -599,6 +606,27 @@ mod tests {
         let json = serde_json::to_string(&model).unwrap();
         let back: GradientBoosting = serde_json::from_str(&json).unwrap();
         assert_eq!(back.predict(x_test.view()), predictions);
+    }
+
+    #[test]
+    fn malformed_trees_are_not_laid_out() {
+        let split = Node {
+            leaf: false,
+            feature: 0,
+            threshold: 0.5,
+            left: 0,
+            right: 1,
+            value: 0.0,
+        };
+        let leaf = Node {
+            leaf: true,
+            value: 1.0,
+            ..split
+        };
+        // A cycle, and a child index out of range.
+        assert!(Complete::of(&[vec![split, leaf]]).is_none());
+        assert!(Complete::of(&[vec![Node { right: 7, ..split }, leaf]]).is_none());
+        assert!(Complete::of(&[vec![Node { left: 1, ..split }, leaf]]).is_some());
     }
 
     #[test]
