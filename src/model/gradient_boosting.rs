@@ -120,56 +120,17 @@ impl Complete {
         self.place(base, tree, n.right as usize, 2 * slot + 2, level + 1);
     }
 
-    /// `base` plus `rate` times each tree's leaf value for `row`, in tree order. Trees go
-    /// down in groups of [`LANES`], one level at a time, so the walks overlap instead of each
-    /// waiting on the last; a group's slots span a power of two, so masked indices need no
-    /// bounds checks.
+    /// `base` plus `rate` times each tree's leaf value for `row`, in tree order.
     fn predict(&self, row: &[f64], base: f64, rate: f64) -> f64 {
-        let size = 1usize << self.depth;
-        let splits = size - 1;
-        let group = LANES * size;
-        let mut sum = base;
-        let mut features = self.features.chunks_exact(group);
-        let mut thresholds = self.thresholds.chunks_exact(group);
-        let mut values = self.values.chunks_exact(group);
-        for ((features, thresholds), values) in
-            (&mut features).zip(&mut thresholds).zip(&mut values)
-        {
-            let Some(mask) = features.len().checked_sub(1) else {
-                return sum;
-            };
-            let (thresholds, values) = (&thresholds[..=mask], &values[..=mask]);
-            let mut slots = [0usize; LANES];
-            for _ in 0..self.depth {
-                for (lane, slot) in slots.iter_mut().enumerate() {
-                    let at = (lane * size + *slot) & mask;
-                    let left = row[features[at] as usize] <= thresholds[at];
-                    *slot = 2 * *slot + 2 - usize::from(left);
-                }
-            }
-            for (lane, slot) in slots.iter().enumerate() {
-                sum += rate * values[(lane * size + slot - splits) & mask];
-            }
-        }
-        let rest = features
-            .remainder()
-            .chunks_exact(size)
-            .zip(thresholds.remainder().chunks_exact(size))
-            .zip(values.remainder().chunks_exact(size));
-        for ((features, thresholds), values) in rest {
-            let mut slot = 0;
-            for _ in 0..self.depth {
-                let left = row[features[slot] as usize] <= thresholds[slot];
-                slot = 2 * slot + 2 - usize::from(left);
-            }
-            sum += rate * values[slot - splits];
-        }
-        sum
+        let layout = super::complete::Layout {
+            depth: self.depth,
+            features: &self.features,
+            thresholds: &self.thresholds,
+            leaves: &self.values,
+        };
+        layout.fold(row, |v, t| v <= t, base, |sum, value| sum + rate * value)
     }
 }
-
-/// Trees walked together when predicting one row.
-const LANES: usize = 8;
 
 /// A split (`feature`, rows with value `<= threshold` go left) or a leaf (`value`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -88,9 +88,6 @@ const LEAF: u32 = u32::MAX;
 /// Rows walked down a tree together when scoring many.
 const LANES: usize = 8;
 
-/// Trees one row walks down together when scoring one.
-const TREE_LANES: usize = 8;
-
 impl IsolationForest {
     /// Defaults: n_trees = 100, sample_size = 256, seed = 0 (scikit-learn's n_estimators and
     /// max_samples).
@@ -523,55 +520,30 @@ impl Complete {
         }
     }
 
-    /// The sum of `row`'s path lengths over the trees, in tree order. Trees go down in
-    /// groups of [`TREE_LANES`], one level at a time, so that one row's walks overlap as a
-    /// block's rows do in [`Complete::add_path_lengths`]; a group's slots span a power of
-    /// two, so masked indices need no bounds checks.
+    /// The trees as a [`super::complete::Layout`] of path lengths.
+    fn layout(&self) -> super::complete::Layout<'_> {
+        super::complete::Layout {
+            depth: self.height,
+            features: &self.features,
+            thresholds: &self.thresholds,
+            leaves: &self.lengths,
+        }
+    }
+
+    /// The sum of `row`'s path lengths over the trees, in tree order.
     fn total_path_length(&self, row: &[f64]) -> f64 {
-        let size = 1usize << self.height;
-        let group = TREE_LANES * size;
-        let mut total = 0.0;
-        let mut features = self.features.chunks_exact(group);
-        let mut thresholds = self.thresholds.chunks_exact(group);
-        let mut lengths = self.lengths.chunks_exact(group);
-        for ((features, thresholds), lengths) in
-            (&mut features).zip(&mut thresholds).zip(&mut lengths)
-        {
-            let Some(mask) = features.len().checked_sub(1) else {
-                return total;
-            };
-            let (thresholds, lengths) = (&thresholds[..=mask], &lengths[..=mask]);
-            let mut slots = [0usize; TREE_LANES];
-            for _ in 0..self.height {
-                for (lane, slot) in slots.iter_mut().enumerate() {
-                    let at = (lane * size + *slot) & mask;
-                    let below = row[features[at] as usize] < thresholds[at];
-                    *slot = 2 * *slot + 2 - usize::from(below);
-                }
-            }
-            for (lane, slot) in slots.iter().enumerate() {
-                total += lengths[(lane * size + slot - self.splits()) & mask];
-            }
-        }
-        let first = self.features.len() / group * TREE_LANES;
-        for t in first..self.features.len() / size {
-            total += self.path_length(t, row);
-        }
-        total
+        self.layout()
+            .fold(row, |v, t| v < t, 0.0, |total, length| total + length)
     }
 
     /// Path length of `row` in tree `t`: as [`Tree::path_length`], in `height` branch-free
     /// steps.
+    #[cfg(test)]
     fn path_length(&self, t: usize, row: &[f64]) -> f64 {
-        let (features, thresholds, lengths) = self.tree(t);
-        let mut slot = 0usize;
-        for _ in 0..self.height {
-            let below = row[features[slot] as usize] < thresholds[slot];
-            slot = 2 * slot + 2 - usize::from(below);
-        }
-        lengths[slot - self.splits()]
+        self.layout().leaf(t, row, |v, t| v < t)
     }
 }
+
 /// [`average_path_length`] of a leaf's row count, from a table for the usual sizes (it is
 /// taken once per tree for every scored row).
 fn leaf_path_length(size: u32) -> f64 {

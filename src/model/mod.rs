@@ -6,6 +6,7 @@
 //! `fit()` -> fitted model, with typed errors for rejected values and data.
 
 pub mod bundle;
+mod complete;
 pub mod diagnosis;
 pub mod evaluation;
 pub mod failure;
