@@ -8,6 +8,23 @@
 /// Trees one row walks down together.
 const LANES: usize = 8;
 
+/// A forest's trees in a layout of type `T`, derived from them on first use; `None` when
+/// they cannot be laid out. It is derived, so it takes no part in equality.
+#[derive(Debug, Clone)]
+pub(super) struct LaidOut<T>(pub(super) std::sync::OnceLock<Option<T>>);
+
+impl<T> Default for LaidOut<T> {
+    fn default() -> Self {
+        LaidOut(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> PartialEq for LaidOut<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// A forest in complete layout, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layout<'a> {

@@ -14,6 +14,7 @@ use rand08::seq::index::sample;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::complete::LaidOut;
 use super::{FitError, ParamsError};
 
 /// Checked hyperparameters.
@@ -38,20 +39,10 @@ pub struct GradientBoosting {
     params: GradientBoostingValidParams,
     base: f64,
     trees: Vec<Vec<Node>>,
-    /// The trees in [`Complete`] layout, built on first use.
+    /// The trees in [`Complete`] layout, built on first use (`None` when they cannot be: too
+    /// deep, or none).
     #[serde(skip)]
-    complete: CompleteTrees,
-}
-
-/// Cache of the trees in [`Complete`] layout; `None` when they cannot be laid out (too deep,
-/// or none). It is derived from the trees, so it takes no part in equality.
-#[derive(Debug, Clone, Default)]
-struct CompleteTrees(std::sync::OnceLock<Option<Complete>>);
-
-impl PartialEq for CompleteTrees {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+    complete: LaidOut<Complete>,
 }
 
 /// All trees as complete binary trees of one depth, one after another, for walking without
@@ -349,7 +340,7 @@ impl GradientBoostingValidParams {
             params: *self,
             base,
             trees,
-            complete: CompleteTrees::default(),
+            complete: LaidOut::default(),
         })
     }
 

@@ -14,6 +14,7 @@ use rand08::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::complete::LaidOut;
 use super::{FitError, ParamsError};
 
 /// Checked hyperparameters.
@@ -38,18 +39,7 @@ pub struct IsolationForest {
     trees: Vec<Tree>,
     /// The trees laid out for scoring, derived from `trees` on first use.
     #[serde(skip)]
-    complete: CompleteTrees,
-}
-
-/// Cache of the trees in [`Complete`] layout. It is derived from the trees, so it takes no
-/// part in equality.
-#[derive(Debug, Clone, Default)]
-struct CompleteTrees(std::sync::OnceLock<Option<Complete>>);
-
-impl PartialEq for CompleteTrees {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+    complete: LaidOut<Complete>,
 }
 
 /// The trees as complete binary trees of their height limit, one after another, for scoring
@@ -269,7 +259,7 @@ impl IsolationForestValidParams {
             n_features,
             tree_rows,
             trees,
-            complete: CompleteTrees::default(),
+            complete: LaidOut::default(),
         })
     }
 }
