@@ -174,6 +174,7 @@ impl<F: Float, D: Dimension> LogisticRegressionValidParams<F, D> {
             x,
             target,
             alpha: self.alpha,
+            last: std::sync::Mutex::new(None),
         }
     }
 
@@ -486,33 +487,62 @@ fn mat_vec<F: Float, A: Data<Elem = F>>(
 ///
 /// Thus, the log loss can be written as
 /// $$-\sum_{i=1}^{N} \log(\sigma(y_i z_i)) + \frac{\alpha}{2}\text{params}^T\text{params}$$
+#[cfg(test)]
 fn logistic_loss<F: Float, A: Data<Elem = F>>(
     x: &ArrayBase<A, Ix2>,
     y: &Array1<F>,
     alpha: F,
     w: &Array1<F>,
 ) -> F {
-    let n_features = x.shape()[1];
-    let (params, intercept) = convert_params(n_features, w);
-    // Patched for Vigil (PATCHED.md): a matrix-vector product in `x`'s memory order.
-    let yz = mat_vec(x, &params) + intercept;
-    let mut yz = yz * y;
+    logistic_loss_at(x.ncols(), linear_predictor(x, w), y, alpha, w)
+}
+
+/// Patched for Vigil (PATCHED.md): `x . params + intercept`, a matrix-vector product in `x`'s
+/// memory order.
+fn linear_predictor<F: Float, A: Data<Elem = F>>(
+    x: &ArrayBase<A, Ix2>,
+    w: &Array1<F>,
+) -> Array1<F> {
+    let (params, intercept) = convert_params(x.shape()[1], w);
+    mat_vec(x, &params) + intercept
+}
+
+/// Patched for Vigil (PATCHED.md): the logistic loss given `z`, the linear predictor at `w`.
+fn logistic_loss_at<F: Float>(
+    n_features: usize,
+    z: Array1<F>,
+    y: &Array1<F>,
+    alpha: F,
+    w: &Array1<F>,
+) -> F {
+    let (params, _) = convert_params(n_features, w);
+    let mut yz = z * y;
     yz.mapv_inplace(log_logistic);
     -yz.sum() + F::cast(0.5) * alpha * params.dot(&params)
 }
 
 /// Computes the gradient of the logistic loss function
+#[cfg(test)]
 fn logistic_grad<F: Float, A: Data<Elem = F>>(
     x: &ArrayBase<A, Ix2>,
     y: &Array1<F>,
     alpha: F,
     w: &Array1<F>,
 ) -> Array1<F> {
+    logistic_grad_at(x, linear_predictor(x, w), y, alpha, w)
+}
+
+/// Patched for Vigil (PATCHED.md): the loss gradient given `z`, the linear predictor at `w`.
+fn logistic_grad_at<F: Float, A: Data<Elem = F>>(
+    x: &ArrayBase<A, Ix2>,
+    z: Array1<F>,
+    y: &Array1<F>,
+    alpha: F,
+    w: &Array1<F>,
+) -> Array1<F> {
     let n_features = x.shape()[1];
-    let (params, intercept) = convert_params(n_features, w);
-    // Patched for Vigil (PATCHED.md): a matrix-vector product in `x`'s memory order.
-    let yz = mat_vec(x, &params) + intercept;
-    let mut yz = yz * y;
+    let (params, _) = convert_params(n_features, w);
+    let mut yz = z * y;
     yz.mapv_inplace(logistic);
     yz -= F::one();
     yz *= y;
@@ -794,6 +824,34 @@ struct LogisticRegressionProblem<'a, F: Float, A: Data<Elem = F>, D: Dimension> 
     x: &'a ArrayBase<A, Ix2>,
     target: Array<F, D>,
     alpha: F,
+    /// Patched for Vigil (PATCHED.md): the binary problem's last parameters, their linear
+    /// predictor and, once asked for, their gradient. The line search asks for the cost and
+    /// the gradient at each point it tries, and L-BFGS for the gradient at the point it
+    /// accepts again: each pass over `x` is made once per point.
+    last: std::sync::Mutex<Option<Evaluated<F>>>,
+}
+
+/// Patched for Vigil (PATCHED.md): what is known at one parameter vector.
+struct Evaluated<F> {
+    w: Array1<F>,
+    z: Array1<F>,
+    grad: Option<Array1<F>>,
+}
+
+impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem1<'_, F, A> {
+    /// Patched for Vigil (PATCHED.md): runs `f` on what is known at `w`, after computing its
+    /// linear predictor unless that is known already.
+    fn at<T>(&self, w: &Array1<F>, f: impl FnOnce(&mut Evaluated<F>) -> T) -> T {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.as_mut() {
+            Some(known) if known.w == *w => f(known),
+            _ => f(last.insert(Evaluated {
+                w: w.clone(),
+                z: linear_predictor(self.x, w),
+                grad: None,
+            })),
+        }
+    }
 }
 
 type LogisticRegressionProblem1<'a, F, A> = LogisticRegressionProblem<'a, F, A, Ix1>;
@@ -806,7 +864,9 @@ impl<F: Float, A: Data<Elem = F>> CostFunction for LogisticRegressionProblem1<'_
     /// Apply the cost function to a parameter `p`
     fn cost(&self, p: &Self::Param) -> std::result::Result<Self::Output, argmin::core::Error> {
         let w = p.as_array();
-        let cost = logistic_loss(self.x, &self.target, self.alpha, w);
+        let cost = self.at(w, |known| {
+            logistic_loss_at(self.x.ncols(), known.z.clone(), &self.target, self.alpha, w)
+        });
         Ok(cost)
     }
 }
@@ -818,7 +878,16 @@ impl<F: Float, A: Data<Elem = F>> Gradient for LogisticRegressionProblem1<'_, F,
     /// Compute the gradient at parameter `p`.
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Self::Param, argmin::core::Error> {
         let w = p.as_array();
-        let grad = ArgminParam(logistic_grad(self.x, &self.target, self.alpha, w));
+        let grad = self.at(w, |known| {
+            let z = &known.z;
+            known
+                .grad
+                .get_or_insert_with(|| {
+                    logistic_grad_at(self.x, z.clone(), &self.target, self.alpha, w)
+                })
+                .clone()
+        });
+        let grad = ArgminParam(grad);
         Ok(grad)
     }
 }
