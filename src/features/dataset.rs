@@ -234,12 +234,21 @@ fn asset_rows(
     }
     let start = first.div_euclid(step) * step + if first.rem_euclid(step) == 0 { 0 } else { step };
     let n_points = ((last - start) / step + 1).max(0) as usize;
-    let grids: Vec<Option<Vec<f64>>> = history
+    // Each metric's grid, with the count of gap points (NaN) before each point: a window
+    // has a gap when the counts at its two ends differ.
+    let grids: Vec<Option<(Vec<f64>, Vec<u32>)>> = history
         .metrics
         .iter()
         .map(|m| {
-            m.as_ref()
-                .map(|m| resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill))
+            m.as_ref().map(|m| {
+                let grid = resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill);
+                let mut gaps = Vec::with_capacity(grid.len() + 1);
+                gaps.push(0);
+                for v in &grid {
+                    gaps.push(gaps[gaps.len() - 1] + u32::from(v.is_nan()));
+                }
+                (grid, gaps)
+            })
         })
         .collect();
     let last_points = (w.saturating_sub(1)..n_points).step_by(params.stride.max(1));
@@ -289,11 +298,12 @@ fn asset_rows(
             None if last - end >= params.ttf_cap_secs => Some(params.ttf_cap_secs as f64),
             None => None,
         };
+        let first_point = last_point + 1 - w;
         for (slot, grid) in window.iter_mut().zip(&grids) {
             *slot = grid
                 .as_ref()
-                .map(|g| &g[last_point + 1 - w..=last_point])
-                .filter(|values| !values.iter().any(|v| v.is_nan()));
+                .filter(|(_, gaps)| gaps[last_point + 1] == gaps[first_point])
+                .map(|(grid, _)| &grid[first_point..=last_point]);
         }
         let Ok(missing) = extract(schema, &window, &baselines, &mut row) else {
             continue;

@@ -270,57 +270,50 @@ pub fn extract(
     Ok(missing)
 }
 
-/// Accumulators each pass keeps, over values `k`, `k + LANES`, ...: independent chains of
-/// additions that overlap instead of each waiting on the one before.
+/// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
+/// independent chains of additions that overlap instead of each waiting on the one before.
 const LANES: usize = 4;
 
-/// The [`STATS`] of one metric's window.
+/// The [`STATS`] of one metric's window, in one pass. Sums run over the values' differences
+/// from the first value, `d`: the mean is `x0 + sum(d) / n`, the variance
+/// `(sum(d^2) - sum(d)^2 / n) / n` (exactly 0 for a constant window) and the slope's
+/// covariance `sum((k - centre) d)` (the centred `k` sum to zero, so no mean is needed).
+/// Shifting by a value of the window keeps the sums small where the values sit far from
+/// zero.
 fn metric_stats(x: &[f64], baseline: Option<Baseline>, out: &mut [f64]) {
     let n = x.len() as f64;
-    let (mut sums, mut mins, mut maxs) = (
-        [0.0; LANES],
-        [f64::INFINITY; LANES],
-        [f64::NEG_INFINITY; LANES],
-    );
+    let x0 = x[0];
+    let centre = (n - 1.0) / 2.0;
+    let (mut sums, mut squares, mut covs) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let (mut mins, mut maxs) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
     let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
+    let first_rest = x.len() - chunks.remainder().len();
+    for (c, chunk) in chunks.enumerate() {
         for (lane, &v) in chunk.iter().enumerate() {
-            sums[lane] += v;
+            let d = v - x0;
+            let dk = (c * LANES + lane) as f64 - centre;
+            sums[lane] += d;
+            squares[lane] += d * d;
+            covs[lane] += dk * d;
             mins[lane] = mins[lane].min(v);
             maxs[lane] = maxs[lane].max(v);
         }
     }
     let mut sum: f64 = sums.into_iter().sum();
+    let mut square: f64 = squares.into_iter().sum();
+    let mut cov: f64 = covs.into_iter().sum();
     let mut min = mins.into_iter().fold(f64::INFINITY, f64::min);
     let mut max = maxs.into_iter().fold(f64::NEG_INFINITY, f64::max);
-    for &v in rest {
-        sum += v;
+    for (k, &v) in x.iter().enumerate().skip(first_rest) {
+        let d = v - x0;
+        sum += d;
+        square += d * d;
+        cov += (k as f64 - centre) * d;
         min = min.min(v);
         max = max.max(v);
     }
-    let mean = sum / n;
-    // Two-pass variance and slope: exact for windows whose values sit far from zero.
-    let centre = (n - 1.0) / 2.0;
-    let (mut vars, mut covs) = ([0.0; LANES], [0.0; LANES]);
-    let chunks = x.chunks_exact(LANES);
-    let first_rest = x.len() - chunks.remainder().len();
-    for (c, chunk) in chunks.enumerate() {
-        for (lane, &v) in chunk.iter().enumerate() {
-            let d = v - mean;
-            let dk = (c * LANES + lane) as f64 - centre;
-            vars[lane] += d * d;
-            covs[lane] += dk * d;
-        }
-    }
-    let mut var: f64 = vars.into_iter().sum();
-    let mut cov: f64 = covs.into_iter().sum();
-    for (k, &v) in x.iter().enumerate().skip(first_rest) {
-        let d = v - mean;
-        let dk = k as f64 - centre;
-        var += d * d;
-        cov += dk * d;
-    }
+    let mean = x0 + sum / n;
+    let var = (square - sum * sum / n).max(0.0);
     // The sum of (k - centre)^2 over the window: n (n^2 - 1) / 12, exact in f64 (the
     // squares are of half-integers).
     let ss_k = n * (n * n - 1.0) / 12.0;
@@ -366,6 +359,25 @@ mod tests {
         // slope: sum((k-2)(x-4)) / sum((k-2)^2) = (6 + 2 + 0 + 0 + 12) / 10
         assert_eq!(out, vec![mean, std, 1.0, 10.0, 10.0, 2.0, 1.0, 0.0]);
         assert_eq!(s.names()[5], "cpu_slope");
+    }
+
+    #[test]
+    fn stats_stay_exact_far_from_zero_and_on_constant_windows() {
+        let s = schema(&["cpu"], 60);
+        let mut out = vec![0.0; s.len()];
+        // A ramp of step 0.5 on top of 1e9: every value and difference is exact in f64.
+        let ramp: Vec<f64> = (0..60).map(|k| 1e9 + 0.5 * k as f64).collect();
+        extract(&s, &[Some(&ramp)], &[None], &mut out).unwrap();
+        assert_eq!(out[0], 1e9 + 14.75);
+        let std = 0.5 * ((60.0 * 60.0 - 1.0) / 12.0f64).sqrt();
+        assert!((out[1] - std).abs() < 1e-12, "{} vs {std}", out[1]);
+        assert_eq!(out[5], 0.5);
+        let flat = vec![123_456.789; 60];
+        extract(&s, &[Some(&flat)], &[None], &mut out).unwrap();
+        assert_eq!(
+            &out[..6],
+            &[123_456.789, 0.0, 123_456.789, 123_456.789, 123_456.789, 0.0]
+        );
     }
 
     #[test]
