@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use ndarray::Axis;
+use rayon::prelude::*;
 use sha2::Digest;
 
 use crate::config::TrainingSettings;
@@ -26,6 +27,7 @@ use crate::ingest::{Limits, NamedBatch};
 pub use crate::model::bundle::{
     Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TtfReport,
 };
+use crate::model::diagnosis::KindScore;
 use crate::model::evaluation::{Scorecard, brier, reliability};
 use crate::model::{
     Diagnosis, FailureModel, FitError, GradientBoosting, IsolationForest, ParamsError,
@@ -235,33 +237,55 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         .fit(data.train.x.view())?;
     report.stage("fit_if", started);
 
-    on_stage("fit failure model");
+    // The failure model's logistic regression runs on one core; the diagnosis tree, the
+    // time-to-failure trees and the validation windows' anomaly scores fill the other.
+    on_stage("fit failure model, diagnosis and time to failure");
     let started = Instant::now();
-    let failure = FailureModel::params()
+    let failure_params = FailureModel::params()
         .seed(settings.seed)
         .negatives_per_positive(settings.negatives_per_positive)
-        .check()?
-        .fit(
-            data.train.x.view(),
-            &|rows| forest.score(rows),
-            &data.train.y,
-            &data.train.end,
-        )?;
-    report.stage("fit_failure", started);
-
-    on_stage("fit diagnosis");
-    let started = Instant::now();
-    let diagnosis = fit_diagnosis(&schema, &data, &mut report)?;
-    report.stage("fit_diagnosis", started);
-
-    on_stage("fit time to failure");
-    let started = Instant::now();
-    let time_to_failure = fit_time_to_failure(settings, &data, &mut report)?;
-    report.stage("fit_time_to_failure", started);
+        .check()?;
+    let (failure, (diagnosis, (time_to_failure, validation_anomaly))) = rayon::join(
+        || {
+            timed(|| {
+                failure_params.fit(
+                    data.train.x.view(),
+                    &|rows| forest.score(rows),
+                    &data.train.y,
+                    &data.train.end,
+                )
+            })
+        },
+        || {
+            rayon::join(
+                || timed(|| fit_diagnosis(&schema, &data)),
+                || {
+                    rayon::join(
+                        || timed(|| fit_time_to_failure(settings, &data)),
+                        || timed(|| Ok::<_, TrainError>(forest.score(data.validation.x.view()))),
+                    )
+                },
+            )
+        },
+    );
+    report.stage("fit_models", started);
+    let failure = report.substage("fit_failure", failure)?;
+    let diagnosis = report
+        .substage("fit_diagnosis", diagnosis)?
+        .map(|(model, scores)| {
+            report.diagnosis = scores;
+            model
+        });
+    let time_to_failure = report
+        .substage("fit_time_to_failure", time_to_failure)?
+        .map(|(model, ttf)| {
+            report.time_to_failure = Some(ttf);
+            model
+        });
+    let validation_anomaly: Vec<f64> = report.substage("score_anomaly", validation_anomaly)?;
 
     on_stage("score validation");
     let started = Instant::now();
-    let validation_anomaly = forest.score(data.validation.x.view());
     if !data.validation.is_empty() {
         let logits = failure.logits(data.validation.x.view(), &validation_anomaly);
         let probabilities: Vec<f64> = logits.iter().map(|&z| failure.calibrate(z)).collect();
@@ -437,6 +461,17 @@ fn train_class(
     Ok((report, used.then_some(model)))
 }
 
+/// A model with what it measured on the validation windows; `None` when the training data
+/// cannot support it.
+type Fitted<M, R> = Result<Option<(M, R)>, TrainError>;
+
+/// Runs `f` and measures its wall time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed().as_secs_f64())
+}
+
 /// At most `n` of `rows`, evenly spaced.
 fn thin(rows: &[usize], n: usize) -> Vec<usize> {
     if rows.len() <= n {
@@ -453,8 +488,7 @@ fn thin(rows: &[usize], n: usize) -> Vec<usize> {
 fn fit_time_to_failure(
     settings: &TrainingSettings,
     data: &dataset::Dataset,
-    report: &mut TrainReport,
-) -> Result<Option<TimeToFailure>, TrainError> {
+) -> Fitted<TimeToFailure, TtfReport> {
     let cap = settings.ttf_cap_secs as f64;
     let known = |part: &dataset::Part| -> (Vec<usize>, Vec<usize>) {
         (0..part.len())
@@ -489,7 +523,11 @@ fn fit_time_to_failure(
             .map(|&i| (guess(i) - data.validation.ttf[i].unwrap_or(cap)) / 60.0)
             .collect()
     };
-    let predicted = |i: usize| ttf.estimate(data.validation.x.row(i)).secs;
+    let estimates: Vec<f64> = (0..data.validation.len())
+        .into_par_iter()
+        .map(|i| ttf.estimate(data.validation.x.row(i)).secs)
+        .collect();
+    let predicted = |i: usize| estimates[i];
     let all: Vec<usize> = near.iter().chain(&far).copied().collect();
     let rmse = |e: Vec<f64>| {
         (!e.is_empty()).then(|| (e.iter().map(|v| v * v).sum::<f64>() / e.len() as f64).sqrt())
@@ -503,15 +541,15 @@ fn fit_time_to_failure(
         .copied()
         .filter(|&i| data.validation.ttf[i].is_some_and(|t| t <= horizon))
         .collect();
-    report.time_to_failure = Some(TtfReport {
+    let measured = TtfReport {
         train_rows: rows.len() as u64,
         validation_rows: all.len() as u64,
         rmse_minutes: rmse(error(&all, &predicted)),
         near_rows: within.len() as u64,
         near_mae_minutes: mae(error(&within, &predicted)),
         near_mae_minutes_of_mean: mae(error(&within, &|_| mean)),
-    });
-    Ok(Some(ttf))
+    };
+    Ok(Some((ttf, measured)))
 }
 
 /// Rows of a part that precede a failure of known kind, and those kinds.
@@ -524,12 +562,12 @@ fn kind_rows(part: &dataset::Part) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// Fits the diagnosis tree on the training windows before failures and scores it on the
-/// validation ones; `None` when fewer than 10 such training windows exist.
+/// validation ones (`None` when it has none); `None` when fewer than 10 such training
+/// windows exist.
 fn fit_diagnosis(
     schema: &FeatureSchema,
     data: &dataset::Dataset,
-    report: &mut TrainReport,
-) -> Result<Option<Diagnosis>, TrainError> {
+) -> Fitted<Diagnosis, Option<Vec<KindScore>>> {
     let (rows, kinds) = kind_rows(&data.train);
     if rows.len() < 10 {
         return Ok(None);
@@ -540,11 +578,11 @@ fn fit_diagnosis(
             .check()?
             .fit(x.view(), &kinds, &data.kinds, &schema.names())?;
     let (rows, kinds) = kind_rows(&data.validation);
-    if !rows.is_empty() {
+    let scores = (!rows.is_empty()).then(|| {
         let x = data.validation.x.select(Axis(0), &rows);
-        report.diagnosis = Some(diagnosis.evaluate(x.view(), &kinds));
-    }
-    Ok(Some(diagnosis))
+        diagnosis.evaluate(x.view(), &kinds)
+    });
+    Ok(Some((diagnosis, scores)))
 }
 
 fn compare(

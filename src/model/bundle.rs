@@ -86,7 +86,8 @@ pub struct TtfReport {
 /// What a run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainReport {
-    /// Seconds per stage, in order.
+    /// Seconds per stage, in order. A stage whose parts ran at the same time is followed by
+    /// the parts, each with its own seconds and its name indented by two spaces.
     pub stages: Vec<(String, f64)>,
     /// Samples read.
     pub samples: u64,
@@ -161,9 +162,24 @@ impl TrainReport {
             .push((name.to_owned(), started.elapsed().as_secs_f64()));
     }
 
-    /// Total seconds of all stages.
+    /// Records one of the parts of the stage before that ran at the same time, with the
+    /// seconds it took alone (its name indented), and passes its result on.
+    pub(crate) fn substage<T, E>(
+        &mut self,
+        name: &str,
+        (result, secs): (Result<T, E>, f64),
+    ) -> Result<T, E> {
+        self.stages.push((format!("  {name}"), secs));
+        result
+    }
+
+    /// Total seconds of all stages (not counting their parts twice).
     pub fn total_secs(&self) -> f64 {
-        self.stages.iter().map(|(_, s)| s).sum()
+        self.stages
+            .iter()
+            .filter(|(name, _)| !name.starts_with(' '))
+            .map(|(_, s)| s)
+            .sum()
     }
 }
 

@@ -14,6 +14,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand08::SeedableRng;
 use rand08::rngs::SmallRng;
 use rand08::seq::SliceRandom;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::evaluation::average_precision;
@@ -182,10 +183,9 @@ impl FailureModel {
 
     /// Calibrated log-odds of many windows.
     pub fn logits(&self, features: ArrayView2<f64>, anomaly: &[f64]) -> Vec<f64> {
-        features
-            .axis_iter(Axis(0))
-            .zip(anomaly)
-            .map(|(row, &a)| self.logit(row, a))
+        (0..features.nrows())
+            .into_par_iter()
+            .map(|i| self.logit(features.row(i), anomaly[i]))
             .collect()
     }
 
@@ -347,10 +347,9 @@ impl FailureModelValidParams {
         };
         let cal_features = features.select(Axis(0), cal_rows);
         let cal_anomaly = anomaly(cal_features.view());
-        let cal_logits: Vec<f64> = cal_features
-            .axis_iter(Axis(0))
-            .zip(&cal_anomaly)
-            .map(|(row, &a)| model.raw_logit(row, a))
+        let cal_logits: Vec<f64> = (0..cal_features.nrows())
+            .into_par_iter()
+            .map(|i| model.raw_logit(cal_features.row(i), cal_anomaly[i]))
             .collect();
         let cal_labels: Vec<bool> = cal_rows.iter().map(|&i| labels[i]).collect();
         let mut cal_scores = cal_logits;

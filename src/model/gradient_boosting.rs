@@ -7,7 +7,7 @@
 //! of a split has its histograms counted; the larger's are the parent's minus those.
 //! Predictions add `learning_rate` times every tree's leaf value to the mean target.
 
-use ndarray::{ArrayView1, ArrayView2, Axis};
+use ndarray::{ArrayView1, ArrayView2};
 use rand08::SeedableRng;
 use rand08::rngs::SmallRng;
 use rand08::seq::index::sample;
@@ -200,9 +200,9 @@ impl GradientBoosting {
 
     /// Predictions for many rows.
     pub fn predict(&self, records: ArrayView2<f64>) -> Vec<f64> {
-        records
-            .axis_iter(Axis(0))
-            .map(|row| self.predict_one(row))
+        (0..records.nrows())
+            .into_par_iter()
+            .map(|i| self.predict_one(records.row(i)))
             .collect()
     }
 }
