@@ -272,7 +272,7 @@ pub fn extract(
 
 /// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
 /// independent chains of additions that overlap instead of each waiting on the one before.
-const LANES: usize = 4;
+const LANES: usize = 2;
 
 /// The [`STATS`] of one metric's window, in one pass. Sums run over the values' differences
 /// from the first value, `d`: the mean is `x0 + sum(d) / n`, the variance
@@ -285,25 +285,29 @@ fn metric_stats(x: &[f64], baseline: Option<Baseline>, out: &mut [f64]) {
     let x0 = x[0];
     let centre = (n - 1.0) / 2.0;
     let (mut sums, mut squares, mut covs) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    let (mut mins, mut maxs) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
+    let (mut mins, mut maxs) = ([x0; LANES], [x0; LANES]);
+    // Each lane's k - centre, exact (half-integers), advanced by LANES per chunk.
+    let mut dks: [f64; LANES] = std::array::from_fn(|lane| lane as f64 - centre);
     let chunks = x.chunks_exact(LANES);
     let first_rest = x.len() - chunks.remainder().len();
-    for (c, chunk) in chunks.enumerate() {
+    for chunk in chunks {
         for (lane, &v) in chunk.iter().enumerate() {
             let d = v - x0;
-            let dk = (c * LANES + lane) as f64 - centre;
             sums[lane] += d;
             squares[lane] += d * d;
-            covs[lane] += dk * d;
-            mins[lane] = mins[lane].min(v);
-            maxs[lane] = maxs[lane].max(v);
+            covs[lane] += dks[lane] * d;
+            dks[lane] += LANES as f64;
+            // Comparisons rather than f64::min/max: the window holds no NaN (a gap makes it
+            // missing), and a plain compare-and-pick compiles to one instruction.
+            mins[lane] = if v < mins[lane] { v } else { mins[lane] };
+            maxs[lane] = if v > maxs[lane] { v } else { maxs[lane] };
         }
     }
     let mut sum: f64 = sums.into_iter().sum();
     let mut square: f64 = squares.into_iter().sum();
     let mut cov: f64 = covs.into_iter().sum();
-    let mut min = mins.into_iter().fold(f64::INFINITY, f64::min);
-    let mut max = maxs.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    let mut min = mins.into_iter().fold(x0, f64::min);
+    let mut max = maxs.into_iter().fold(x0, f64::max);
     for (k, &v) in x.iter().enumerate().skip(first_rest) {
         let d = v - x0;
         sum += d;

@@ -203,6 +203,13 @@ fn timestamps(column: &Column, path: &Path) -> Result<Vec<Option<i64>>, FileErro
                 .map(|v| v.map(|v| (v as f64 * scale).round() as i64))
                 .collect())
         }
+        // Whole seconds, the usual case: exact, without going through floats.
+        DataType::Int64 => Ok(column
+            .i64()
+            .map_err(polars_err(path))?
+            .iter()
+            .map(|v| v.and_then(|secs| secs.checked_mul(1_000_000)))
+            .collect()),
         dtype if dtype.is_primitive_numeric() => Ok(floats(column, path)?
             .iter()
             .map(|v| v.and_then(seconds_to_micros))
