@@ -129,10 +129,11 @@ pub struct Dataset {
     pub validation: Part,
 }
 
-/// Rows of one asset, before concatenation.
+/// The windows of one asset on one side of the split, before their features: each one's
+/// last grid point and labels.
 #[derive(Default)]
 struct Rows {
-    x: Vec<f64>,
+    last_point: Vec<usize>,
     y: Vec<bool>,
     end: Vec<i64>,
     kind: Vec<Option<u32>>,
@@ -141,8 +142,8 @@ struct Rows {
 }
 
 impl Rows {
-    fn reserve(&mut self, rows: usize, n_features: usize) {
-        self.x.reserve_exact(rows * n_features);
+    fn reserve(&mut self, rows: usize) {
+        self.last_point.reserve_exact(rows);
         self.y.reserve_exact(rows);
         self.end.reserve_exact(rows);
         self.kind.reserve_exact(rows);
@@ -162,7 +163,7 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
     let mut kinds: Vec<String> = failures.iter().map(|f| f.kind.clone()).collect();
     kinds.sort();
     kinds.dedup();
-    let per_asset: Vec<(Vec<Option<Baseline>>, Rows, Rows)> = histories
+    let per_asset: Vec<AssetWindows> = histories
         .par_iter()
         .map(|history| {
             let history = history.borrow();
@@ -171,25 +172,17 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
                 .filter(|f| f.asset == history.asset)
                 .collect();
             mine.sort_by_key(|f| f.started);
-            asset_rows(schema, history, &mine, &kinds, params, cutoff)
+            asset_windows(schema, history, &mine, &kinds, params, cutoff)
         })
         .collect();
-    let mut baselines = Vec::with_capacity(per_asset.len());
-    let mut train = Vec::with_capacity(per_asset.len());
-    let mut validation = Vec::with_capacity(per_asset.len());
-    for (b, t, v) in per_asset {
-        baselines.push(b);
-        train.push(t);
-        validation.push(v);
-    }
     Dataset {
         assets: histories.iter().map(|h| h.borrow().asset.clone()).collect(),
         kinds,
-        baselines,
+        train: part(schema, &per_asset, |a| &a.train),
+        validation: part(schema, &per_asset, |a| &a.validation),
+        baselines: per_asset.into_iter().map(|a| a.baselines).collect(),
         cutoff,
         range,
-        train: concat(train, schema.len()),
-        validation: concat(validation, schema.len()),
     }
 }
 
@@ -207,14 +200,56 @@ fn time_range<H: Borrow<AssetHistory>>(histories: &[H]) -> (i64, i64) {
     if range.0 > range.1 { (0, 0) } else { range }
 }
 
-fn asset_rows(
+/// One asset's grids and baselines, and its windows on each side of the split.
+struct AssetWindows {
+    baselines: Vec<Option<Baseline>>,
+    grids: Vec<Option<Grid>>,
+    train: Rows,
+    validation: Rows,
+}
+
+/// One metric on the grid, with the count of gap points (NaN) before each point: a window
+/// has a gap when the counts at its two ends differ.
+struct Grid {
+    values: Vec<f64>,
+    gaps: Vec<u32>,
+}
+
+impl Grid {
+    fn new(values: Vec<f64>) -> Self {
+        let mut gaps = Vec::with_capacity(values.len() + 1);
+        gaps.push(0);
+        for v in &values {
+            gaps.push(gaps[gaps.len() - 1] + u32::from(v.is_nan()));
+        }
+        Self { values, gaps }
+    }
+}
+
+/// Points each metric's slot of `window` at its values over grid points `first..=last`, or
+/// `None` where the metric is absent or has a gap there.
+fn window_of<'a>(
+    grids: &'a [Option<Grid>],
+    first: usize,
+    last: usize,
+    window: &mut [Option<&'a [f64]>],
+) {
+    for (slot, grid) in window.iter_mut().zip(grids) {
+        *slot = grid
+            .as_ref()
+            .filter(|g| g.gaps[last + 1] == g.gaps[first])
+            .map(|g| &g.values[first..=last]);
+    }
+}
+
+fn asset_windows(
     schema: &FeatureSchema,
     history: &AssetHistory,
     failures: &[&Failure],
     kinds: &[String],
     params: &DatasetParams,
     cutoff: i64,
-) -> (Vec<Option<Baseline>>, Rows, Rows) {
+) -> AssetWindows {
     let step = schema.step_secs;
     let w = schema.window;
     let baselines: Vec<Option<Baseline>> = history
@@ -230,24 +265,28 @@ fn asset_rows(
     let (mut train, mut validation) = (Rows::default(), Rows::default());
     let (first, last) = time_range(std::slice::from_ref(history));
     if last <= first {
-        return (baselines, train, validation);
+        return AssetWindows {
+            baselines,
+            grids: Vec::new(),
+            train,
+            validation,
+        };
     }
     let start = first.div_euclid(step) * step + if first.rem_euclid(step) == 0 { 0 } else { step };
     let n_points = ((last - start) / step + 1).max(0) as usize;
-    // Each metric's grid, with the count of gap points (NaN) before each point: a window
-    // has a gap when the counts at its two ends differ.
-    let grids: Vec<Option<(Vec<f64>, Vec<u32>)>> = history
+    let grids: Vec<Option<Grid>> = history
         .metrics
         .iter()
         .map(|m| {
             m.as_ref().map(|m| {
-                let grid = resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill);
-                let mut gaps = Vec::with_capacity(grid.len() + 1);
-                gaps.push(0);
-                for v in &grid {
-                    gaps.push(gaps[gaps.len() - 1] + u32::from(v.is_nan()));
-                }
-                (grid, gaps)
+                Grid::new(resample_grid(
+                    &m.ts,
+                    &m.values,
+                    start,
+                    n_points,
+                    step,
+                    schema.max_fill,
+                ))
             })
         })
         .collect();
@@ -273,9 +312,8 @@ fn asset_rows(
             None => (t, v),
         }
     });
-    train.reserve(n_train, schema.len());
-    validation.reserve(n_validation, schema.len());
-    let mut row = vec![0.0; schema.len()];
+    train.reserve(n_train);
+    validation.reserve(n_validation);
     let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
     for last_point in last_points {
         let end = end_of(last_point);
@@ -298,20 +336,16 @@ fn asset_rows(
             None if last - end >= params.ttf_cap_secs => Some(params.ttf_cap_secs as f64),
             None => None,
         };
-        let first_point = last_point + 1 - w;
-        for (slot, grid) in window.iter_mut().zip(&grids) {
-            *slot = grid
-                .as_ref()
-                .filter(|(_, gaps)| gaps[last_point + 1] == gaps[first_point])
-                .map(|(grid, _)| &grid[first_point..=last_point]);
-        }
-        let Ok(missing) = extract(schema, &window, &baselines, &mut row) else {
+        window_of(&grids, last_point + 1 - w, last_point, &mut window);
+        // As `extract` would: a window with no usable metric is refused.
+        let usable = window.iter().filter(|slot| slot.is_some()).count();
+        if usable == 0 {
             continue;
-        };
-        if !missing.is_empty() {
+        }
+        if usable < window.len() {
             rows.with_missing += 1;
         }
-        rows.x.extend_from_slice(&row);
+        rows.last_point.push(last_point);
         rows.y.push(next.is_some());
         rows.end.push(end);
         rows.kind.push(
@@ -320,25 +354,47 @@ fn asset_rows(
         );
         rows.ttf.push(ttf);
     }
-    (baselines, train, validation)
+    AssetWindows {
+        baselines,
+        grids,
+        train,
+        validation,
+    }
 }
 
-fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
-    let n: usize = parts.iter().map(|p| p.y.len()).sum();
-    // The feature matrix is most of the data: copy the assets' blocks in parallel.
+/// One side of the split: every asset's windows (`side` picks them) in asset order, their
+/// features made by [`extract`] straight into the matrix, the assets in parallel.
+fn part(
+    schema: &FeatureSchema,
+    assets: &[AssetWindows],
+    side: impl Fn(&AssetWindows) -> &Rows + Sync,
+) -> Part {
+    let n_features = schema.len();
+    let n: usize = assets.iter().map(|a| side(a).y.len()).sum();
     let mut x = vec![0.0; n * n_features];
-    let mut blocks = Vec::with_capacity(parts.len());
+    let mut blocks = Vec::with_capacity(assets.len());
     let mut rest = x.as_mut_slice();
-    for rows in &parts {
-        let (block, tail) = rest.split_at_mut(rows.x.len());
-        blocks.push((block, rows.x.as_slice()));
+    for asset in assets {
+        let (block, tail) = rest.split_at_mut(side(asset).y.len() * n_features);
+        blocks.push((block, asset));
         rest = tail;
     }
-    blocks
-        .into_par_iter()
-        .for_each(|(block, rows)| block.copy_from_slice(rows));
+    blocks.into_par_iter().for_each(|(block, asset)| {
+        let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
+        let rows = block.chunks_exact_mut(n_features.max(1));
+        for (row, &last_point) in rows.zip(&side(asset).last_point) {
+            window_of(
+                &asset.grids,
+                last_point + 1 - schema.window,
+                last_point,
+                &mut window,
+            );
+            // Cannot fail: windows without a usable metric were left out.
+            let _ = extract(schema, &window, &asset.baselines, row);
+        }
+    });
     let mut part = Part {
-        x: Array2::zeros((0, n_features)),
+        x: Array2::from_shape_vec((n, n_features), x).expect("rows have the schema's width"),
         y: Vec::with_capacity(n),
         asset: Vec::with_capacity(n),
         end: Vec::with_capacity(n),
@@ -346,16 +402,16 @@ fn concat(parts: Vec<Rows>, n_features: usize) -> Part {
         ttf: Vec::with_capacity(n),
         with_missing: 0,
     };
-    for (asset, rows) in parts.into_iter().enumerate() {
+    for (index, asset) in assets.iter().enumerate() {
+        let rows = side(asset);
         part.asset
-            .extend(std::iter::repeat_n(asset as u32, rows.y.len()));
-        part.y.extend(rows.y);
-        part.end.extend(rows.end);
-        part.kind.extend(rows.kind);
-        part.ttf.extend(rows.ttf);
+            .extend(std::iter::repeat_n(index as u32, rows.y.len()));
+        part.y.extend(&rows.y);
+        part.end.extend(&rows.end);
+        part.kind.extend(&rows.kind);
+        part.ttf.extend(&rows.ttf);
         part.with_missing += rows.with_missing;
     }
-    part.x = Array2::from_shape_vec((n, n_features), x).expect("rows have the schema's width");
     part
 }
 
