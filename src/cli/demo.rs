@@ -784,6 +784,10 @@ impl Stream<'_> {
                     .bind(chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default())
                     .fetch_one(self.store()?.pool())
                     .await?;
+            // Verification goes on in the background and may have started an action since
+            // the wait above: let it finish too, so that `running` here means a result that
+            // was never recorded.
+            self.wait_for_running_actions().await?;
             let actions = get(self.client, &format!("{}/v1/actions?limit=1000", self.url)).await?;
             let actions = actions["actions"].as_array().cloned().unwrap_or_default();
             summary.chaos = Some(ChaosReport {
