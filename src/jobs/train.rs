@@ -35,6 +35,11 @@ use crate::model::{
 use crate::store::Store;
 use crate::store::models::{ModelRecord, NewModel};
 
+/// A negative window counts as near a failure when one follows within this many horizons
+/// of its end: the failure model samples a share of its negatives from those
+/// ([`FailureModel`]'s `near_negatives_frac`).
+const NEAR_FAILURE_HORIZONS: i64 = 6;
+
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -245,6 +250,18 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         .seed(settings.seed)
         .negatives_per_positive(settings.negatives_per_positive)
         .check()?;
+    // The negative windows a failure follows within a few horizons: the hardest to tell from
+    // the positives, a share of the failure model's sampled negatives.
+    let near_secs = (NEAR_FAILURE_HORIZONS * settings.horizon_secs) as f64;
+    let near: Vec<bool> = data
+        .train
+        .ttf
+        .iter()
+        .zip(&data.train.y)
+        .map(|(ttf, &y)| {
+            !y && ttf.is_some_and(|t| t <= near_secs && t < settings.ttf_cap_secs as f64)
+        })
+        .collect();
     let (failure, (diagnosis, (time_to_failure, validation_anomaly))) = rayon::join(
         || {
             timed(|| {
@@ -253,6 +270,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
                     &|rows| forest.score(rows),
                     &data.train.y,
                     &data.train.end,
+                    &near,
                 )
             })
         },

@@ -1,6 +1,8 @@
 //! Failure probability within the horizon: logistic regression (linfa-logistic) on the
 //! standardized features plus the isolation-forest score, with class imbalance handled by
-//! keeping every positive and a seeded sample of `negatives_per_positive` negatives, then
+//! keeping every positive and a seeded sample of `negatives_per_positive` negatives (a share
+//! of them from the windows just beyond the horizon before a failure, which a uniform sample
+//! almost never draws and which are the hardest to tell from the positives), then
 //! Platt calibration (and an isotonic map) on a later, untouched slice of the training
 //! windows, so that a predicted 0.2 means about 20% again. A tree ensemble (gradient-boosted
 //! trees on the same rows) is fitted too, and so is their blend (the mean of both models'
@@ -30,6 +32,8 @@ pub struct FailureModelValidParams {
     seed: u64,
     #[serde(default)]
     ensemble_rounds: usize,
+    #[serde(default)]
+    near_negatives_frac: f64,
 }
 
 /// Unchecked hyperparameters.
@@ -98,7 +102,7 @@ impl Blend {
 
 impl FailureModel {
     /// Defaults: alpha = 1e-3 (L2), max_iterations = 200, negatives_per_positive = 20,
-    /// calibration_frac = 0.2, seed = 0.
+    /// near_negatives_frac = 0.4, calibration_frac = 0.2, seed = 0, ensemble_rounds = 100.
     pub fn params() -> FailureModelParams {
         FailureModelParams(FailureModelValidParams {
             alpha: 1e-3,
@@ -107,6 +111,7 @@ impl FailureModel {
             calibration_frac: 0.2,
             seed: 0,
             ensemble_rounds: 100,
+            near_negatives_frac: 0.4,
         })
     }
 
@@ -246,6 +251,13 @@ impl FailureModelParams {
         self
     }
 
+    /// Largest share of the sampled negatives drawn from the windows marked near a failure
+    /// (see [`FailureModelValidParams::fit`]); the rest come from the others. Default 0.4.
+    pub fn near_negatives_frac(mut self, frac: f64) -> Self {
+        self.0.near_negatives_frac = frac;
+        self
+    }
+
     /// Latest fraction of the training windows kept for calibration. Default 0.2.
     pub fn calibration_frac(mut self, frac: f64) -> Self {
         self.0.calibration_frac = frac;
@@ -275,6 +287,12 @@ impl FailureModelParams {
         if !(self.0.alpha >= 0.0 && self.0.alpha.is_finite()) {
             return Err(ParamsError::OutOfRange("alpha", "a finite number >= 0"));
         }
+        if !(0.0..=1.0).contains(&self.0.near_negatives_frac) {
+            return Err(ParamsError::OutOfRange(
+                "near_negatives_frac",
+                "between 0 and 1",
+            ));
+        }
         if !(self.0.calibration_frac > 0.0 && self.0.calibration_frac < 1.0) {
             return Err(ParamsError::OutOfRange(
                 "calibration_frac",
@@ -287,13 +305,16 @@ impl FailureModelParams {
 
 impl FailureModelValidParams {
     /// Fits on windows' `features`, their `labels` and `ends` (window end times, which
-    /// decide the calibration slice); `anomaly` scores the rows it needs.
+    /// decide the calibration slice); `anomaly` scores the rows it needs. `near` marks the
+    /// negative windows a failure follows soon after the horizon (empty: none is marked):
+    /// up to `near_negatives_frac` of the sampled negatives are drawn from them.
     pub fn fit(
         &self,
         features: ArrayView2<f64>,
         anomaly: &dyn Fn(ArrayView2<f64>) -> Vec<f64>,
         labels: &[bool],
         ends: &[i64],
+        near: &[bool],
     ) -> Result<FailureModel, FitError> {
         super::check_records(features, 10)?;
         let mut by_time: Vec<usize> = (0..labels.len()).collect();
@@ -301,7 +322,10 @@ impl FailureModelValidParams {
         let n_cal = ((labels.len() as f64) * self.calibration_frac) as usize;
         let (fit_rows, mut cal_rows) = by_time.split_at(labels.len() - n_cal);
         let positives: Vec<usize> = fit_rows.iter().copied().filter(|&i| labels[i]).collect();
-        let mut negatives: Vec<usize> = fit_rows.iter().copied().filter(|&i| !labels[i]).collect();
+        let (mut near_negatives, mut negatives): (Vec<usize>, Vec<usize>) = fit_rows
+            .iter()
+            .filter(|&&i| !labels[i])
+            .partition(|&&i| near.get(i).copied().unwrap_or(false));
         if positives.is_empty() {
             return Err(FitError::OneClass);
         }
@@ -311,9 +335,13 @@ impl FailureModelValidParams {
             cal_rows = &by_time;
         }
         let mut rng = SmallRng::seed_from_u64(self.seed);
+        near_negatives.shuffle(&mut rng);
         negatives.shuffle(&mut rng);
-        negatives.truncate(positives.len() * self.negatives_per_positive);
+        let budget = positives.len() * self.negatives_per_positive;
+        near_negatives.truncate((budget as f64 * self.near_negatives_frac) as usize);
+        negatives.truncate(budget - near_negatives.len());
         let mut chosen = positives;
+        chosen.extend(near_negatives);
         chosen.extend(negatives);
         chosen.sort_unstable();
 
@@ -581,7 +609,7 @@ mod tests {
         let model = FailureModel::params()
             .check()
             .unwrap()
-            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends)
+            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends, &[])
             .unwrap();
         let (x_val, y_val, _) = data(2);
         let p: Vec<f64> = x_val
@@ -609,7 +637,13 @@ mod tests {
         FailureModel::params()
             .check()
             .unwrap()
-            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], labels, &ends)
+            .fit(
+                x.view(),
+                &|rows| vec![0.5; rows.nrows()],
+                labels,
+                &ends,
+                &[],
+            )
             .unwrap()
     }
 
@@ -690,6 +724,63 @@ mod tests {
         assert_round_trips(&model);
     }
 
+    /// Windows of three sorts: normal (x0 low), positive (x0 high) and, 1 in 100, near a
+    /// failure but beyond the horizon (x0 high, x1 low): x1 tells the near ones from the
+    /// positives, and nothing else (normal windows have the positives' x1). Returns rows,
+    /// labels and which are near.
+    fn near_data(seed: u64, n: usize) -> (Array2<f64>, Vec<bool>, Vec<bool>) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let (mut rows, mut labels, mut near) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let u: f64 = rng.gen_range(0.0..1.0);
+            let (positive, is_near) = (u < 0.02, (0.02..0.03).contains(&u));
+            let x0 = if positive || is_near { 2.0 } else { 0.0 } + rng.gen_range(-0.5..0.5);
+            let x1 = if is_near { 0.0 } else { 1.0 } + rng.gen_range(-0.5..0.5);
+            rows.extend([x0, x1]);
+            labels.push(positive);
+            near.push(is_near);
+        }
+        (Array2::from_shape_vec((n, 2), rows).unwrap(), labels, near)
+    }
+
+    #[test]
+    fn sampling_the_windows_near_failures_teaches_them_apart_from_the_positives() {
+        let (x, y, near) = near_data(5, 20_000);
+        let ends: Vec<i64> = (0..y.len() as i64).collect();
+        let fit = |near: &[bool]| {
+            FailureModel::params()
+                .negatives_per_positive(2)
+                .ensemble_rounds(0)
+                .check()
+                .unwrap()
+                .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends, near)
+                .unwrap()
+        };
+        // On fresh data: the near windows' mean probability, against the positives'.
+        let (x_val, y_val, near_val) = near_data(6, 20_000);
+        let mean_of = |model: &FailureModel, which: &dyn Fn(usize) -> bool| {
+            let p: Vec<f64> = (0..y_val.len())
+                .filter(|&i| which(i))
+                .map(|i| model.probability(x_val.row(i), 0.5))
+                .collect();
+            p.iter().sum::<f64>() / p.len() as f64
+        };
+        let (uniform, marked) = (fit(&[]), fit(&near));
+        let near_uniform = mean_of(&uniform, &|i| near_val[i]);
+        let near_marked = mean_of(&marked, &|i| near_val[i]);
+        let positive_marked = mean_of(&marked, &|i| y_val[i]);
+        // A uniform sample holds about 8 near windows: the model barely learns x1.
+        assert!(
+            near_marked < 0.5 * near_uniform,
+            "near windows: {near_marked} marked vs {near_uniform} uniform"
+        );
+        assert!(near_marked < 0.2, "near windows, marked: {near_marked}");
+        assert!(
+            positive_marked > 0.6,
+            "positives, marked: {positive_marked}"
+        );
+    }
+
     #[test]
     fn one_class_data_is_refused() {
         let (x, _, ends) = data(1);
@@ -701,6 +792,7 @@ mod tests {
                 &|rows| vec![0.5; rows.nrows()],
                 &[false; 3000],
                 &ends,
+                &[],
             )
             .unwrap_err();
         assert_eq!(err, FitError::OneClass);
@@ -715,6 +807,12 @@ mod tests {
                 .is_err()
         );
         assert!(FailureModel::params().alpha(f64::NAN).check().is_err());
+        assert!(
+            FailureModel::params()
+                .near_negatives_frac(1.5)
+                .check()
+                .is_err()
+        );
         assert!(
             FailureModel::params()
                 .negatives_per_positive(0)
