@@ -172,15 +172,6 @@ impl TrainReport {
         self.stages.push((format!("  {name}"), secs));
         result
     }
-
-    /// Total seconds of all stages (not counting their parts twice).
-    pub fn total_secs(&self) -> f64 {
-        self.stages
-            .iter()
-            .filter(|(name, _)| !name.starts_with(' '))
-            .map(|(_, s)| s)
-            .sum()
-    }
 }
 
 impl TimeToFailure {
