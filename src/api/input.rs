@@ -32,14 +32,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".to_owned(),
-            ));
-        }
-        let bytes = read_body(req, state).await?;
-        parse_json(&bytes).map(Self)
+        parse_json(&json_body(req, state).await?).map(Self)
     }
+}
+
+/// Reads a JSON body: a wrong content type is 415, a body over the limit 413.
+pub async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".to_owned(),
+        ));
+    }
+    read_body(req, state).await
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -19,6 +19,8 @@ use sqlx::postgres::PgListener;
 use super::AppState;
 use super::error::ApiError;
 use super::input::ApiJson;
+
+mod fast;
 use crate::features::{FeatureSchema, WindowError};
 use crate::jobs::train::{self, Bundle};
 use crate::model::bundle::WindowScore;
@@ -212,6 +214,26 @@ pub struct ScoreRequest {
     /// some stored asset.
     #[serde(default)]
     asset_class: Option<String>,
+}
+
+impl ScoreRequest {
+    /// Parses a body with [`ApiJson`]'s error mapping; the usual shape takes a fast path
+    /// that gives the same request.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        fast::parse(bytes).map_or_else(|| super::input::parse_json(bytes), Ok)
+    }
+}
+
+/// [`ApiJson`] of a [`ScoreRequest`], parsed by [`ScoreRequest::parse`].
+#[derive(Debug)]
+pub struct ScoreBody(pub ScoreRequest);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ScoreBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        ScoreRequest::parse(&super::input::json_body(req, state).await?).map(Self)
+    }
 }
 
 /// Which model answered.
@@ -514,7 +536,7 @@ async fn act_on_alert(state: AppState, alert_id: i64, asset: String, kind: Strin
 /// `POST /v1/score`.
 pub async fn score(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<ScoreRequest>,
+    ScoreBody(request): ScoreBody,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
     let model = state.model.current();
     let window_end = request
