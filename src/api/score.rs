@@ -18,7 +18,6 @@ use sqlx::postgres::PgListener;
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::ApiJson;
 
 mod fast;
 use crate::features::{FeatureSchema, WindowError};
@@ -217,14 +216,23 @@ pub struct ScoreRequest {
 }
 
 impl ScoreRequest {
-    /// Parses a body with [`ApiJson`]'s error mapping; the usual shape takes a fast path
+    /// Parses a body with [`ApiJson`](super::input::ApiJson)'s error mapping; the usual shape takes a fast path
     /// that gives the same request.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        fast::parse(bytes).map_or_else(|| super::input::parse_json(bytes), Ok)
+        parse_with(bytes, fast::parse)
     }
 }
 
-/// [`ApiJson`] of a [`ScoreRequest`], parsed by [`ScoreRequest::parse`].
+/// Parses `bytes` with `fast`, or where it gives `None`, with [`ApiJson`](super::input::ApiJson)'s serde_json parse
+/// and error mapping.
+fn parse_with<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fast: fn(&[u8]) -> Option<T>,
+) -> Result<T, ApiError> {
+    fast(bytes).map_or_else(|| super::input::parse_json(bytes), Ok)
+}
+
+/// [`ApiJson`](super::input::ApiJson) of a [`ScoreRequest`], parsed by [`ScoreRequest::parse`].
 #[derive(Debug)]
 pub struct ScoreBody(pub ScoreRequest);
 
@@ -599,10 +607,26 @@ pub struct BatchAnswer {
     scores: Vec<BatchItem>,
 }
 
+/// [`ApiJson`](super::input::ApiJson) of a [`BatchRequest`], with the fast path of [`ScoreRequest::parse`].
+#[derive(Debug)]
+pub struct BatchBody(pub BatchRequest);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        parse_with(
+            &super::input::json_body(req, state).await?,
+            fast::parse_batch,
+        )
+        .map(Self)
+    }
+}
+
 /// `POST /v1/score/batch`: many windows with one model version; a bad window fails alone.
 pub async fn score_batch(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<BatchRequest>,
+    BatchBody(request): BatchBody,
 ) -> Result<Json<BatchAnswer>, ApiError> {
     if request.windows.len() > MAX_BATCH_WINDOWS {
         return Err(ApiError::invalid(

@@ -1,9 +1,12 @@
-//! A fast path for parsing `POST /v1/score` bodies in their usual shape: `asset`, `window`
-//! (metric names to arrays of numbers) and optionally `asset_class`, strings without escapes.
+//! A fast path for parsing `POST /v1/score` (and `/v1/score/batch`) bodies in their usual
+//! shape: `asset`, `window` (metric names to arrays of numbers) and optionally `asset_class`,
+//! strings without escapes.
+//!
 //! serde_json spends most of its time on the window's numbers (with `float_roundtrip`, which
-//! the model bundles need, every number takes its exact slow path); here a number is checked
-//! against JSON's grammar and read by the standard library's correctly rounded parser, so it
-//! gets the same `f64`.
+//! the model bundles need, every number takes its exact slow path). Here a number is checked
+//! against JSON's grammar as it is read, and converted exactly: in one pass when that is
+//! exact (see [`Cursor::number`]), else by the standard library's correctly rounded parser.
+//! Either way it is the `f64` serde_json gives.
 //!
 //! It gives `None` for anything else (escapes, `timestamps`, unknown or repeated keys, a
 //! value of the wrong type, a number out of range, broken JSON), and serde_json then parses
@@ -12,37 +15,36 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use super::ScoreRequest;
+use super::{BatchRequest, ScoreRequest};
 
 /// The request, when `bytes` is in the shape this parser handles.
 pub(super) fn parse(bytes: &[u8]) -> Option<ScoreRequest> {
     let mut c = Cursor { b: bytes, i: 0 };
-    let (mut asset, mut window, mut asset_class) = (None, None, None);
+    let request = c.request()?;
+    c.end()?;
+    Some(request)
+}
+
+/// The batch (`{"windows": [requests]}`), when every window is in the shape this parser
+/// handles.
+pub(super) fn parse_batch(bytes: &[u8]) -> Option<BatchRequest> {
+    let mut c = Cursor { b: bytes, i: 0 };
     c.eat(b'{')?;
-    loop {
-        match c.string()? {
-            "asset" if asset.is_none() => asset = Some(c.colon()?.string()?.to_owned()),
-            "window" if window.is_none() => window = Some(c.colon()?.window()?),
-            "asset_class" if asset_class.is_none() => {
-                c.colon()?;
-                asset_class = Some(match c.peek()? {
-                    b'n' => c.null().map(|()| None)?,
-                    _ => Some(c.string()?.to_owned()),
-                });
+    (c.string()? == "windows").then_some(())?;
+    c.colon()?.eat(b'[')?;
+    let mut windows = Vec::new();
+    if c.peek()? == b']' {
+        c.i += 1;
+    } else {
+        loop {
+            windows.push(c.request()?);
+            if !c.comma_or(b']')? {
+                break;
             }
-            _ => return None,
-        }
-        if !c.comma_or(b'}')? {
-            break;
         }
     }
-    c.end()?;
-    Some(ScoreRequest {
-        asset: asset?,
-        window: window?,
-        timestamps: None,
-        asset_class: asset_class.flatten(),
-    })
+    c.eat(b'}')?.end()?;
+    Some(BatchRequest { windows })
 }
 
 /// A position in the body.
@@ -52,6 +54,35 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// One score request's object.
+    fn request(&mut self) -> Option<ScoreRequest> {
+        let (mut asset, mut window, mut asset_class) = (None, None, None);
+        self.eat(b'{')?;
+        loop {
+            match self.string()? {
+                "asset" if asset.is_none() => asset = Some(self.colon()?.string()?.to_owned()),
+                "window" if window.is_none() => window = Some(self.colon()?.window()?),
+                "asset_class" if asset_class.is_none() => {
+                    self.colon()?;
+                    asset_class = Some(match self.peek()? {
+                        b'n' => self.null().map(|()| None)?,
+                        _ => Some(self.string()?.to_owned()),
+                    });
+                }
+                _ => return None,
+            }
+            if !self.comma_or(b'}')? {
+                break;
+            }
+        }
+        Some(ScoreRequest {
+            asset: asset?,
+            window: window?,
+            timestamps: None,
+            asset_class: asset_class.flatten(),
+        })
+    }
+
     /// The next byte after whitespace, not consumed.
     fn peek(&mut self) -> Option<u8> {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
@@ -334,6 +365,30 @@ mod tests {
             let (fast, serde) = both(&body);
             let (fast, serde) = (fast.expect(&body), serde.expect(&body));
             assert!(same(&fast, &serde), "{body}");
+        }
+    }
+
+    #[test]
+    fn batches_parse_as_serde_json_parses_them() {
+        for body in [
+            r#"{"windows": []}"#,
+            r#" {"windows": [{"asset": "a", "window": {"m": [1, 2.5]}}, {"window": {}, "asset": "b", "asset_class": "c"}]} "#,
+        ] {
+            let fast = parse_batch(body.as_bytes()).expect(body);
+            let serde: BatchRequest = parse_json(body.as_bytes()).expect(body);
+            assert_eq!(fast.windows.len(), serde.windows.len(), "{body}");
+            for (a, b) in fast.windows.iter().zip(&serde.windows) {
+                assert!(same(a, b), "{body}");
+            }
+        }
+        for body in [
+            r#"{"windows": [{"asset": "a", "window": {"m": [1]}, "timestamps": [1]}]}"#,
+            r#"{"windows": [{"asset": "a", "window": {"m": [1]}}], "extra": 1}"#,
+            r#"{"windows": [{"asset": "a", "window": {"m": [1]}},]}"#,
+            r#"{"windows": {}}"#,
+            r#"{"windows": []"#,
+        ] {
+            assert!(parse_batch(body.as_bytes()).is_none(), "{body}");
         }
     }
 
