@@ -18,14 +18,15 @@ use sqlx::postgres::PgListener;
 
 use super::AppState;
 use super::error::ApiError;
-
-mod fast;
+use super::input::{json_body, parse_json};
 use crate::features::{FeatureSchema, WindowError};
 use crate::jobs::train::{self, Bundle};
 use crate::model::bundle::WindowScore;
 use crate::model::streaming::{StreamingDetector, StreamingParams};
 use crate::store::Store;
 use crate::store::models::ACTIVATION_CHANNEL;
+
+mod fast;
 
 /// The model answering scoring requests.
 #[derive(Debug)]
@@ -216,23 +217,24 @@ pub struct ScoreRequest {
 }
 
 impl ScoreRequest {
-    /// Parses a body with [`ApiJson`](super::input::ApiJson)'s error mapping; the usual shape takes a fast path
-    /// that gives the same request.
+    /// Parses a body with the error mapping of [`ApiJson`](super::input::ApiJson); the usual
+    /// shape takes a fast path that gives the same request.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         parse_with(bytes, fast::parse)
     }
 }
 
-/// Parses `bytes` with `fast`, or where it gives `None`, with [`ApiJson`](super::input::ApiJson)'s serde_json parse
-/// and error mapping.
+/// Parses `bytes` with `fast`, or where it gives `None`, with serde_json and the error mapping
+/// of [`ApiJson`](super::input::ApiJson).
 fn parse_with<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     fast: fn(&[u8]) -> Option<T>,
 ) -> Result<T, ApiError> {
-    fast(bytes).map_or_else(|| super::input::parse_json(bytes), Ok)
+    fast(bytes).map_or_else(|| parse_json(bytes), Ok)
 }
 
-/// [`ApiJson`](super::input::ApiJson) of a [`ScoreRequest`], parsed by [`ScoreRequest::parse`].
+/// The body of `POST /v1/score`, read as [`ApiJson`](super::input::ApiJson) reads it and parsed
+/// by [`ScoreRequest::parse`].
 #[derive(Debug)]
 pub struct ScoreBody(pub ScoreRequest);
 
@@ -240,7 +242,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ScoreBody {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        ScoreRequest::parse(&super::input::json_body(req, state).await?).map(Self)
+        ScoreRequest::parse(&json_body(req, state).await?).map(Self)
     }
 }
 
@@ -607,7 +609,8 @@ pub struct BatchAnswer {
     scores: Vec<BatchItem>,
 }
 
-/// [`ApiJson`](super::input::ApiJson) of a [`BatchRequest`], with the fast path of [`ScoreRequest::parse`].
+/// The body of `POST /v1/score/batch`, read as [`ApiJson`](super::input::ApiJson) reads it,
+/// with the fast path of [`ScoreRequest::parse`] for the usual shape.
 #[derive(Debug)]
 pub struct BatchBody(pub BatchRequest);
 
@@ -615,11 +618,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for BatchBody {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        parse_with(
-            &super::input::json_body(req, state).await?,
-            fast::parse_batch,
-        )
-        .map(Self)
+        parse_with(&json_body(req, state).await?, fast::parse_batch).map(Self)
     }
 }
 

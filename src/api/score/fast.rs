@@ -270,6 +270,7 @@ mod tests {
         (parse(body.as_bytes()), parse_json(body.as_bytes()).ok())
     }
 
+    /// The same request, every number to the bit.
     fn same(a: &ScoreRequest, b: &ScoreRequest) -> bool {
         let bits = |w: &BTreeMap<String, Vec<f64>>| {
             w.iter()
@@ -372,7 +373,10 @@ mod tests {
     fn batches_parse_as_serde_json_parses_them() {
         for body in [
             r#"{"windows": []}"#,
-            r#" {"windows": [{"asset": "a", "window": {"m": [1, 2.5]}}, {"window": {}, "asset": "b", "asset_class": "c"}]} "#,
+            concat!(
+                r#" {"windows": [{"asset": "a", "window": {"m": [1, 2.5]}},"#,
+                r#" {"window": {}, "asset": "b", "asset_class": "c"}]} "#
+            ),
         ] {
             let fast = parse_batch(body.as_bytes()).expect(body);
             let serde: BatchRequest = parse_json(body.as_bytes()).expect(body);
