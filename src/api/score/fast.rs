@@ -31,18 +31,11 @@ pub(super) fn parse_batch(bytes: &[u8]) -> Option<BatchRequest> {
     let mut c = Cursor { b: bytes, i: 0 };
     c.eat(b'{')?;
     (c.string()? == "windows").then_some(())?;
-    c.colon()?.eat(b'[')?;
     let mut windows = Vec::new();
-    if c.peek()? == b']' {
-        c.i += 1;
-    } else {
-        loop {
-            windows.push(c.request()?);
-            if !c.comma_or(b']')? {
-                break;
-            }
-        }
-    }
+    c.colon()?.list(b'[', b']', |c| {
+        windows.push(c.request()?);
+        Some(())
+    })?;
     c.eat(b'}')?.end()?;
     Some(BatchRequest { windows })
 }
@@ -57,24 +50,21 @@ impl<'a> Cursor<'a> {
     /// One score request's object.
     fn request(&mut self) -> Option<ScoreRequest> {
         let (mut asset, mut window, mut asset_class) = (None, None, None);
-        self.eat(b'{')?;
-        loop {
-            match self.string()? {
-                "asset" if asset.is_none() => asset = Some(self.colon()?.string()?.to_owned()),
-                "window" if window.is_none() => window = Some(self.colon()?.window()?),
+        self.list(b'{', b'}', |c| {
+            match c.string()? {
+                "asset" if asset.is_none() => asset = Some(c.colon()?.string()?.to_owned()),
+                "window" if window.is_none() => window = Some(c.colon()?.window()?),
                 "asset_class" if asset_class.is_none() => {
-                    self.colon()?;
-                    asset_class = Some(match self.peek()? {
-                        b'n' => self.null().map(|()| None)?,
-                        _ => Some(self.string()?.to_owned()),
+                    c.colon()?;
+                    asset_class = Some(match c.peek()? {
+                        b'n' => c.null().map(|()| None)?,
+                        _ => Some(c.string()?.to_owned()),
                     });
                 }
                 _ => return None,
             }
-            if !self.comma_or(b'}')? {
-                break;
-            }
-        }
+            Some(())
+        })?;
         Some(ScoreRequest {
             asset: asset?,
             window: window?,
@@ -108,18 +98,28 @@ impl<'a> Cursor<'a> {
         self.b[self.i..].starts_with(b"null").then(|| self.i += 4)
     }
 
-    /// After an element: `true` at a comma, `false` at `close`.
-    fn comma_or(&mut self, close: u8) -> Option<bool> {
-        match self.peek()? {
-            b',' => {
-                self.i += 1;
-                Some(true)
+    /// `open`, then items separated by commas (each read by `item`), then `close`.
+    fn list(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b if b == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
             }
-            b if b == close => {
-                self.i += 1;
-                Some(false)
-            }
-            _ => None,
         }
     }
 
@@ -145,36 +145,24 @@ impl<'a> Cursor<'a> {
     /// `{"metric": [numbers], ...}`, each metric once.
     fn window(&mut self) -> Option<BTreeMap<String, Vec<f64>>> {
         let mut window = BTreeMap::new();
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(window);
-        }
-        loop {
-            let Entry::Vacant(slot) = window.entry(self.string()?.to_owned()) else {
+        self.list(b'{', b'}', |c| {
+            let Entry::Vacant(slot) = window.entry(c.string()?.to_owned()) else {
                 return None;
             };
-            slot.insert(self.colon()?.numbers()?);
-            if !self.comma_or(b'}')? {
-                return Some(window);
-            }
-        }
+            slot.insert(c.colon()?.numbers()?);
+            Some(())
+        })?;
+        Some(window)
     }
 
     /// `[numbers]`.
     fn numbers(&mut self) -> Option<Vec<f64>> {
-        self.eat(b'[')?;
         let mut values = Vec::with_capacity(64);
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(values);
-        }
-        loop {
-            values.push(self.number()?);
-            if !self.comma_or(b']')? {
-                return Some(values);
-            }
-        }
+        self.list(b'[', b']', |c| {
+            values.push(c.number()?);
+            Some(())
+        })?;
+        Some(values)
     }
 
     /// A JSON number, finite as an `f64`. Up to 19 digits whose value is at most 2^53, with
