@@ -66,8 +66,12 @@ fn main() {
     );
     let params = DatasetParams::of(&settings);
     let set = dataset::build(&schema, &data.histories, &data.failures, &params);
-    write_npy(&out.join("train.npy"), set.train.x.view());
-    write_npy(&out.join("validation.npy"), set.validation.x.view());
+    let (train_x, validation_x) = (
+        set.all_features(&set.train),
+        set.all_features(&set.validation),
+    );
+    write_npy(&out.join("train.npy"), train_x.view());
+    write_npy(&out.join("validation.npy"), validation_x.view());
     let labels = Array2::from_shape_vec(
         (set.validation.len(), 1),
         set.validation
@@ -86,11 +90,11 @@ fn main() {
         let forest = IsolationForest::params()
             .check()
             .unwrap()
-            .fit(set.train.x.view())
+            .fit(train_x.view())
             .unwrap();
         let fit_secs = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        scores = forest.score(set.validation.x.view());
+        scores = forest.score(validation_x.view());
         let score_secs = started.elapsed().as_secs_f64();
         if fit_secs + score_secs < best.0 + best.1 {
             best = (fit_secs, score_secs);

@@ -7,6 +7,10 @@
 //! are left out. The split is by time, never at random: with the cutoff at `train_frac` of the
 //! time range, train windows end at least one horizon before the cutoff (no train label looks
 //! past it) and validation windows start after it. Baselines come from the train part only.
+//!
+//! [`build`] labels every window but makes no feature: [`Dataset::features`] makes the rows
+//! asked for. Training reads a small share of its windows (the failure model's samples, the
+//! isolation forest's, the calibration slice), so the full training matrix is never built.
 
 use std::borrow::Borrow;
 
@@ -72,11 +76,9 @@ impl DatasetParams {
     }
 }
 
-/// Labelled windows of one side of the split.
+/// Labelled windows of one side of the split; [`Dataset::features`] makes their features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
-    /// Features, one row per window.
-    pub x: Array2<f64>,
     /// Labels.
     pub y: Vec<bool>,
     /// Index into [`Dataset::assets`] of each window's asset.
@@ -91,6 +93,8 @@ pub struct Part {
     pub ttf: Vec<Option<f64>>,
     /// Windows with at least one missing metric.
     pub with_missing: usize,
+    /// Each window's last point on its asset's grid.
+    last_point: Vec<usize>,
 }
 
 impl Part {
@@ -113,6 +117,8 @@ impl Part {
 /// The training and validation parts, with what produced them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
+    /// The schema the features follow.
+    pub schema: FeatureSchema,
     /// Asset names.
     pub assets: Vec<String>,
     /// Failure kinds.
@@ -127,6 +133,41 @@ pub struct Dataset {
     pub train: Part,
     /// Windows after the cutoff.
     pub validation: Part,
+    /// Each asset's metrics on the grid, per schema metric.
+    grids: Vec<Vec<Option<Grid>>>,
+}
+
+impl Dataset {
+    /// The features of windows `rows` of `part` (one of this dataset's), one row each in
+    /// the order given, made by [`extract`] in parallel.
+    pub fn features(&self, part: &Part, rows: &[usize]) -> Array2<f64> {
+        const CHUNK: usize = 256;
+        let n_features = self.schema.len();
+        let mut x = vec![0.0; rows.len() * n_features];
+        x.par_chunks_mut((CHUNK * n_features).max(1))
+            .zip(rows.par_chunks(CHUNK))
+            .for_each(|(block, rows)| {
+                let mut window: Vec<Option<&[f64]>> = vec![None; self.schema.metrics.len()];
+                for (row, &i) in block.chunks_exact_mut(n_features.max(1)).zip(rows) {
+                    let asset = part.asset[i] as usize;
+                    let last_point = part.last_point[i];
+                    window_of(
+                        &self.grids[asset],
+                        last_point + 1 - self.schema.window,
+                        last_point,
+                        &mut window,
+                    );
+                    // Cannot fail: windows without a usable metric were left out.
+                    let _ = extract(&self.schema, &window, &self.baselines[asset], row);
+                }
+            });
+        Array2::from_shape_vec((rows.len(), n_features), x).expect("rows have the schema's width")
+    }
+
+    /// The features of every window of `part`.
+    pub fn all_features(&self, part: &Part) -> Array2<f64> {
+        self.features(part, &(0..part.len()).collect::<Vec<_>>())
+    }
 }
 
 /// The windows of one asset on one side of the split, before their features: each one's
@@ -175,12 +216,20 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
             asset_windows(schema, history, &mine, &kinds, params, cutoff)
         })
         .collect();
+    let train = part(&per_asset, |a| &a.train);
+    let validation = part(&per_asset, |a| &a.validation);
+    let (baselines, grids) = per_asset
+        .into_iter()
+        .map(|a| (a.baselines, a.grids))
+        .unzip();
     Dataset {
+        schema: schema.clone(),
         assets: histories.iter().map(|h| h.borrow().asset.clone()).collect(),
         kinds,
-        train: part(schema, &per_asset, |a| &a.train),
-        validation: part(schema, &per_asset, |a| &a.validation),
-        baselines: per_asset.into_iter().map(|a| a.baselines).collect(),
+        train,
+        validation,
+        baselines,
+        grids,
         cutoff,
         range,
     }
@@ -210,6 +259,7 @@ struct AssetWindows {
 
 /// One metric on the grid, with the count of gap points (NaN) before each point: a window
 /// has a gap when the counts at its two ends differ.
+#[derive(Debug, Clone, PartialEq)]
 struct Grid {
     values: Vec<f64>,
     gaps: Vec<u32>,
@@ -362,45 +412,17 @@ fn asset_windows(
     }
 }
 
-/// One side of the split: every asset's windows (`side` picks them) in asset order, their
-/// features made by [`extract`] straight into the matrix, the assets in parallel.
-fn part(
-    schema: &FeatureSchema,
-    assets: &[AssetWindows],
-    side: impl Fn(&AssetWindows) -> &Rows + Sync,
-) -> Part {
-    let n_features = schema.len();
+/// One side of the split: every asset's windows (`side` picks them) in asset order.
+fn part(assets: &[AssetWindows], side: impl Fn(&AssetWindows) -> &Rows) -> Part {
     let n: usize = assets.iter().map(|a| side(a).y.len()).sum();
-    let mut x = vec![0.0; n * n_features];
-    let mut blocks = Vec::with_capacity(assets.len());
-    let mut rest = x.as_mut_slice();
-    for asset in assets {
-        let (block, tail) = rest.split_at_mut(side(asset).y.len() * n_features);
-        blocks.push((block, asset));
-        rest = tail;
-    }
-    blocks.into_par_iter().for_each(|(block, asset)| {
-        let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
-        let rows = block.chunks_exact_mut(n_features.max(1));
-        for (row, &last_point) in rows.zip(&side(asset).last_point) {
-            window_of(
-                &asset.grids,
-                last_point + 1 - schema.window,
-                last_point,
-                &mut window,
-            );
-            // Cannot fail: windows without a usable metric were left out.
-            let _ = extract(schema, &window, &asset.baselines, row);
-        }
-    });
     let mut part = Part {
-        x: Array2::from_shape_vec((n, n_features), x).expect("rows have the schema's width"),
         y: Vec::with_capacity(n),
         asset: Vec::with_capacity(n),
         end: Vec::with_capacity(n),
         kind: Vec::with_capacity(n),
         ttf: Vec::with_capacity(n),
         with_missing: 0,
+        last_point: Vec::with_capacity(n),
     };
     for (index, asset) in assets.iter().enumerate() {
         let rows = side(asset);
@@ -410,6 +432,7 @@ fn part(
         part.end.extend(&rows.end);
         part.kind.extend(&rows.kind);
         part.ttf.extend(&rows.ttf);
+        part.last_point.extend(&rows.last_point);
         part.with_missing += rows.with_missing;
     }
     part
@@ -491,6 +514,21 @@ mod tests {
     }
 
     #[test]
+    fn rows_asked_for_are_those_of_the_whole_matrix_in_the_order_asked() {
+        let data = build(&schema(), &[history()], &[], &params());
+        let all = data.all_features(&data.train);
+        assert_eq!(all.nrows(), data.train.len());
+        // More rows than one parallel chunk, out of order and repeated.
+        let rows: Vec<usize> = (0..600).map(|k| (k * 7919) % data.train.len()).collect();
+        let some = data.features(&data.train, &rows);
+        assert_eq!(some.dim(), (rows.len(), data.schema.len()));
+        for (k, &i) in rows.iter().enumerate() {
+            assert_eq!(some.row(k), all.row(i), "row {i}");
+        }
+        assert_eq!(data.features(&data.validation, &[]).nrows(), 0);
+    }
+
+    #[test]
     fn training_rows_equal_the_scoring_path_for_the_same_window() {
         let schema = schema();
         let history = history();
@@ -511,7 +549,7 @@ mod tests {
         extract(&schema, &window, &data.baselines[0], &mut row).unwrap();
         assert_eq!(
             row.as_slice(),
-            data.validation.x.row(i).as_slice().unwrap(),
+            data.features(&data.validation, &[i]).as_slice().unwrap(),
             "bit-identical"
         );
     }

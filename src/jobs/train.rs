@@ -15,7 +15,7 @@ use std::time::Instant;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use ndarray::Axis;
+use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 use sha2::Digest;
 
@@ -215,6 +215,10 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     let started = Instant::now();
     let params = DatasetParams::of(settings);
     let data = dataset::build(&schema, histories, failures, &params);
+    // Every validation window is scored; of the training windows only those the fits sample
+    // get features, when they ask.
+    let validation_x = data.all_features(&data.validation);
+    let train_rows = |rows: &[usize]| data.features(&data.train, rows);
     report.stage("features", started);
     report.cutoff = data.cutoff;
     report.data_range = data.range;
@@ -239,7 +243,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         .sample_size(settings.sample_size)
         .seed(settings.seed)
         .check()?
-        .fit(data.train.x.view())?;
+        .fit_rows(data.train.len(), schema.len(), &train_rows)?;
     report.stage("fit_if", started);
 
     // The failure model's logistic regression runs on one core; the diagnosis tree, the
@@ -266,7 +270,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         || {
             timed(|| {
                 failure_params.fit(
-                    data.train.x.view(),
+                    &train_rows,
                     &|rows| forest.score(rows),
                     &data.train.y,
                     &data.train.end,
@@ -276,11 +280,11 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         },
         || {
             rayon::join(
-                || timed(|| fit_diagnosis(&schema, &data)),
+                || timed(|| fit_diagnosis(&schema, &data, &validation_x)),
                 || {
                     rayon::join(
-                        || timed(|| fit_time_to_failure(settings, &data)),
-                        || timed(|| forest.score(data.validation.x.view())),
+                        || timed(|| fit_time_to_failure(settings, &data, &validation_x)),
+                        || timed(|| forest.score(validation_x.view())),
                     )
                 },
             )
@@ -305,7 +309,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     on_stage("score validation");
     let started = Instant::now();
     if !data.validation.is_empty() {
-        let logits = failure.logits(data.validation.x.view(), &validation_anomaly);
+        let logits = failure.logits(validation_x.view(), &validation_anomaly);
         let probabilities: Vec<f64> = logits.iter().map(|&z| failure.calibrate(z)).collect();
         let y = &data.validation.y;
         report.anomaly = Some(Scorecard::ranking(&validation_anomaly, y));
@@ -319,10 +323,11 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     report.champion = Some(compare(
         champion,
         &schema,
-        &data.validation,
+        validation_x.view(),
+        &data.validation.y,
         report.failure.as_ref(),
     ));
-    debug_assert_eq!(data.validation.x.len_of(Axis(1)), schema.len());
+    debug_assert_eq!(validation_x.len_of(Axis(1)), schema.len());
 
     let baselines = data.assets.iter().cloned().zip(data.baselines).collect();
     Ok(Bundle {
@@ -420,16 +425,15 @@ fn train_class(
         reason: String::new(),
     };
     // The fleet-wide model on this class's validation windows.
-    let validation = dataset::build(
+    let windows = dataset::build(
         &fleet.schema,
         &mine,
         &failures,
         &DatasetParams::of(settings),
-    )
-    .validation;
+    );
     report.fleet_average_precision = crate::model::evaluation::average_precision(
-        &fleet.logits(validation.x.view()),
-        &validation.y,
+        &fleet.logits(windows.all_features(&windows.validation).view()),
+        &windows.validation.y,
     );
     let trained = if reported.len() == data.metrics.len() {
         train(metrics, &mine, &failures, settings, None, &mut |_| {})
@@ -506,6 +510,7 @@ fn thin(rows: &[usize], n: usize) -> Vec<usize> {
 fn fit_time_to_failure(
     settings: &TrainingSettings,
     data: &dataset::Dataset,
+    validation_x: &Array2<f64>,
 ) -> Fitted<TimeToFailure, TtfReport> {
     let cap = settings.ttf_cap_secs as f64;
     let known = |part: &dataset::Part| -> (Vec<usize>, Vec<usize>) {
@@ -520,7 +525,7 @@ fn fit_time_to_failure(
     let max_rows = settings.ttf_max_rows.max(200);
     let mut rows = thin(&near, max_rows / 2);
     rows.extend(thin(&far, max_rows - rows.len()));
-    let x = data.train.x.select(Axis(0), &rows);
+    let x = data.features(&data.train, &rows);
     let y: Vec<f64> = rows.iter().filter_map(|&i| data.train.ttf[i]).collect();
     let model = GradientBoosting::params()
         .n_rounds(100)
@@ -543,7 +548,7 @@ fn fit_time_to_failure(
     };
     let estimates: Vec<f64> = (0..data.validation.len())
         .into_par_iter()
-        .map(|i| ttf.estimate(data.validation.x.row(i)).secs)
+        .map(|i| ttf.estimate(validation_x.row(i)).secs)
         .collect();
     let predicted = |i: usize| estimates[i];
     let all: Vec<usize> = near.iter().chain(&far).copied().collect();
@@ -585,28 +590,32 @@ fn kind_rows(part: &dataset::Part) -> (Vec<usize>, Vec<usize>) {
 fn fit_diagnosis(
     schema: &FeatureSchema,
     data: &dataset::Dataset,
+    validation_x: &Array2<f64>,
 ) -> Fitted<Diagnosis, Option<Vec<KindScore>>> {
     let (rows, kinds) = kind_rows(&data.train);
     if rows.len() < 10 {
         return Ok(None);
     }
-    let x = data.train.x.select(Axis(0), &rows);
+    let x = data.features(&data.train, &rows);
     let diagnosis =
         Diagnosis::params()
             .check()?
             .fit(x.view(), &kinds, &data.kinds, &schema.names())?;
     let (rows, kinds) = kind_rows(&data.validation);
     let scores = (!rows.is_empty()).then(|| {
-        let x = data.validation.x.select(Axis(0), &rows);
+        let x = validation_x.select(Axis(0), &rows);
         diagnosis.evaluate(x.view(), &kinds)
     });
     Ok(Some((diagnosis, scores)))
 }
 
+/// The champion's average precision on the validation windows `x` (labels `y`) against the
+/// challenger's, and whether the challenger wins.
 fn compare(
     champion: Option<&Bundle>,
     schema: &FeatureSchema,
-    validation: &dataset::Part,
+    x: ArrayView2<f64>,
+    y: &[bool],
     challenger: Option<&Scorecard>,
 ) -> ChampionComparison {
     let challenger_ap = challenger.and_then(|c| c.average_precision);
@@ -617,8 +626,8 @@ fn compare(
             "the active model has another feature schema: it cannot be measured on these windows, so the new one replaces it".to_owned(),
         ),
         Some(c) => {
-            let logits = c.logits(validation.x.view());
-            let ap = crate::model::evaluation::average_precision(&logits, &validation.y);
+            let logits = c.logits(x);
+            let ap = crate::model::evaluation::average_precision(&logits, y);
             (ap, "both measured on this run's validation windows".to_owned())
         }
     };
@@ -1191,8 +1200,9 @@ mod tests {
         )
         .unwrap();
         let params = DatasetParams::of(&settings);
-        let validation =
-            dataset::build(&champion.schema, &data.histories, &data.failures, &params).validation;
+        let windows = dataset::build(&champion.schema, &data.histories, &data.failures, &params);
+        let x = windows.all_features(&windows.validation);
+        let y = &windows.validation.y;
         let card = |ap: f64| Scorecard {
             average_precision: Some(ap),
             ..Scorecard::ranking(&[], &[])
@@ -1200,7 +1210,8 @@ mod tests {
         let worse = compare(
             Some(&champion),
             &champion.schema,
-            &validation,
+            x.view(),
+            y,
             Some(&card(0.0)),
         );
         assert!(!worse.challenger_wins, "{worse:?}");
@@ -1208,7 +1219,8 @@ mod tests {
         let better = compare(
             Some(&champion),
             &champion.schema,
-            &validation,
+            x.view(),
+            y,
             Some(&card(1.0)),
         );
         assert!(better.challenger_wins);
@@ -1217,11 +1229,12 @@ mod tests {
             compare(
                 Some(&champion),
                 &other_schema,
-                &validation,
+                x.view(),
+                y,
                 Some(&card(0.0))
             )
             .challenger_wins
         );
-        assert!(compare(None, &champion.schema, &validation, None).challenger_wins);
+        assert!(compare(None, &champion.schema, x.view(), y, None).challenger_wins);
     }
 }

@@ -304,19 +304,32 @@ impl FailureModelParams {
 }
 
 impl FailureModelValidParams {
-    /// Fits on windows' `features`, their `labels` and `ends` (window end times, which
-    /// decide the calibration slice); `anomaly` scores the rows it needs. `near` marks the
-    /// negative windows a failure follows soon after the horizon (empty: none is marked):
-    /// up to `near_negatives_frac` of the sampled negatives are drawn from them.
+    /// Fits on windows given by their `labels` and `ends` (window end times, which decide
+    /// the calibration slice); `features` makes the feature rows of the windows it is given
+    /// (only those used: the sampled ones and the calibration slice), and `anomaly` scores
+    /// feature rows. `near` marks the negative windows a failure follows soon after the
+    /// horizon (empty: none is marked): up to `near_negatives_frac` of the sampled
+    /// negatives are drawn from them.
     pub fn fit(
         &self,
-        features: ArrayView2<f64>,
+        features: &dyn Fn(&[usize]) -> Array2<f64>,
         anomaly: &dyn Fn(ArrayView2<f64>) -> Vec<f64>,
         labels: &[bool],
         ends: &[i64],
         near: &[bool],
     ) -> Result<FailureModel, FitError> {
-        super::check_records(features, 10)?;
+        if labels.len() < 10 {
+            return Err(FitError::TooFewRows {
+                min: 10,
+                got: labels.len(),
+            });
+        }
+        // The rows of `windows`, checked finite (an error names the window).
+        let rows_of = |windows: &[usize]| -> Result<Array2<f64>, FitError> {
+            let x = features(windows);
+            super::check_selected(x.view(), windows, 0)?;
+            Ok(x)
+        };
         let mut by_time: Vec<usize> = (0..labels.len()).collect();
         by_time.sort_by_key(|&i| ends[i]);
         let n_cal = ((labels.len() as f64) * self.calibration_frac) as usize;
@@ -346,7 +359,7 @@ impl FailureModelValidParams {
         chosen.sort_unstable();
 
         // Anomaly scores only for the rows used: the sampled fit rows and the calibration slice.
-        let chosen_features = features.select(Axis(0), &chosen);
+        let chosen_features = rows_of(&chosen)?;
         let chosen_anomaly = anomaly(chosen_features.view());
         let x = with_anomaly(chosen_features.view(), &chosen_anomaly);
         let (mean, std) = standardizer(x.view());
@@ -373,7 +386,7 @@ impl FailureModelValidParams {
             blend: None,
             selection: None,
         };
-        let cal_features = features.select(Axis(0), cal_rows);
+        let cal_features = rows_of(cal_rows)?;
         let cal_anomaly = anomaly(cal_features.view());
         let cal_logits: Vec<f64> = (0..cal_features.nrows())
             .into_par_iter()
@@ -609,7 +622,13 @@ mod tests {
         let model = FailureModel::params()
             .check()
             .unwrap()
-            .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends, &[])
+            .fit(
+                &|rows| x.select(Axis(0), rows),
+                &|rows| vec![0.5; rows.nrows()],
+                &y,
+                &ends,
+                &[],
+            )
             .unwrap();
         let (x_val, y_val, _) = data(2);
         let p: Vec<f64> = x_val
@@ -638,7 +657,7 @@ mod tests {
             .check()
             .unwrap()
             .fit(
-                x.view(),
+                &|rows| x.select(Axis(0), rows),
                 &|rows| vec![0.5; rows.nrows()],
                 labels,
                 &ends,
@@ -753,7 +772,13 @@ mod tests {
                 .ensemble_rounds(0)
                 .check()
                 .unwrap()
-                .fit(x.view(), &|rows| vec![0.5; rows.nrows()], &y, &ends, near)
+                .fit(
+                    &|rows| x.select(Axis(0), rows),
+                    &|rows| vec![0.5; rows.nrows()],
+                    &y,
+                    &ends,
+                    near,
+                )
                 .unwrap()
         };
         // On fresh data: the near windows' mean probability, against the positives'.
@@ -788,7 +813,7 @@ mod tests {
             .check()
             .unwrap()
             .fit(
-                x.view(),
+                &|rows| x.select(Axis(0), rows),
                 &|rows| vec![0.5; rows.nrows()],
                 &[false; 3000],
                 &ends,

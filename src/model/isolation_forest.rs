@@ -8,7 +8,7 @@
 //! its own seed, so a fit is reproducible whatever the thread count. Scoring also explains:
 //! each split on a path credits ln(n_parent / n_child) to its feature.
 
-use ndarray::{ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rand08::rngs::SmallRng;
 use rand08::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -244,6 +244,26 @@ impl IsolationForestValidParams {
             FitError::TooFewRows { min, .. } => FitError::TooFewRows { min, got: n_rows },
             other => other,
         })?;
+        self.fit_rows(n_rows, n_features, &|sample| {
+            records.select(Axis(0), sample)
+        })
+    }
+
+    /// Fits on `n_rows` rows of `n_features` that `rows_of` makes on demand: each tree asks
+    /// for the rows it samples only, so the whole matrix need never exist. The same forest
+    /// as [`fit`](Self::fit) on the matrix whose rows `rows_of` gives.
+    pub fn fit_rows(
+        &self,
+        n_rows: usize,
+        n_features: usize,
+        rows_of: &(dyn Fn(&[usize]) -> Array2<f64> + Sync),
+    ) -> Result<IsolationForest, FitError> {
+        if n_rows < 2 {
+            return Err(FitError::TooFewRows {
+                min: 2,
+                got: n_rows,
+            });
+        }
         let tree_rows = self.sample_size.min(n_rows);
         let height_limit = (tree_rows as f64).log2().ceil() as usize;
         let trees = (0..self.n_trees)
@@ -251,7 +271,7 @@ impl IsolationForestValidParams {
             .map(|i| {
                 let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_add(i as u64));
                 let sample = rand08::seq::index::sample(&mut rng, n_rows, tree_rows).into_vec();
-                Tree::grow(records, sample, height_limit, &mut rng)
+                Tree::grow(rows_of(&sample), &sample, height_limit, &mut rng)
             })
             .collect::<Result<Vec<Tree>, FitError>>()?;
         Ok(IsolationForest {
@@ -265,24 +285,18 @@ impl IsolationForestValidParams {
 }
 
 impl Tree {
-    /// Grows a tree on the rows `sample` of `records`, copied first into a small matrix of
-    /// their own so that the splits scan memory that stays in cache.
+    /// Grows a tree on `local`, the rows `sample` of the records in a small matrix of their
+    /// own, so that the splits scan memory that stays in cache.
     fn grow(
-        records: ArrayView2<f64>,
-        sample: Vec<usize>,
+        local: Array2<f64>,
+        sample: &[usize],
         height_limit: usize,
         rng: &mut SmallRng,
     ) -> Result<Tree, FitError> {
-        let local = records.select(Axis(0), &sample);
-        super::check_records(local.view(), 1).map_err(|e| match e {
-            FitError::NonFinite { row, col } => FitError::NonFinite {
-                row: sample[row],
-                col,
-            },
-            other => other,
-        })?;
+        debug_assert_eq!(local.nrows(), sample.len());
+        super::check_selected(local.view(), sample, 1)?;
         let mut rows: Vec<usize> = (0..sample.len()).collect();
-        let mut features: Vec<usize> = (0..records.ncols()).collect();
+        let mut features: Vec<usize> = (0..local.ncols()).collect();
         let mut tree = Tree { nodes: Vec::new() };
         let mut grower = Grower {
             records: local.view(),
@@ -560,7 +574,6 @@ fn average_path_length(n: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::Array2;
     use rand08::Rng;
 
     use super::*;

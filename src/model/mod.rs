@@ -73,6 +73,22 @@ pub enum FitError {
     },
 }
 
+/// [`check_records`] on `records`, the rows `rows` of a larger set, copied out: an error
+/// names the row of that set.
+pub fn check_selected(
+    records: ArrayView2<f64>,
+    rows: &[usize],
+    min_rows: usize,
+) -> Result<(), FitError> {
+    check_records(records, min_rows).map_err(|e| match e {
+        FitError::NonFinite { row, col } => FitError::NonFinite {
+            row: rows[row],
+            col,
+        },
+        other => other,
+    })
+}
+
 /// Checks that `records` has at least `min_rows` rows, some columns, and only finite values.
 pub fn check_records(records: ArrayView2<f64>, min_rows: usize) -> Result<(), FitError> {
     let (rows, cols) = records.dim();
