@@ -178,10 +178,40 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     text.parse::<f64>().ok().and_then(seconds_to_micros)
 }
 
-/// Timestamps of a column in microseconds since the Unix epoch; `None` where missing or
+/// A column's timestamps in microseconds since the Unix epoch; `None` where missing or
 /// unreadable.
-fn timestamps(column: &Column, path: &Path) -> Result<Vec<Option<i64>>, FileError> {
+enum Timestamps {
+    /// Whole Unix seconds, the usual case: converted as they are read (exact, without going
+    /// through floats, and without a copy of the column).
+    Seconds(Int64Chunked),
+    /// Converted when the column was read.
+    Micros(Vec<Option<i64>>),
+}
+
+impl Timestamps {
+    fn iter(&self) -> Box<dyn Iterator<Item = Option<i64>> + '_> {
+        match self {
+            Self::Seconds(secs) => Box::new(
+                secs.iter()
+                    .map(|v| v.and_then(|secs| secs.checked_mul(1_000_000))),
+            ),
+            Self::Micros(micros) => Box::new(micros.iter().copied()),
+        }
+    }
+}
+
+/// Reads a column's timestamps: Unix seconds, RFC 3339 strings or datetimes.
+fn timestamps(column: &Column, path: &Path) -> Result<Timestamps, FileError> {
     let name = column.name().as_str().to_owned();
+    match column.dtype() {
+        DataType::Int64 => Ok(Timestamps::Seconds(
+            column.i64().map_err(polars_err(path))?.clone(),
+        )),
+        _ => micros(column, path, name).map(Timestamps::Micros),
+    }
+}
+
+fn micros(column: &Column, path: &Path, name: String) -> Result<Vec<Option<i64>>, FileError> {
     match column.dtype() {
         DataType::String => Ok(column
             .str()
@@ -203,13 +233,6 @@ fn timestamps(column: &Column, path: &Path) -> Result<Vec<Option<i64>>, FileErro
                 .map(|v| v.map(|v| (v as f64 * scale).round() as i64))
                 .collect())
         }
-        // Whole seconds, the usual case: exact, without going through floats.
-        DataType::Int64 => Ok(column
-            .i64()
-            .map_err(polars_err(path))?
-            .iter()
-            .map(|v| v.and_then(|secs| secs.checked_mul(1_000_000)))
-            .collect()),
         dtype if dtype.is_primitive_numeric() => Ok(floats(column, path)?
             .iter()
             .map(|v| v.and_then(seconds_to_micros))
@@ -363,10 +386,13 @@ pub fn read_incidents(path: &Path) -> Result<(Vec<IncidentRow>, Rejections), Fil
     let frame = read_frame(path)?;
     let assets = strings(column(&frame, path, &["asset"])?, path)?;
     let kinds = strings(column(&frame, path, &["kind"])?, path)?;
-    let started = timestamps(column(&frame, path, &["started_at"])?, path)?;
+    let read_ts = |c: &Column| -> Result<Vec<Option<i64>>, FileError> {
+        Ok(timestamps(c, path)?.iter().collect())
+    };
+    let started = read_ts(column(&frame, path, &["started_at"])?)?;
     let optional_ts = |name: &str| -> Result<Vec<Option<i64>>, FileError> {
         match frame.column(name) {
-            Ok(c) => timestamps(c, path),
+            Ok(c) => read_ts(c),
             Err(_) => Ok(vec![None; frame.height()]),
         }
     };

@@ -156,8 +156,23 @@ pub fn histories_from_batch(batch: NamedBatch) -> (Vec<String>, Vec<AssetHistory
         .iter()
         .map(|&m| parts.metrics[m].clone())
         .collect();
-    let mut grouped: Vec<Vec<MetricHistory>> =
-        vec![vec![MetricHistory::default(); metrics.len()]; parts.assets.len()];
+    // Each series' length first, so that every one is allocated once at its size.
+    let mut lengths = vec![vec![0usize; metrics.len()]; parts.assets.len()];
+    for (&a, &m) in parts.asset.iter().zip(&parts.metric) {
+        lengths[a as usize][position[m as usize]] += 1;
+    }
+    let mut grouped: Vec<Vec<MetricHistory>> = lengths
+        .iter()
+        .map(|series| {
+            series
+                .iter()
+                .map(|&n| MetricHistory {
+                    ts: Vec::with_capacity(n),
+                    values: Vec::with_capacity(n),
+                })
+                .collect()
+        })
+        .collect();
     for i in 0..parts.values.len() {
         let series = &mut grouped[parts.asset[i] as usize][position[parts.metric[i] as usize]];
         series.ts.push(parts.ts_micros[i].div_euclid(1_000_000));
