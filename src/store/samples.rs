@@ -6,10 +6,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::copy::{self, Tuple};
 use super::{Error, Result, Store};
 
-/// Microseconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Size of the chunks sent to `COPY`.
@@ -82,15 +81,11 @@ impl SampleColumns {
     /// Encodes rows `range` in PostgreSQL's binary COPY tuple format.
     fn encode_rows(&self, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
         for i in range {
-            out.extend_from_slice(&4i16.to_be_bytes());
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&self.asset_ids[i].to_be_bytes());
-            out.extend_from_slice(&4i32.to_be_bytes());
-            out.extend_from_slice(&self.metric_ids[i].to_be_bytes());
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&(self.ts_micros[i] - PG_EPOCH_OFFSET_MICROS).to_be_bytes());
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&self.values[i].to_be_bytes());
+            Tuple::start(out, 4)
+                .int8(self.asset_ids[i])
+                .int4(self.metric_ids[i])
+                .timestamptz(self.ts_micros[i])
+                .float8(self.values[i]);
         }
     }
 }
@@ -196,15 +191,13 @@ impl Store {
         let mut copy = tx.copy_in_raw(target).await?;
         let rows_per_chunk = (COPY_CHUNK_BYTES / COPY_ROW_BYTES).max(1);
         let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 64);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(copy::HEADER);
         let mut start = 0;
         while start < batch.len() {
             let end = (start + rows_per_chunk).min(batch.len());
             batch.encode_rows(start..end, &mut buf);
             if end == batch.len() {
-                buf.extend_from_slice(&(-1i16).to_be_bytes());
+                buf.extend_from_slice(&copy::TRAILER);
             }
             if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
                 copy.abort("send failed").await.ok();

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::postgres::PgPoolCopyExt;
 
+use super::copy::{self, Tuple};
 use super::{Result, Store};
 
 /// One scored window to store.
@@ -35,35 +37,43 @@ pub struct NewScore {
 }
 
 impl Store {
-    /// Stores scores in one statement; returns how many.
+    /// Stores scores in one binary `COPY` (all or none); returns how many.
     pub async fn insert_scores(&self, scores: &[NewScore]) -> Result<u64> {
         if scores.is_empty() {
             return Ok(0);
         }
         let names: Vec<String> = scores.iter().map(|s| s.asset.clone()).collect();
         let ids = self.resolve_asset_ids(&names).await?;
-        let asset_ids: Vec<i64> = scores.iter().map(|s| ids[&s.asset]).collect();
-        let inserted = sqlx::query(
-            "insert into score (asset_id, model_id, model_version, window_end, probability, anomaly_score, \
-             threshold, is_alert, failure_kind, kind_confidence, explanation) \
-             select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::float8[], \
-             $6::float8[], $7::float8[], $8::bool[], $9::text[], $10::float8[], $11::jsonb[])",
-        )
-        .bind(&asset_ids)
-        .bind(scores.iter().map(|s| s.model_id).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.model_version.clone()).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.window_end).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.probability).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.anomaly_score).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.threshold).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.is_alert).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.failure_kind.clone()).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.kind_confidence).collect::<Vec<_>>())
-        .bind(scores.iter().map(|s| s.explanation.clone()).collect::<Vec<_>>())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted)
+        let mut buf = Vec::with_capacity(copy::HEADER.len() + scores.len() * 160);
+        buf.extend_from_slice(copy::HEADER);
+        for s in scores {
+            Tuple::start(&mut buf, 11)
+                .int8(ids[&s.asset])
+                .or_null(s.model_id, Tuple::int8)
+                .text(&s.model_version)
+                .timestamptz(s.window_end.timestamp_micros())
+                .or_null(s.probability, Tuple::float8)
+                .float8(s.anomaly_score)
+                .float8(s.threshold)
+                .bool(s.is_alert)
+                .or_null(s.failure_kind.as_deref(), Tuple::text)
+                .or_null(s.kind_confidence, Tuple::float8)
+                .jsonb(&s.explanation);
+        }
+        buf.extend_from_slice(&copy::TRAILER);
+        let mut copy = self
+            .pool
+            .copy_in_raw(
+                "copy score (asset_id, model_id, model_version, window_end, probability, \
+                 anomaly_score, threshold, is_alert, failure_kind, kind_confidence, explanation) \
+                 from stdin with (format binary)",
+            )
+            .await?;
+        if let Err(e) = copy.send(buf).await {
+            copy.abort("send failed").await.ok();
+            return Err(e.into());
+        }
+        Ok(copy.finish().await?)
     }
 
     /// Opens an alert for the score's asset unless one is open; returns the new alert's id. It

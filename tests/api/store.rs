@@ -236,3 +236,95 @@ async fn resolving_known_names_does_not_use_up_identity_values() {
         "no identity value was burnt on known names"
     );
 }
+
+#[tokio::test]
+async fn stored_scores_keep_every_field_and_nulls_and_a_bad_batch_stores_nothing() {
+    use vigil::store::scores::NewScore;
+    let db = TestDb::migrated().await;
+    let end = Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let trained = NewScore {
+        asset: "pump-1".into(),
+        model_id: Some(7),
+        model_version: "bundle/v3".into(),
+        window_end: end,
+        probability: Some(0.8125),
+        anomaly_score: 0.5,
+        threshold: 0.25,
+        is_alert: true,
+        failure_kind: Some("memory_leak".into()),
+        kind_confidence: Some(0.75),
+        explanation: json!({ "drivers": [{ "feature": "mem_slope", "sd": 2.1 }], "note": "é" }),
+    };
+    let cold = NewScore {
+        asset: "pump-2".into(),
+        model_id: None,
+        model_version: "cold_start/streaming".into(),
+        probability: None,
+        is_alert: false,
+        failure_kind: None,
+        kind_confidence: None,
+        explanation: json!({}),
+        ..trained.clone()
+    };
+    assert_eq!(
+        db.store
+            .insert_scores(&[trained.clone(), cold.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    type Row = (
+        String,
+        Option<i64>,
+        String,
+        chrono::DateTime<Utc>,
+        Option<f64>,
+        f64,
+        f64,
+        bool,
+        Option<String>,
+        Option<f64>,
+        serde_json::Value,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "select a.name, model_id, model_version, window_end, probability, anomaly_score, \
+         threshold, is_alert, failure_kind, kind_confidence, explanation \
+         from score join asset a using (asset_id) order by a.name",
+    )
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    let expected: Vec<Row> = [trained.clone(), cold]
+        .into_iter()
+        .map(|s| {
+            (
+                s.asset,
+                s.model_id,
+                s.model_version,
+                s.window_end,
+                s.probability,
+                s.anomaly_score,
+                s.threshold,
+                s.is_alert,
+                s.failure_kind,
+                s.kind_confidence,
+                s.explanation,
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected);
+
+    // A probability out of range breaks a constraint: the whole batch is refused.
+    let bad = NewScore {
+        probability: Some(1.5),
+        ..trained.clone()
+    };
+    let err = db.store.insert_scores(&[trained, bad]).await.unwrap_err();
+    assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+    let count: i64 = sqlx::query_scalar("select count(*) from score")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}
