@@ -804,12 +804,22 @@ impl Stream<'_> {
         Ok(summary)
     }
 
-    /// Waits until no action is `running`: each ends within its timeout, but on a busy
-    /// machine one started just before the end of the stream may still be in flight.
-    /// Gives up after the longest action timeout and 10 s more (the summary then counts
+    /// Waits until no action is `running`: each ends within its attempts' timeouts and has
+    /// its result recorded within the store's retries, but on a busy machine one started
+    /// just before the end of the stream may still be in flight. Gives up after the longest
+    /// run an action can take, with its recording, and 10 s more (the summary then counts
     /// what is still running).
     async fn wait_for_running_actions(&self) -> anyhow::Result<()> {
-        let longest = self.max_action_timeout_secs();
+        // The executor's attempts with their backoff, then the result's recording, retried
+        // across a database outage for about 48 s (`Actions::run`).
+        let longest = self
+            .settings
+            .actions
+            .iter()
+            .map(|a| (u64::from(a.retries) + 1) * (a.timeout_secs + 1))
+            .max()
+            .unwrap_or(5)
+            + 48;
         let deadline = Instant::now() + Duration::from_secs(longest + 10);
         let url = format!("{}/v1/actions?limit=1000", self.url);
         loop {
