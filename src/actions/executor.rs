@@ -108,6 +108,30 @@ pub fn describe(spec: &ActionSettings, target: &Target) -> Value {
     })
 }
 
+/// The wait before webhook attempt `attempt` (from 1): 200 ms, then twice as long each time.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * 2u64.pow(attempt.saturating_sub(1).min(16)))
+}
+
+/// The longest [`execute`] can take: every attempt timing out, with the waits between them.
+pub fn longest_run(spec: &ActionSettings) -> Duration {
+    let timeout = Duration::from_secs(spec.timeout_secs);
+    match spec.executor {
+        ExecutorKind::DryRun => Duration::ZERO,
+        ExecutorKind::Webhook => (0..=spec.retries)
+            .map(|attempt| {
+                timeout
+                    + if attempt > 0 {
+                        backoff(attempt)
+                    } else {
+                        Duration::ZERO
+                    }
+            })
+            .sum(),
+        ExecutorKind::Command => timeout,
+    }
+}
+
 /// Runs the action.
 pub async fn execute(spec: &ActionSettings, target: &Target, client: &reqwest::Client) -> Outcome {
     match spec.executor {
@@ -137,7 +161,7 @@ async fn webhook(spec: &ActionSettings, target: &Target, client: &reqwest::Clien
     let mut attempts = Vec::new();
     for attempt in 0..=spec.retries {
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         let mut request = client
             .post(url)
@@ -231,6 +255,30 @@ mod tests {
             alert_id: Some(3),
             reason: "test".to_owned(),
         }
+    }
+
+    #[test]
+    fn the_longest_run_counts_every_attempt_and_the_waits_between() {
+        let spec = |executor, retries| ActionSettings {
+            executor,
+            retries,
+            timeout_secs: 2,
+            ..serde_json::from_value(json!({ "name": "restart", "executor": "dry_run" })).unwrap()
+        };
+        assert_eq!(
+            longest_run(&spec(ExecutorKind::Webhook, 2)),
+            Duration::from_millis(3 * 2000 + 200 + 400)
+        );
+        assert_eq!(
+            longest_run(&spec(ExecutorKind::Command, 2)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(longest_run(&spec(ExecutorKind::DryRun, 2)), Duration::ZERO);
+        // The store's retries of a result's recording: 0.25 + 0.5 + ... + 8 + 8 s.
+        assert_eq!(
+            crate::store::retry_unavailable_waits(super::super::RECORD_RETRIES),
+            Duration::from_millis(47_750)
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::policy::guard::{self, Mode, Verdict};
 use crate::store::Store;
 use crate::store::actions::{ActionRow, ActionStat, NewAction};
 
+/// Retries of recording an action's result while the database is unavailable (about 48 s of
+/// waits): an action that ran must not stay `running`.
+pub const RECORD_RETRIES: u32 = 10;
+
 /// The name of the escalation action used when an asset's breaker opens.
 pub const PAGE_HUMAN: &str = "page_human";
 
@@ -235,7 +239,8 @@ impl Actions {
         Ok(Some(row))
     }
 
-    /// Runs a stored `running` action and records the result.
+    /// Runs a stored `running` action and records the result (retried [`RECORD_RETRIES`]
+    /// times while the database is unavailable).
     async fn run(&self, row: &ActionRow) -> Result<(), ActionError> {
         let spec = self
             .spec(&row.name)
@@ -257,7 +262,7 @@ impl Actions {
         // The action ran: its result is recorded even across a database outage (for about
         // a minute), or it would stay `running`, in flight, holding the asset and the budget.
         let what = format!("record the result of action {}", row.action_id);
-        crate::store::retry_unavailable(&what, 10, || {
+        crate::store::retry_unavailable(&what, RECORD_RETRIES, || {
             self.store
                 .finish_action(row.action_id, outcome.ok, &outcome.result)
         })

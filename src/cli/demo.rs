@@ -810,17 +810,15 @@ impl Stream<'_> {
     /// run an action can take, with its recording, and 10 s more (the summary then counts
     /// what is still running).
     async fn wait_for_running_actions(&self) -> anyhow::Result<()> {
-        // The executor's attempts with their backoff, then the result's recording, retried
-        // across a database outage for about 48 s (`Actions::run`).
         let longest = self
             .settings
             .actions
             .iter()
-            .map(|a| (u64::from(a.retries) + 1) * (a.timeout_secs + 1))
+            .map(crate::actions::executor::longest_run)
             .max()
-            .unwrap_or(5)
-            + 48;
-        let deadline = Instant::now() + Duration::from_secs(longest + 10);
+            .unwrap_or_default()
+            + crate::store::retry_unavailable_waits(crate::actions::RECORD_RETRIES);
+        let deadline = Instant::now() + longest + Duration::from_secs(10);
         let url = format!("{}/v1/actions?limit=1000", self.url);
         loop {
             let actions = get(self.client, &url).await?;

@@ -101,6 +101,18 @@ impl From<sqlx::Error> for Error {
 /// Result alias of this layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The wait before retry `k` (from 0) of [`retry_unavailable`]: 250 ms, then twice as long
+/// each time up to 8 s.
+fn retry_wait(k: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250u64.saturating_mul(1 << k.min(6)))
+        .min(std::time::Duration::from_secs(8))
+}
+
+/// The longest [`retry_unavailable`] with `retries` waits between the tries.
+pub fn retry_unavailable_waits(retries: u32) -> std::time::Duration {
+    (0..retries).map(retry_wait).sum()
+}
+
 /// Runs `op` again while it fails with [`Error::Unavailable`] (a database restart), at most
 /// `retries` more times, waiting 250 ms first, then twice as long each time up to 8 s;
 /// returns the first other outcome, or the last error. `what` names the work in the log.
@@ -109,14 +121,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut wait = std::time::Duration::from_millis(250);
     let mut tries = 0;
     loop {
         match op().await {
             Err(Error::Unavailable(e)) if tries < retries => {
                 tracing::warn!("cannot {what} yet: {e}");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(8));
+                tokio::time::sleep(retry_wait(tries)).await;
                 tries += 1;
             }
             outcome => return outcome,
