@@ -202,23 +202,18 @@ impl Timestamps {
 
 /// Reads a column's timestamps: Unix seconds, RFC 3339 strings or datetimes.
 fn timestamps(column: &Column, path: &Path) -> Result<Timestamps, FileError> {
-    let name = column.name().as_str().to_owned();
-    match column.dtype() {
-        DataType::Int64 => Ok(Timestamps::Seconds(
-            column.i64().map_err(polars_err(path))?.clone(),
-        )),
-        _ => micros(column, path, name).map(Timestamps::Micros),
-    }
-}
-
-fn micros(column: &Column, path: &Path, name: String) -> Result<Vec<Option<i64>>, FileError> {
-    match column.dtype() {
-        DataType::String => Ok(column
+    let micros = match column.dtype() {
+        DataType::Int64 => {
+            return Ok(Timestamps::Seconds(
+                column.i64().map_err(polars_err(path))?.clone(),
+            ));
+        }
+        DataType::String => column
             .str()
             .map_err(polars_err(path))?
             .iter()
             .map(|v| v.and_then(parse_timestamp))
-            .collect()),
+            .collect(),
         DataType::Datetime(unit, _) => {
             let scale = match unit {
                 TimeUnit::Nanoseconds => 0.001,
@@ -226,24 +221,27 @@ fn micros(column: &Column, path: &Path, name: String) -> Result<Vec<Option<i64>>
                 TimeUnit::Milliseconds => 1000.0,
             };
             let raw = column.cast(&DataType::Int64).map_err(polars_err(path))?;
-            Ok(raw
-                .i64()
+            raw.i64()
                 .map_err(polars_err(path))?
                 .iter()
                 .map(|v| v.map(|v| (v as f64 * scale).round() as i64))
-                .collect())
+                .collect()
         }
-        dtype if dtype.is_primitive_numeric() => Ok(floats(column, path)?
+        dtype if dtype.is_primitive_numeric() => floats(column, path)?
             .iter()
             .map(|v| v.and_then(seconds_to_micros))
-            .collect()),
-        other => Err(columns_err(
-            path,
-            format!(
-                "column {name:?} has type {other}; timestamps are Unix seconds, RFC 3339 strings or datetimes"
-            ),
-        )),
-    }
+            .collect(),
+        other => {
+            return Err(columns_err(
+                path,
+                format!(
+                    "column {:?} has type {other}; timestamps are Unix seconds, RFC 3339 strings or datetimes",
+                    column.name().as_str()
+                ),
+            ));
+        }
+    };
+    Ok(Timestamps::Micros(micros))
 }
 
 fn row_at(row: usize) -> impl Fn() -> String {

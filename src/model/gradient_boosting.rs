@@ -385,11 +385,10 @@ impl Grower<'_> {
     /// bin still sums its rows in row order.
     fn histograms(&self, rows: &[usize]) -> Histograms {
         let d = self.edges.len();
-        let blocks: Vec<Histograms> = (0..d)
-            .step_by(FEATURE_BLOCK)
-            .collect::<Vec<usize>>()
+        let blocks: Vec<Histograms> = (0..d.div_ceil(FEATURE_BLOCK))
             .into_par_iter()
-            .map(|first| {
+            .map(|block| {
+                let first = block * FEATURE_BLOCK;
                 let edges = &self.edges[first..(first + FEATURE_BLOCK).min(d)];
                 let mut hists: Histograms = edges
                     .iter()
