@@ -25,6 +25,19 @@ use crate::store::actions::{ActionRow, ActionStat, NewAction};
 /// waits): an action that ran must not stay `running`.
 pub const RECORD_RETRIES: u32 = 10;
 
+/// How long after its start an action still `running` counts as lost (then the sweeper marks
+/// it `failed`): the longest run of any action in `catalog`, with every retry of recording
+/// its result, and 10 s more.
+pub fn lost_after(catalog: &[ActionSettings]) -> Duration {
+    catalog
+        .iter()
+        .map(executor::longest_run)
+        .max()
+        .unwrap_or_default()
+        + crate::store::retry_unavailable_waits(RECORD_RETRIES)
+        + Duration::from_secs(10)
+}
+
 /// The name of the escalation action used when an asset's breaker opens.
 pub const PAGE_HUMAN: &str = "page_human";
 
@@ -420,7 +433,8 @@ impl Actions {
         Ok(())
     }
 
-    /// Expires approvals and verifies due actions every `every`, until aborted.
+    /// Expires approvals, marks lost actions failed ([`lost_after`]) and verifies due
+    /// actions every `every`, until aborted.
     pub fn spawn_sweeper(
         self: Arc<Self>,
         rescore: Rescore,
@@ -431,6 +445,14 @@ impl Actions {
                 tokio::time::sleep(every).await;
                 if let Err(e) = self.store.expire_actions().await {
                     tracing::warn!("cannot expire approvals: {e}");
+                }
+                let lost = lost_after(&self.settings.actions).as_secs() as i64;
+                match self.store.fail_lost_actions(lost).await {
+                    Ok(ids) if ids.is_empty() => {}
+                    Ok(ids) => {
+                        tracing::warn!(?ids, "actions without a result after {lost} s: failed")
+                    }
+                    Err(e) => tracing::warn!("cannot look for lost actions: {e}"),
                 }
                 match self.verify_due(&rescore).await {
                     Ok(0) => {}

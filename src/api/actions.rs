@@ -66,7 +66,13 @@ pub async fn approve(
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> Result<Json<ActionRow>, ApiError> {
-    Ok(Json(state.actions.decide(id, true, &principal.name).await?))
+    // In a task of its own: a client that hangs up must not stop an approved action between
+    // its start and the record of its result.
+    let actions = state.actions.clone();
+    let decided = tokio::spawn(async move { actions.decide(id, true, &principal.name).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("approving action {id}: {e}")))??;
+    Ok(Json(decided))
 }
 
 /// `POST /v1/actions/{id}/reject`.

@@ -141,7 +141,10 @@ pub struct ChaosReport {
     pub executor_timeouts: usize,
     /// Actions that ended `failed` (the executor gave up).
     pub actions_failed: usize,
-    /// Actions left `running` at the end (their result never recorded).
+    /// Of the failed actions, those whose result was lost: left `running` until the sweeper
+    /// marked them failed.
+    pub actions_lost: usize,
+    /// Actions still `running` at the end (their result never recorded, not yet marked).
     pub actions_stuck: usize,
     /// The most assets with an action in flight at once.
     pub max_assets_in_flight: usize,
@@ -805,20 +808,16 @@ impl Stream<'_> {
     }
 
     /// Waits until no action is `running`: each ends within its attempts' timeouts and has
-    /// its result recorded within the store's retries, but on a busy machine one started
-    /// just before the end of the stream may still be in flight. Gives up after the longest
-    /// run an action can take, with its recording, and 10 s more (the summary then counts
-    /// what is still running).
+    /// its result recorded within the store's retries (or the sweeper marks it lost), but
+    /// on a busy machine one started just before the end of the stream may still be in
+    /// flight. Gives up when the sweeper should have marked it lost, and 5 s more (the
+    /// summary then counts what is still running).
     async fn wait_for_running_actions(&self) -> anyhow::Result<()> {
-        let longest = self
-            .settings
-            .actions
-            .iter()
-            .map(crate::actions::executor::longest_run)
-            .max()
-            .unwrap_or_default()
-            + crate::store::retry_unavailable_waits(crate::actions::RECORD_RETRIES);
-        let deadline = Instant::now() + longest + Duration::from_secs(10);
+        let sweep = Duration::from_secs(self.settings.guard.sweep_every_secs.max(1));
+        let deadline = Instant::now()
+            + crate::actions::lost_after(&self.settings.actions)
+            + sweep
+            + Duration::from_secs(5);
         let url = format!("{}/v1/actions?limit=1000", self.url);
         loop {
             let actions = get(self.client, &url).await?;
@@ -1129,6 +1128,7 @@ fn guard_record(actions: &[Value], guard: &crate::config::GuardSettings) -> Chao
     }
     ChaosReport {
         actions_failed: ran.iter().filter(|a| a["state"] == "failed").count(),
+        actions_lost: ran.iter().filter(|a| a["result"]["lost"] == true).count(),
         actions_stuck: ran.iter().filter(|a| a["state"] == "running").count(),
         max_assets_in_flight,
         budget: guard.budget,
@@ -1227,8 +1227,8 @@ pub fn print_summary(s: &Summary) {
             c.receiver_failures, c.executor_timeouts
         );
         println!(
-            "  actions failed / left running        {} / {}",
-            c.actions_failed, c.actions_stuck
+            "  actions failed (lost) / left running {} ({}) / {}",
+            c.actions_failed, c.actions_lost, c.actions_stuck
         );
         println!(
             "  most assets in flight at once        {} (budget {})",

@@ -134,6 +134,17 @@ const ACTION_SELECT: &str = "select a.action_id, s.name as asset, s.class as ass
 const IN_FLIGHT: &str = "(a.state in ('approved', 'running') \
      or (a.state = 'succeeded' and a.verification = 'pending'))";
 
+/// One action, read on `conn` (inside a transaction or not).
+async fn action_in(conn: &mut sqlx::PgConnection, action_id: i64) -> Result<ActionRow> {
+    sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
+        "{ACTION_SELECT} where a.action_id = $1"
+    )))
+    .bind(action_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("action {action_id}")))
+}
+
 impl Store {
     /// Reads the guard's situation for `asset_id` and the candidate `names`, lets `decide`
     /// turn it into an action (or none), and inserts it, all in one transaction under the
@@ -184,8 +195,11 @@ impl Store {
         .bind(new.expires_at)
         .fetch_one(&mut *tx)
         .await?;
+        // Read back before the commit: once it is committed as `running`, the caller must
+        // get the row to run it, and a read after the commit could meet a lost connection.
+        let row = action_in(&mut tx, action_id).await?;
         tx.commit().await?;
-        self.action(action_id).await.map(Some)
+        Ok(Some(row))
     }
 
     /// The guard's situation now (for re-checking an approval), under the guard's lock.
@@ -215,13 +229,8 @@ impl Store {
 
     /// One action.
     pub async fn action(&self, action_id: i64) -> Result<ActionRow> {
-        sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
-            "{ACTION_SELECT} where a.action_id = $1"
-        )))
-        .bind(action_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("action {action_id}")))
+        let mut conn = self.pool.acquire().await?;
+        action_in(&mut conn, action_id).await
     }
 
     /// Actions, newest first, of one asset and/or in one state.
@@ -265,6 +274,7 @@ impl Store {
         by: &str,
         guard_decision: Option<&Value>,
     ) -> Result<Option<ActionRow>> {
+        let mut tx = self.pool.begin().await?;
         let updated: Option<i64> = sqlx::query_scalar(
             "update action set state = $2, decided_by = $3, decided_at = now(), \
              guard_decision = coalesce($4, guard_decision), \
@@ -276,12 +286,33 @@ impl Store {
         .bind(if approve { "running" } else { "rejected" })
         .bind(by)
         .bind(guard_decision)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        match updated {
-            Some(id) => self.action(id).await.map(Some),
-            None => Ok(None),
-        }
+        // Read back before the commit, as in `propose_action`.
+        let row = match updated {
+            Some(id) => Some(action_in(&mut tx, id).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Marks `failed` every action `running` for longer than `after_secs` (longer than any
+    /// run and the recording of its result can take): its result was lost, for instance
+    /// when the commit that started it was acknowledged to no one, or its process died;
+    /// their result says `"lost": true`. A result recorded later still replaces this one.
+    /// Returns their ids.
+    pub async fn fail_lost_actions(&self, after_secs: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "update action set state = 'failed', finished_at = now(), \
+             result = jsonb_build_object('lost', true, 'error', 'no result was recorded \
+                                         within ' || $1 || ' s of its start') \
+             where state = 'running' and started_at < now() - make_interval(secs => $1) \
+             returning action_id",
+        )
+        .bind(after_secs)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Marks approval requests past their expiry `expired`; returns how many.

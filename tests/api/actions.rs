@@ -451,6 +451,67 @@ async fn approval_runs_after_an_admin_approves_and_expires_otherwise() {
     assert_eq!(receiver.deliveries().len(), 1);
 }
 
+/// An action committed as `running` whose result never comes (its process died, or the
+/// commit's acknowledgement was lost) does not hold the asset and the budget for ever: the
+/// sweeper marks it failed, lost, once no run could still record it; a fresh one is left
+/// alone, and a result recorded late still wins.
+#[tokio::test]
+async fn the_sweeper_fails_an_action_whose_result_was_lost() {
+    let s = settings(
+        vec![webhook("rollback", "http://127.0.0.1:9/", Mode::Approve)],
+        |_| {},
+    );
+    let app = TestApp::spawn_with(|x| {
+        x.actions = s.actions.clone();
+        x.guard = s.guard.clone();
+    })
+    .await;
+    let actions = Arc::new(Actions::new(app.db.store.clone(), Arc::new(s.clone()), 5));
+    let lost_after = vigil::actions::lost_after(&s.actions);
+    let old = act(&actions, &app, "l-1").await;
+    let fresh = act(&actions, &app, "l-2").await;
+    for (row, age) in [(&old, lost_after * 2), (&fresh, lost_after / 2)] {
+        sqlx::query(
+            "update action set state = 'running', \
+             started_at = now() - make_interval(secs => $2) where action_id = $1",
+        )
+        .bind(row.action_id)
+        .bind(age.as_secs_f64())
+        .execute(app.db.store.pool())
+        .await
+        .unwrap();
+    }
+    let sweeper = actions
+        .clone()
+        .spawn_sweeper(calm(), std::time::Duration::from_millis(50));
+    let mut marked = app.db.store.action(old.action_id).await.unwrap();
+    for _ in 0..100 {
+        if marked.state != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        marked = app.db.store.action(old.action_id).await.unwrap();
+    }
+    sweeper.abort();
+    assert_eq!(marked.state, "failed", "{marked:?}");
+    let result = marked.result.clone().unwrap();
+    assert_eq!(result["lost"], true, "{result}");
+    assert!(marked.finished_at.is_some());
+    assert_eq!(
+        app.db.store.action(fresh.action_id).await.unwrap().state,
+        "running",
+        "an action that may still record its result is left alone"
+    );
+    app.db
+        .store
+        .finish_action(old.action_id, true, &json!({"status": 200}))
+        .await
+        .unwrap();
+    let late = app.db.store.action(old.action_id).await.unwrap();
+    assert_eq!(late.state, "succeeded");
+    assert_eq!(late.result.unwrap()["status"], 200);
+}
+
 #[tokio::test]
 async fn a_storm_acts_on_no_more_than_the_budget() {
     let (receiver, url) = Receiver::start(vec![]).await;
