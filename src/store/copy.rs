@@ -8,6 +8,22 @@ pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end of the data: a field count of -1.
 pub const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
 
+/// Sends `data` into an open `COPY`; when that fails, aborts the `COPY` (so that the
+/// connection can be used again) and returns the send's error.
+pub async fn send<C>(
+    mut copy: sqlx::postgres::PgCopyIn<C>,
+    data: Vec<u8>,
+) -> sqlx::Result<sqlx::postgres::PgCopyIn<C>>
+where
+    C: std::ops::DerefMut<Target = sqlx::PgConnection>,
+{
+    if let Err(e) = copy.send(data).await {
+        copy.abort("send failed").await.ok();
+        return Err(e);
+    }
+    Ok(copy)
+}
+
 /// Microseconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 

@@ -199,10 +199,7 @@ impl Store {
             if end == batch.len() {
                 buf.extend_from_slice(&copy::TRAILER);
             }
-            if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
-                copy.abort("send failed").await.ok();
-                return Err(e.into());
-            }
+            copy = copy::send(copy, std::mem::take(&mut buf)).await?;
             buf.reserve(COPY_CHUNK_BYTES + 64);
             progress(end as u64);
             start = end;

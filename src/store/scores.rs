@@ -61,7 +61,7 @@ impl Store {
                 .jsonb(&s.explanation);
         }
         buf.extend_from_slice(&copy::TRAILER);
-        let mut copy = self
+        let copy = self
             .pool
             .copy_in_raw(
                 "copy score (asset_id, model_id, model_version, window_end, probability, \
@@ -69,11 +69,7 @@ impl Store {
                  from stdin with (format binary)",
             )
             .await?;
-        if let Err(e) = copy.send(buf).await {
-            copy.abort("send failed").await.ok();
-            return Err(e.into());
-        }
-        Ok(copy.finish().await?)
+        Ok(copy::send(copy, buf).await?.finish().await?)
     }
 
     /// Opens an alert for the score's asset unless one is open; returns the new alert's id. It
