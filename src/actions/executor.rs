@@ -118,16 +118,9 @@ pub fn longest_run(spec: &ActionSettings) -> Duration {
     let timeout = Duration::from_secs(spec.timeout_secs);
     match spec.executor {
         ExecutorKind::DryRun => Duration::ZERO,
-        ExecutorKind::Webhook => (0..=spec.retries)
-            .map(|attempt| {
-                timeout
-                    + if attempt > 0 {
-                        backoff(attempt)
-                    } else {
-                        Duration::ZERO
-                    }
-            })
-            .sum(),
+        ExecutorKind::Webhook => {
+            timeout * (spec.retries + 1) + (1..=spec.retries).map(backoff).sum::<Duration>()
+        }
         ExecutorKind::Command => timeout,
     }
 }
