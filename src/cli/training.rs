@@ -252,11 +252,15 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     if let Some(selection) = bundle.failure.selection() {
         println!(
             "failure model chosen on the calibration slice (latest training windows): {} \
-             (average precision: logistic regression {}, tree ensemble {}, blend {})",
+             (average precision: logistic regression {}, tree ensemble {}, blend {}{})",
             selection.chosen,
             fmt(selection.logistic_average_precision),
             fmt(selection.ensemble_average_precision),
-            fmt(selection.blend_average_precision)
+            fmt(selection.blend_average_precision),
+            selection
+                .blend_weight
+                .map(|w| format!(" with the logistic regression's weight {w}"))
+                .unwrap_or_default()
         );
     }
     if let Some(kinds) = &r.diagnosis {

@@ -5,10 +5,12 @@
 //! almost never draws and which are the hardest to tell from the positives), then
 //! Platt calibration (and an isotonic map) on a later, untouched slice of the training
 //! windows, so that a predicted 0.2 means about 20% again. A tree ensemble (gradient-boosted
-//! trees on the same rows) is fitted too, and so is their blend (the mean of both models'
-//! Platt-calibrated log-odds); of the three, the one with the highest average precision on
-//! that slice is kept (a later one must beat the simpler ones strictly). The trees'
-//! explanations are path contributions, the blend's half of each model's.
+//! trees on the same rows) is fitted too, and so is their blend (a weighted mean of both
+//! models' Platt-calibrated log-odds, the logistic regression's weight one of 0.1 to 0.9 in
+//! steps of 0.1, whichever ranks best on that slice); of the three, the one with the highest
+//! average precision on that slice is kept (a later one must beat the simpler ones
+//! strictly). The trees' explanations are path contributions, the blend's each model's
+//! times its weight.
 
 use linfa::prelude::*;
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -77,26 +79,41 @@ pub struct Selection {
     pub logistic_average_precision: Option<f64>,
     /// The tree ensemble's, when one was fitted.
     pub ensemble_average_precision: Option<f64>,
-    /// The blend's (the mean of both calibrated log-odds), when an ensemble was fitted.
+    /// The blend's (the weighted mean of both calibrated log-odds), when an ensemble was
+    /// fitted.
     #[serde(default)]
     pub blend_average_precision: Option<f64>,
+    /// The logistic regression's weight in that blend (the tree ensemble's is one minus it).
+    #[serde(default)]
+    pub blend_weight: Option<f64>,
     /// `logistic_regression`, `tree_ensemble` or `blend`.
     pub chosen: String,
 }
 
 /// The blend of both candidates: each one's score through its own Platt map `(a, b)` to
-/// calibrated log-odds, then their mean. Where the two models err on different windows the
-/// mean ranks better than either; it is kept only when the calibration slice says so.
+/// calibrated log-odds, then their mean weighted by `weight` (the logistic regression's) and
+/// one minus it. Where the two models err on different windows the mean ranks better than
+/// either; it is kept only when the calibration slice says so.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Blend {
     logistic: (f64, f64),
     ensemble: (f64, f64),
+    /// Bundles from before the weight was chosen used the plain mean.
+    #[serde(default = "Blend::even")]
+    weight: f64,
 }
 
 impl Blend {
+    /// The logistic regression's weights tried, in order (the first best is kept).
+    const WEIGHTS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+    fn even() -> f64 {
+        0.5
+    }
+
     fn of(&self, logistic: f64, ensemble: f64) -> f64 {
-        0.5 * (self.logistic.0 * logistic + self.logistic.1)
-            + 0.5 * (self.ensemble.0 * ensemble + self.ensemble.1)
+        self.weight * (self.logistic.0 * logistic + self.logistic.1)
+            + (1.0 - self.weight) * (self.ensemble.0 * ensemble + self.ensemble.1)
     }
 }
 
@@ -223,7 +240,10 @@ impl FailureModel {
         let raw: Vec<f64> = match (&self.ensemble, &self.blend) {
             (Some(ensemble), Some(blend)) => linear()
                 .zip(trees(ensemble))
-                .map(|(l, t)| 0.5 * blend.logistic.0 * l + 0.5 * blend.ensemble.0 * t)
+                .map(|(l, t)| {
+                    blend.weight * blend.logistic.0 * l
+                        + (1.0 - blend.weight) * blend.ensemble.0 * t
+                })
                 .collect(),
             (Some(ensemble), None) => trees(ensemble),
             (None, _) => linear().collect(),
@@ -399,6 +419,7 @@ impl FailureModelValidParams {
             logistic_average_precision: logistic_ap,
             ensemble_average_precision: None,
             blend_average_precision: None,
+            blend_weight: None,
             chosen: "logistic_regression".to_owned(),
         };
         // The ensemble competes only on a genuine later slice (not the in-sample fallback).
@@ -419,18 +440,30 @@ impl FailureModelValidParams {
                 .fit(x.view(), &targets)?;
             let scores = ensemble.predict(with_anomaly(cal_features.view(), &cal_anomaly).view());
             let ensemble_ap = average_precision(&scores, &cal_labels);
-            let blend = Blend {
-                logistic: platt(&cal_scores, &cal_labels),
-                ensemble: platt(&scores, &cal_labels),
-            };
-            let blended: Vec<f64> = cal_scores
-                .iter()
-                .zip(&scores)
-                .map(|(&l, &e)| blend.of(l, e))
-                .collect();
-            let blend_ap = average_precision(&blended, &cal_labels);
+            let (logistic, ensemble_platt) =
+                (platt(&cal_scores, &cal_labels), platt(&scores, &cal_labels));
+            // Each weight's blend of the slice and its average precision; the first best.
+            let (blend, blended, blend_ap) = Blend::WEIGHTS
+                .par_iter()
+                .map(|&weight| {
+                    let blend = Blend {
+                        logistic,
+                        ensemble: ensemble_platt,
+                        weight,
+                    };
+                    let blended: Vec<f64> = cal_scores
+                        .iter()
+                        .zip(&scores)
+                        .map(|(&l, &e)| blend.of(l, e))
+                        .collect();
+                    let ap = average_precision(&blended, &cal_labels);
+                    (blend, blended, ap)
+                })
+                .reduce_with(|best, next| if next.2 > best.2 { next } else { best })
+                .expect("the weights are not empty");
             selection.ensemble_average_precision = ensemble_ap;
             selection.blend_average_precision = blend_ap;
+            selection.blend_weight = Some(blend.weight);
             // A candidate must beat every simpler one strictly (None ranks below any AP).
             if blend_ap > logistic_ap && blend_ap > ensemble_ap {
                 selection.chosen = "blend".to_owned();
@@ -727,6 +760,10 @@ mod tests {
                 && selection.blend_average_precision > selection.ensemble_average_precision,
             "{selection:?}"
         );
+        // The weight kept is one of those tried.
+        let weight = selection.blend_weight.unwrap();
+        assert!(Blend::WEIGHTS.contains(&weight), "{weight}");
+        assert_eq!(model.blend.unwrap().weight, weight);
         // Contributions are additive: between two windows they move as the log-odds do.
         let (a, b) = (
             ndarray::arr1(&[1.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
