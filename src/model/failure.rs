@@ -778,6 +778,21 @@ mod tests {
         );
         assert!(logit_moved > 0.0);
         assert_round_trips(&model);
+        // A bundle saved before the blend had a weight blends with the plain mean.
+        let mut json = serde_json::to_value(&model).unwrap();
+        json["blend"].as_object_mut().unwrap().remove("weight");
+        let old: FailureModel = serde_json::from_value(json).unwrap();
+        let even = Blend {
+            weight: 0.5,
+            ..model.blend.unwrap()
+        };
+        assert_eq!(old.blend, Some(even));
+        let (l, e) = (model.linear_logit(a.view(), 0.5), 0.3);
+        assert_eq!(
+            even.of(l, e),
+            0.5 * (even.logistic.0 * l + even.logistic.1)
+                + 0.5 * (even.ensemble.0 * e + even.ensemble.1)
+        );
     }
 
     /// Windows of three sorts: normal (x0 low), positive (x0 high) and, 1 in 100, near a
