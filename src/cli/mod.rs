@@ -79,10 +79,11 @@ pub enum Command {
     /// Starts PostgreSQL (the embedded cluster in <data-dir>/pg, or DATABASE_URL's server)
     /// with a scratch database vigil_demo (recreated each run), stores a month of simulated
     /// history for 24 assets, trains, serves on the configured `listen` address (default
-    /// 127.0.0.1:8080; VIGIL_LISTEN or `listen` in --config sets it), and streams a live day in accelerated time with injected faults: alerts, diagnoses,
-    /// guarded actions sent to a webhook receiver that heals an asset only when the action
-    /// fits its fault, verification, and feedback from the simulator's truth. Ends with a
-    /// summary table, then keeps serving (Ctrl-C stops) unless --exit.
+    /// 127.0.0.1:8080; VIGIL_LISTEN or `listen` in --config sets it), and streams a live
+    /// day in accelerated time with injected faults: alerts, diagnoses, guarded actions sent
+    /// to a webhook receiver that heals an asset only when the action fits its fault,
+    /// verification, and feedback from the simulator's truth. Ends with a summary table,
+    /// then keeps serving (Ctrl-C stops) unless --exit.
     Demo(demo::DemoArgs),
     /// Run the HTTP service (starts the embedded PostgreSQL unless DATABASE_URL is set).
     Serve(ServeArgs),
