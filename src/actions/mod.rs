@@ -440,13 +440,14 @@ impl Actions {
         rescore: Rescore,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
+        // The catalog is fixed for the life of `self`: so is when an action counts as lost.
+        let lost = lost_after(&self.settings.actions).as_secs() as i64;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 if let Err(e) = self.store.expire_actions().await {
                     tracing::warn!("cannot expire approvals: {e}");
                 }
-                let lost = lost_after(&self.settings.actions).as_secs() as i64;
                 match self.store.fail_lost_actions(lost).await {
                     Ok(ids) if ids.is_empty() => {}
                     Ok(ids) => {
