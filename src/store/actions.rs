@@ -134,8 +134,8 @@ const ACTION_SELECT: &str = "select a.action_id, s.name as asset, s.class as ass
 const IN_FLIGHT: &str = "(a.state in ('approved', 'running') \
      or (a.state = 'succeeded' and a.verification = 'pending'))";
 
-/// One action, read on `conn` (inside a transaction or not).
-async fn action_in(conn: &mut sqlx::PgConnection, action_id: i64) -> Result<ActionRow> {
+/// One action, read through `conn` (the pool, or a transaction).
+async fn action_in<'e>(conn: impl sqlx::PgExecutor<'e>, action_id: i64) -> Result<ActionRow> {
     sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
         "{ACTION_SELECT} where a.action_id = $1"
     )))
@@ -197,7 +197,7 @@ impl Store {
         .await?;
         // Read back before the commit: once it is committed as `running`, the caller must
         // get the row to run it, and a read after the commit could meet a lost connection.
-        let row = action_in(&mut tx, action_id).await?;
+        let row = action_in(&mut *tx, action_id).await?;
         tx.commit().await?;
         Ok(Some(row))
     }
@@ -229,8 +229,7 @@ impl Store {
 
     /// One action.
     pub async fn action(&self, action_id: i64) -> Result<ActionRow> {
-        let mut conn = self.pool.acquire().await?;
-        action_in(&mut conn, action_id).await
+        action_in(&self.pool, action_id).await
     }
 
     /// Actions, newest first, of one asset and/or in one state.
@@ -290,7 +289,7 @@ impl Store {
         .await?;
         // Read back before the commit, as in `propose_action`.
         let row = match updated {
-            Some(id) => Some(action_in(&mut tx, id).await?),
+            Some(id) => Some(action_in(&mut *tx, id).await?),
             None => None,
         };
         tx.commit().await?;
