@@ -332,8 +332,8 @@ impl FailureModelValidParams {
     /// negatives are drawn from them.
     pub fn fit(
         &self,
-        features: &dyn Fn(&[usize]) -> Array2<f64>,
-        anomaly: &dyn Fn(ArrayView2<f64>) -> Vec<f64>,
+        features: &(dyn Fn(&[usize]) -> Array2<f64> + Sync),
+        anomaly: &(dyn Fn(ArrayView2<f64>) -> Vec<f64> + Sync),
         labels: &[bool],
         ends: &[i64],
         near: &[bool],
@@ -385,11 +385,46 @@ impl FailureModelValidParams {
         let (mean, std) = standardizer(x.view());
         let z = (&x - &Array1::from(mean.clone())) / &Array1::from(std.clone());
         let y: Array1<bool> = chosen.iter().map(|&i| labels[i]).collect();
-        let lr: FittedLogisticRegression<f64, bool> = LogisticRegression::default()
-            .alpha(self.alpha)
-            .max_iterations(self.max_iterations)
-            .fit(&Dataset::new(z, y))
-            .map_err(|e| FitError::Solver(e.to_string()))?;
+        // The ensemble competes only on a genuine later slice (not the in-sample fallback).
+        let held_out = cal_rows.len() < by_time.len();
+        let targets: Vec<f64> = y.iter().map(|&l| f64::from(u8::from(l))).collect();
+        // Three independent pieces side by side: the logistic regression, the tree ensemble,
+        // and the calibration slice's features and anomaly scores.
+        let (lr, (ensemble, calibration)) = rayon::join(
+            || {
+                LogisticRegression::default()
+                    .alpha(self.alpha)
+                    .max_iterations(self.max_iterations)
+                    .fit(&Dataset::new(z, y))
+                    .map_err(|e| FitError::Solver(e.to_string()))
+            },
+            || {
+                rayon::join(
+                    || -> Result<Option<GradientBoosting>, FitError> {
+                        if self.ensemble_rounds == 0 || !held_out {
+                            return Ok(None);
+                        }
+                        GradientBoosting::params()
+                            .n_rounds(self.ensemble_rounds)
+                            .learning_rate(0.1)
+                            .max_depth(4)
+                            .min_leaf(20)
+                            .seed(self.seed)
+                            .check()
+                            .map_err(|e| FitError::Solver(e.to_string()))?
+                            .fit(x.view(), &targets)
+                            .map(Some)
+                    },
+                    || -> Result<_, FitError> {
+                        let cal_features = rows_of(cal_rows)?;
+                        let cal_anomaly = anomaly(cal_features.view());
+                        Ok((cal_features, cal_anomaly))
+                    },
+                )
+            },
+        );
+        let lr: FittedLogisticRegression<f64, bool> = lr?;
+        let (cal_features, cal_anomaly) = calibration?;
         // linfa reports P(labels().pos), and `pos` is the more frequent class: flip to
         // P(failure) when that is `false`.
         let sign = if lr.labels().pos.class { 1.0 } else { -1.0 };
@@ -406,8 +441,6 @@ impl FailureModelValidParams {
             blend: None,
             selection: None,
         };
-        let cal_features = rows_of(cal_rows)?;
-        let cal_anomaly = anomaly(cal_features.view());
         let cal_logits: Vec<f64> = (0..cal_features.nrows())
             .into_par_iter()
             .map(|i| model.raw_logit(cal_features.row(i), cal_anomaly[i]))
@@ -422,22 +455,7 @@ impl FailureModelValidParams {
             blend_weight: None,
             chosen: "logistic_regression".to_owned(),
         };
-        // The ensemble competes only on a genuine later slice (not the in-sample fallback).
-        let held_out = cal_rows.len() < by_time.len();
-        if self.ensemble_rounds > 0 && held_out {
-            let targets: Vec<f64> = chosen
-                .iter()
-                .map(|&i| f64::from(u8::from(labels[i])))
-                .collect();
-            let ensemble = GradientBoosting::params()
-                .n_rounds(self.ensemble_rounds)
-                .learning_rate(0.1)
-                .max_depth(4)
-                .min_leaf(20)
-                .seed(self.seed)
-                .check()
-                .map_err(|e| FitError::Solver(e.to_string()))?
-                .fit(x.view(), &targets)?;
+        if let Some(ensemble) = ensemble? {
             let scores = ensemble.predict(with_anomaly(cal_features.view(), &cal_anomaly).view());
             let ensemble_ap = average_precision(&scores, &cal_labels);
             let (logistic, ensemble_platt) =
