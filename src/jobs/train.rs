@@ -667,7 +667,7 @@ pub async fn load_from_store(
     to: chrono::DateTime<Utc>,
 ) -> Result<TrainingData, TrainError> {
     let dump = store.dump_samples(from, to).await?;
-    let mut metric_ids: Vec<i32> = dump.metric_ids.clone();
+    let mut metric_ids: Vec<i32> = dump.series.iter().map(|s| s.metric_id).collect();
     metric_ids.sort_unstable();
     metric_ids.dedup();
     metric_ids.sort_by(|a, b| dump.metrics[a].cmp(&dump.metrics[b]));
@@ -680,21 +680,23 @@ pub async fn load_from_store(
         .enumerate()
         .map(|(pos, &id)| (id, pos))
         .collect();
+    let samples = dump.samples;
     let mut histories: Vec<AssetHistory> = Vec::new();
     let mut current: Option<i64> = None;
-    for i in 0..dump.values.len() {
-        if current != Some(dump.asset_ids[i]) {
-            current = Some(dump.asset_ids[i]);
+    // The series come ordered by asset, so each asset's are consecutive.
+    for series in dump.series {
+        if current != Some(series.asset_id) {
+            current = Some(series.asset_id);
             histories.push(AssetHistory {
-                asset: dump.assets[&dump.asset_ids[i]].clone(),
+                asset: dump.assets[&series.asset_id].clone(),
                 metrics: vec![None; metrics.len()],
             });
         }
         let history = histories.last_mut().expect("pushed above");
-        let series = history.metrics[position[&dump.metric_ids[i]]]
-            .get_or_insert_with(MetricHistory::default);
-        series.ts.push(dump.ts[i]);
-        series.values.push(dump.values[i]);
+        history.metrics[position[&series.metric_id]] = Some(MetricHistory {
+            ts: series.ts,
+            values: series.values,
+        });
     }
     let incidents = store
         .list_incidents(&crate::store::incidents::IncidentFilter {
@@ -726,7 +728,7 @@ pub async fn load_from_store(
         metrics,
         histories,
         failures,
-        samples: dump.values.len() as u64,
+        samples,
         classes,
     })
 }

@@ -328,3 +328,71 @@ async fn stored_scores_keep_every_field_and_nulls_and_a_bad_batch_stores_nothing
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[tokio::test]
+async fn a_dump_for_training_holds_every_sample_of_the_range_in_series_order() {
+    let db = TestDb::migrated().await;
+    let assets = db
+        .store
+        .resolve_asset_ids(&["b-host".into(), "a-host".into()])
+        .await
+        .unwrap();
+    let metrics = db
+        .store
+        .resolve_metric_ids(&["mem".into(), "cpu".into()])
+        .await
+        .unwrap();
+    // Three days (three partitions), stored newest day first and metrics interleaved, with
+    // one sample on a half second (rounded up) and one just outside each end of the range.
+    let day0 = Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp();
+    let mut batch = vigil::store::samples::SampleColumns::default();
+    let mut expected: Vec<(i64, i32, Vec<i64>, Vec<f64>)> = Vec::new();
+    for asset in ["a-host", "b-host"] {
+        for metric in ["cpu", "mem"] {
+            let (a, m) = (assets[asset], metrics[metric]);
+            let ts: Vec<i64> = (0..3).map(|d| day0 + d * 86_400 + 60).collect();
+            let values: Vec<f64> = ts.iter().map(|&t| (t % 1000) as f64 + a as f64).collect();
+            for d in (0..3).rev() {
+                batch.asset_ids.push(a);
+                batch.metric_ids.push(m);
+                batch.ts_micros.push(ts[d] * 1_000_000);
+                batch.values.push(values[d]);
+            }
+            expected.push((a, m, ts, values));
+        }
+    }
+    let a = assets["a-host"];
+    let cpu = metrics["cpu"];
+    batch.asset_ids.extend([a, a, a]);
+    batch.metric_ids.extend([cpu, cpu, cpu]);
+    batch.ts_micros.extend([
+        (day0 + 30) * 1_000_000 + 500_000,
+        (day0 - 1) * 1_000_000,
+        (day0 + 3 * 86_400) * 1_000_000,
+    ]);
+    batch.values.extend([7.0, 8.0, 9.0]);
+    let series = expected
+        .iter_mut()
+        .find(|s| s.0 == a && s.1 == cpu)
+        .unwrap();
+    series.2.insert(0, day0 + 31);
+    series.3.insert(0, 7.0);
+    expected.sort_by_key(|s| (s.0, s.1));
+    db.store.insert_samples(&batch).await.unwrap();
+
+    let from = Utc.timestamp_opt(day0, 0).unwrap();
+    let to = Utc.timestamp_opt(day0 + 3 * 86_400, 0).unwrap();
+    let dump = db.store.dump_samples(from, to).await.unwrap();
+    assert_eq!(dump.samples, 13);
+    let got: Vec<(i64, i32, Vec<i64>, Vec<f64>)> = dump
+        .series
+        .into_iter()
+        .map(|s| (s.asset_id, s.metric_id, s.ts, s.values))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(dump.assets[&a], "a-host");
+    assert_eq!(dump.metrics[&cpu], "cpu");
+}
