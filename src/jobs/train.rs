@@ -185,20 +185,7 @@ pub fn histories_from_batch(batch: NamedBatch) -> (Vec<String>, Vec<AssetHistory
             asset,
             metrics: series
                 .into_iter()
-                .map(|mut m| {
-                    if m.ts.is_empty() {
-                        return None;
-                    }
-                    if !m.ts.is_sorted() {
-                        let mut order: Vec<usize> = (0..m.ts.len()).collect();
-                        order.sort_by_key(|&k| m.ts[k]);
-                        m = MetricHistory {
-                            ts: order.iter().map(|&k| m.ts[k]).collect(),
-                            values: order.iter().map(|&k| m.values[k]).collect(),
-                        };
-                    }
-                    Some(m)
-                })
+                .map(|m| (!m.ts.is_empty()).then(|| m.into_time_order()))
                 .collect(),
         })
         .collect();
@@ -680,7 +667,7 @@ pub async fn load_from_store(
         .enumerate()
         .map(|(pos, &id)| (id, pos))
         .collect();
-    let samples = dump.samples;
+    let samples = dump.samples();
     let mut histories: Vec<AssetHistory> = Vec::new();
     let mut current: Option<i64> = None;
     // The series come ordered by asset, so each asset's are consecutive.
@@ -693,10 +680,7 @@ pub async fn load_from_store(
             });
         }
         let history = histories.last_mut().expect("pushed above");
-        history.metrics[position[&series.metric_id]] = Some(MetricHistory {
-            ts: series.ts,
-            values: series.values,
-        });
+        history.metrics[position[&series.metric_id]] = Some(series.history);
     }
     let incidents = store
         .list_incidents(&crate::store::incidents::IncidentFilter {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::copy::{self, Tuple};
 use super::{Error, Result, Store};
+use crate::features::dataset::MetricHistory;
 
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -348,8 +349,13 @@ pub struct SampleDump {
     pub metrics: std::collections::HashMap<i32, String>,
     /// The series, ordered by asset id, then metric id.
     pub series: Vec<SeriesDump>,
+}
+
+impl SampleDump {
     /// Samples in all series.
-    pub samples: u64,
+    pub fn samples(&self) -> u64 {
+        self.series.iter().map(|s| s.history.ts.len() as u64).sum()
+    }
 }
 
 /// One asset's samples of one metric.
@@ -359,10 +365,8 @@ pub struct SeriesDump {
     pub asset_id: i64,
     /// The metric.
     pub metric_id: i32,
-    /// Unix seconds, ascending.
-    pub ts: Vec<i64>,
-    /// Values.
-    pub values: Vec<f64>,
+    /// Its points, in time order.
+    pub history: MetricHistory,
 }
 
 /// Unix seconds of a time in microseconds, rounded to the nearest second, halves away from
@@ -412,7 +416,6 @@ impl Store {
         let mut index: std::collections::HashMap<(i64, i32), usize> =
             std::collections::HashMap::new();
         let mut last: Option<(i64, i32, usize)> = None;
-        let mut samples = 0u64;
         while let Some(chunk) = stream.next().await {
             reader.feed(&chunk?, &mut |fields| {
                 let (asset_id, metric_id) = (fields.int8()?, fields.int4()?);
@@ -432,26 +435,18 @@ impl Store {
                         k
                     }
                 };
-                series[k].ts.push(ts);
-                series[k].values.push(value);
-                samples += 1;
+                series[k].history.ts.push(ts);
+                series[k].history.values.push(value);
                 Ok(())
             })?;
         }
         drop(stream);
         reader.finish()?;
         series.sort_unstable_by_key(|s| (s.asset_id, s.metric_id));
-        series.par_iter_mut().for_each(|s| {
-            if !s.ts.is_sorted() {
-                // Timestamps are unique within a series (the primary key).
-                let mut pairs: Vec<(i64, f64)> =
-                    s.ts.iter().copied().zip(s.values.iter().copied()).collect();
-                pairs.sort_unstable_by_key(|&(t, _)| t);
-                (s.ts, s.values) = pairs.into_iter().unzip();
-            }
-        });
+        series
+            .par_iter_mut()
+            .for_each(|s| s.history = std::mem::take(&mut s.history).into_time_order());
         dump.series = series;
-        dump.samples = samples;
         Ok(dump)
     }
 }

@@ -386,11 +386,11 @@ async fn a_dump_for_training_holds_every_sample_of_the_range_in_series_order() {
     let from = Utc.timestamp_opt(day0, 0).unwrap();
     let to = Utc.timestamp_opt(day0 + 3 * 86_400, 0).unwrap();
     let dump = db.store.dump_samples(from, to).await.unwrap();
-    assert_eq!(dump.samples, 13);
+    assert_eq!(dump.samples(), 13);
     let got: Vec<(i64, i32, Vec<i64>, Vec<f64>)> = dump
         .series
         .into_iter()
-        .map(|s| (s.asset_id, s.metric_id, s.ts, s.values))
+        .map(|s| (s.asset_id, s.metric_id, s.history.ts, s.history.values))
         .collect();
     assert_eq!(got, expected);
     assert_eq!(dump.assets[&a], "a-host");
