@@ -575,6 +575,10 @@ pub struct TrainingSettings {
     /// Normal windows kept per pre-failure window to fit the failure model (class
     /// imbalance). Default 5.
     pub negatives_per_positive: usize,
+    /// Latest fraction of the training windows held out of the failure model's fit to choose
+    /// among its candidates and calibrate it. Default 0.3.
+    #[serde(default = "earlier_calibration_frac")]
+    pub calibration_frac: f64,
     /// Time to failure is predicted up to this many seconds (a window further from its
     /// asset's next failure counts as this far). Default 21600 (6 hours).
     pub ttf_cap_secs: i64,
@@ -586,6 +590,12 @@ pub struct TrainingSettings {
     /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
     /// Default `0 0 2 * * *` (02:00 every night).
     pub schedule: String,
+}
+
+/// What a bundle that names no `calibration_frac` (trained before it was a setting) used.
+/// The configuration always names it: its layers start from [`Settings::default`].
+fn earlier_calibration_frac() -> f64 {
+    0.2
 }
 
 impl Default for TrainingSettings {
@@ -601,6 +611,7 @@ impl Default for TrainingSettings {
             sample_size: 256,
             seed: 0,
             negatives_per_positive: 5,
+            calibration_frac: 0.3,
             ttf_cap_secs: 21_600,
             ttf_max_rows: 20_000,
             history_days: 30,

@@ -255,6 +255,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     let failure_params = FailureModel::params()
         .seed(settings.seed)
         .negatives_per_positive(settings.negatives_per_positive)
+        .calibration_frac(settings.calibration_frac)
         .check()?;
     // The negative windows a failure follows within a few horizons: the hardest to tell from
     // the positives, a share of the failure model's sampled negatives.

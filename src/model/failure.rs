@@ -8,8 +8,8 @@
 //! trees on the same rows) is fitted too, and so is their blend (a weighted mean of both
 //! models' Platt-calibrated log-odds, the logistic regression's weight one of 0.1 to 0.9 in
 //! steps of 0.1, whichever ranks best on that slice); of the three, the one with the highest
-//! average precision on that slice is kept (a later one must beat the simpler ones
-//! strictly). The trees' explanations are path contributions, the blend's each model's
+//! average precision on that slice is kept (a later one must beat each simpler one by
+//! [`MIN_GAIN`]). The trees' explanations are path contributions, the blend's each model's
 //! times its weight.
 
 use linfa::prelude::*;
@@ -119,13 +119,13 @@ impl Blend {
 
 impl FailureModel {
     /// Defaults: alpha = 1e-3 (L2), max_iterations = 200, negatives_per_positive = 20,
-    /// near_negatives_frac = 0.4, calibration_frac = 0.2, seed = 0, ensemble_rounds = 100.
+    /// near_negatives_frac = 0.4, calibration_frac = 0.3, seed = 0, ensemble_rounds = 100.
     pub fn params() -> FailureModelParams {
         FailureModelParams(FailureModelValidParams {
             alpha: 1e-3,
             max_iterations: 200,
             negatives_per_positive: 20,
-            calibration_frac: 0.2,
+            calibration_frac: 0.3,
             seed: 0,
             ensemble_rounds: 100,
             near_negatives_frac: 0.4,
@@ -278,7 +278,7 @@ impl FailureModelParams {
         self
     }
 
-    /// Latest fraction of the training windows kept for calibration. Default 0.2.
+    /// Latest fraction of the training windows kept for calibration. Default 0.3.
     pub fn calibration_frac(mut self, frac: f64) -> Self {
         self.0.calibration_frac = frac;
         self
@@ -482,13 +482,12 @@ impl FailureModelValidParams {
             selection.ensemble_average_precision = ensemble_ap;
             selection.blend_average_precision = blend_ap;
             selection.blend_weight = Some(blend.weight);
-            // A candidate must beat every simpler one strictly (None ranks below any AP).
-            if blend_ap > logistic_ap && blend_ap > ensemble_ap {
+            if beats(blend_ap, logistic_ap) && beats(blend_ap, ensemble_ap) {
                 selection.chosen = "blend".to_owned();
                 model.blend = Some(blend);
                 model.ensemble = Some(ensemble);
                 cal_scores = blended;
-            } else if ensemble_ap > logistic_ap {
+            } else if beats(ensemble_ap, logistic_ap) {
                 selection.chosen = "tree_ensemble".to_owned();
                 model.ensemble = Some(ensemble);
                 cal_scores = scores;
@@ -505,6 +504,22 @@ impl FailureModelValidParams {
             model.isotonic = isotonic(&z, &cal_labels);
         }
         Ok(model)
+    }
+}
+
+/// Average precision on the calibration slice by which a candidate must beat each simpler
+/// one to be kept: closer than that the slice cannot tell them apart (a blend that puts its
+/// weight on a flat logistic regression differs from the tree ensemble alone by noise), and
+/// the simpler model stays.
+pub const MIN_GAIN: f64 = 1e-3;
+
+/// Whether average precision `candidate` beats `simpler` by [`MIN_GAIN`]; an average
+/// precision that could not be computed (`None`) beats nothing and is beaten by any.
+fn beats(candidate: Option<f64>, simpler: Option<f64>) -> bool {
+    match (candidate, simpler) {
+        (Some(c), Some(s)) => c >= s + MIN_GAIN,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -721,6 +736,16 @@ mod tests {
         let back: FailureModel =
             serde_json::from_str(&serde_json::to_string(model).unwrap()).unwrap();
         assert_eq!(&back, model);
+    }
+
+    #[test]
+    fn a_candidate_is_kept_only_when_it_ranks_clearly_better() {
+        assert!(beats(Some(0.5 + MIN_GAIN), Some(0.5)));
+        assert!(!beats(Some(0.5 + MIN_GAIN / 2.0), Some(0.5)));
+        assert!(!beats(Some(0.4), Some(0.5)));
+        assert!(beats(Some(0.1), None));
+        assert!(!beats(None, Some(0.1)));
+        assert!(!beats(None, None));
     }
 
     #[test]
