@@ -147,16 +147,14 @@ fn database_url(options: &PgConnectOptions, database: &str) -> String {
     }
 }
 
-async fn reset_table(store: &Store) {
+async fn reset_table(store: &Store, pool: &sqlx::PgPool) {
     let partitions = store.sample_partitions().await.unwrap();
     for name in partitions {
-        store
-            .pool()
-            .execute(sqlx::AssertSqlSafe(format!("drop table {name}")))
+        pool.execute(sqlx::AssertSqlSafe(format!("drop table {name}")))
             .await
             .unwrap();
     }
-    store.pool().execute("checkpoint").await.unwrap();
+    pool.execute("checkpoint").await.unwrap();
 }
 
 async fn count(store: &Store) -> i64 {
@@ -362,6 +360,10 @@ async fn main() {
     let store = Store::connect(admin.clone().database("vigil_bench"), &Settings::default())
         .await
         .unwrap();
+    // The bench's own pool, for the DDL between runs (the store keeps its pool to itself).
+    let pool = sqlx::PgPool::connect_with(admin.clone().database("vigil_bench"))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
 
     eprintln!(
@@ -378,7 +380,7 @@ async fn main() {
     let mut rows = Vec::new();
 
     // (a) psql \copy into the partitioned table, partitions created beforehand (untimed).
-    reset_table(&store).await;
+    reset_table(&store, &pool).await;
     let days: Vec<chrono::NaiveDate> = {
         let mut days: Vec<_> = data
             .ts
@@ -410,7 +412,7 @@ async fn main() {
     });
 
     // (b) vigil import of the named CSV.
-    reset_table(&store).await;
+    reset_table(&store, &pool).await;
     eprintln!("(b) vigil import ...");
     let started = Instant::now();
     let output = std::process::Command::new(&args.vigil)
@@ -448,7 +450,7 @@ async fn main() {
     wait_ready(&client, &base).await;
 
     let bodies = json_bodies(&data, args.json_batch);
-    reset_table(&store).await;
+    reset_table(&store, &pool).await;
     eprintln!(
         "(c) POST /v1/samples: {} requests of {} samples, {} connections ...",
         bodies.len(),
@@ -470,7 +472,7 @@ async fn main() {
     });
 
     let bodies = remote_write_bodies(&data, args.rw_batch);
-    reset_table(&store).await;
+    reset_table(&store, &pool).await;
     eprintln!(
         "(d) remote-write: {} requests of {} samples, {} connections ...",
         bodies.len(),

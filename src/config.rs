@@ -438,7 +438,7 @@ pub struct ActionSettings {
     pub executor: ExecutorKind,
     /// How far it may go alone. Default observe.
     #[serde(default = "default_mode")]
-    pub mode: crate::policy::guard::Mode,
+    pub mode: crate::vocab::Mode,
     /// Failure kinds it applies to (empty: all).
     #[serde(default)]
     pub kinds: Vec<String>,
@@ -466,8 +466,8 @@ pub struct ActionSettings {
     pub retries: u32,
 }
 
-fn default_mode() -> crate::policy::guard::Mode {
-    crate::policy::guard::Mode::Observe
+fn default_mode() -> crate::vocab::Mode {
+    crate::vocab::Mode::Observe
 }
 
 fn default_prior() -> (f64, f64) {
@@ -673,8 +673,7 @@ impl Settings {
         for action in &self.actions {
             let bad =
                 |reason: &str| Error::Invalid(format!("actions entry {:?}: {reason}", action.name));
-            if !crate::ingest::is_valid_name(&action.name) || !actions.insert(action.name.as_str())
-            {
+            if !crate::vocab::is_valid_name(&action.name) || !actions.insert(action.name.as_str()) {
                 return Err(bad("names must be valid and unique"));
             }
             match action.executor {

@@ -20,7 +20,11 @@ pub mod jobs;
 pub mod model;
 /// Policy: adaptive thresholds, action choice (Thompson sampling), the safety guard rules.
 pub mod policy;
+/// Scoring: the service that scores windows, keeps the active model, alerts and stores scores.
+pub mod scoring;
 /// A seeded fleet simulator with planted faults (history and live streams).
 pub mod simulator;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;
+/// The words every layer shares: name rules, a metric's time series, action modes.
+pub mod vocab;

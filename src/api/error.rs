@@ -117,6 +117,19 @@ impl From<crate::actions::ActionError> for ApiError {
     }
 }
 
+impl From<crate::scoring::ScoringError> for ApiError {
+    fn from(e: crate::scoring::ScoringError) -> Self {
+        use crate::scoring::ScoringError;
+        match e {
+            ScoringError::Invalid { field, reason } => Self::Invalid { field, reason },
+            ScoringError::NotFound(what) => Self::NotFound(what),
+            ScoringError::UnknownClass(class) => Self::UnknownClass(class),
+            ScoringError::Window(e) => Self::Window(e),
+            ScoringError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
 impl ApiError {
     /// The status and stable code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {

@@ -156,9 +156,7 @@ pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     state.metrics.render_into(&mut out);
-    let pool = state.store.pool();
-    let size = pool.size();
-    let idle = pool.num_idle();
+    let (size, idle) = state.store.pool_stats();
     let max = state.settings.database.max_connections;
     out.push_str("# HELP vigil_db_pool_connections Open database connections.\n");
     out.push_str("# TYPE vigil_db_pool_connections gauge\n");

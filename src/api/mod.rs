@@ -73,19 +73,12 @@ pub struct StateParts {
     pub metrics: Arc<HttpMetrics>,
     /// Start time, for uptime.
     pub started: Instant,
-    /// The model answering scoring requests.
-    pub model: Arc<score::ModelSlot>,
-    /// Alert hysteresis per asset.
-    pub hysteresis: Arc<score::Hysteresis>,
-    /// Thresholds in force and the asset classes in use.
-    pub policy: Arc<policy::PolicyCache>,
+    /// The scoring service (model, hysteresis, policy cache, score writer).
+    pub scoring: crate::scoring::Scoring,
     /// The action runner (catalog, guard, executors, verification).
     pub actions: Arc<crate::actions::Actions>,
-    /// Queue of scores to store; `None` until `serve` starts the writer.
-    pub scores: Option<score::ScoreSender>,
-    /// Queue of ingested assets to score; `None` unless `serve` starts the ingest scorer
-    /// (`scoring.on_ingest`).
-    pub ingest: Option<score::IngestSender>,
+    /// Stores sample batches and tells scoring what became durable.
+    pub ingest: crate::ingest::Ingestor,
 }
 
 /// Errors building the app.
@@ -143,16 +136,13 @@ impl App {
             settings.guard.sample_seed.unwrap_or_else(rand_seed),
         ));
         let state = AppState(Arc::new(StateParts {
+            scoring: crate::scoring::Scoring::new(store.clone(), settings.clone(), actions.clone()),
+            ingest: crate::ingest::Ingestor::new(store.clone()),
             store,
             settings,
             auth,
             metrics: Arc::new(HttpMetrics::default()),
             started: Instant::now(),
-            model: Arc::new(score::ModelSlot::default()),
-            hysteresis: Arc::new(score::Hysteresis::default()),
-            scores: None,
-            ingest: None,
-            policy: Arc::default(),
             actions,
         }));
         Ok(App { listener, state })
@@ -183,39 +173,20 @@ impl App {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = begun_tx.send(());
         };
-        let models =
-            score::spawn_model_listener(self.state.store.clone(), self.state.model.clone());
-        let sweeper = {
-            let state = self.state.clone();
-            let rescore: crate::actions::Rescore = Arc::new(move |asset| {
-                let state = state.clone();
-                Box::pin(async move {
-                    score::score_stored(&state, asset)
-                        .await
-                        .map(|answer| (answer.level(), answer.clear_threshold()))
-                        .map_err(|e| e.to_string())
-                })
-            });
-            self.state.actions.clone().spawn_sweeper(
-                rescore,
-                Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
-            )
-        };
-        let policy_refresh = policy::spawn_policy_refresh(
-            self.state.store.clone(),
-            self.state.policy.clone(),
-            Duration::from_secs(5),
+        // Every background task of `vigil serve` starts here. Scoring: the model listener,
+        // the policy refresh, the score writer and scoring on ingest (fed by the ingestor's
+        // events). Actions: the sweeper (expiry, lost actions, verification). Jobs: retention
+        // and the training schedule.
+        let (ingest, ingested) = crate::ingest::Ingestor::watched(self.state.store.clone());
+        let (scoring, scoring_tasks) = self.state.scoring.start(Some(ingested));
+        let sweeper = self.state.actions.clone().spawn_sweeper(
+            scoring.rescore(),
+            Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
         );
-        let (scores, writer) = score::spawn_score_writer(self.state.store.clone());
+        let jobs = crate::jobs::spawn(self.state.store.clone(), self.state.settings.clone());
         let mut parts = StateParts::clone(&self.state);
-        parts.scores = Some(scores);
-        // The ingest scorer holds a score sender (but not its own queue's): it ends (when
-        // the router is gone) before the writer can drain.
-        let ingest = parts.settings.scoring.on_ingest.then(|| {
-            let (tx, task) = score::spawn_ingest_scorer(AppState(Arc::new(parts.clone())));
-            parts.ingest = Some(tx);
-            task
-        });
+        parts.scoring = scoring;
+        parts.ingest = ingest;
         let state = AppState(Arc::new(parts));
         let server = axum::serve(self.listener, router(state)).with_graceful_shutdown(signal);
         let deadline = async move {
@@ -232,15 +203,11 @@ impl App {
                 Ok(())
             }
         };
-        models.abort();
-        policy_refresh.abort();
+        jobs.abort();
         sweeper.abort();
-        // The router is gone: the ingest scorer finishes its queue, then (the last score
-        // sender gone) the writer drains and ends.
-        if let Some(task) = ingest {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        // The router and the sweeper are gone: the ingest scorer finishes its queue, then
+        // (the last holder of the started service gone) the writer drains and ends.
+        scoring_tasks.finish().await;
         result
     }
 }

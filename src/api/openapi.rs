@@ -258,7 +258,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(score::score),
         )
         .body::<score::ScoreRequest>()
-        .answers::<score::ScoreAnswer>(),
+        .answers::<crate::scoring::ScoreAnswer>(),
         Endpoint::new(
             M::POST,
             "/v1/score/batch",
@@ -275,7 +275,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Score the asset's latest stored window.",
             get(score::score_asset),
         )
-        .answers::<score::ScoreAnswer>(),
+        .answers::<crate::scoring::ScoreAnswer>(),
         Endpoint::new(
             M::GET,
             "/v1/alerts",

@@ -14,7 +14,7 @@ use chrono::Utc;
 use super::AppState;
 use super::error::ApiError;
 use super::input::read_body;
-use crate::ingest::{self, Limits, NamedBatch, remote_write};
+use crate::ingest::{Limits, NamedBatch, remote_write};
 
 /// Largest decompressed body, as a multiple of the body limit (snappy rarely exceeds 5x).
 const INFLATE_FACTOR: usize = 8;
@@ -47,10 +47,8 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
         &mut batch,
     )?;
     drop(request);
-    let assets = batch.latest_per_asset();
-    let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
+    let report = state.ingest.store(batch).await?;
     state.store.merge_asset_labels(&labels).await?;
-    super::score::after_ingest(&state, assets);
     if skipped.non_finite + skipped.unnamed > 0 {
         tracing::debug!(?skipped, "remote-write samples skipped");
     }

@@ -144,9 +144,7 @@ pub async fn post(
     let limits = Limits::new(&state.settings.ingest, Utc::now());
     let batch = build_batch(&body, limits)?;
     drop(body);
-    let assets = batch.latest_per_asset();
-    let report = ingest::store_batch(&state.store, batch, &mut |_| {}).await?;
-    super::score::after_ingest(&state, assets);
+    let report = state.ingest.store(batch).await?;
     Ok(Json(report))
 }
 

@@ -782,11 +782,12 @@ impl Stream<'_> {
                 let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
                 (live.failed_calls, live.hung_calls)
             };
-            let samples_stored: i64 =
-                sqlx::query_scalar("select count(*) from sample where ts >= $1")
-                    .bind(chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default())
-                    .fetch_one(self.store()?.pool())
-                    .await?;
+            let samples_stored = self
+                .store()?
+                .count_samples_since(
+                    chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default(),
+                )
+                .await?;
             // Verification goes on in the background and may have started an action since
             // the wait above: let it finish too, so that `running` here means a result that
             // was never recorded.
@@ -888,7 +889,7 @@ impl Stream<'_> {
                 }),
             ));
         }
-        let pool = self.store()?.pool().clone();
+        let store = self.store()?.clone();
         let what = format!(
             "every connection to the demo database is killed, again and again for {} s",
             OUTAGE.as_secs()
@@ -898,15 +899,10 @@ impl Stream<'_> {
             tokio::spawn(async move {
                 let until = Instant::now() + OUTAGE;
                 while Instant::now() < until {
-                    let _ = sqlx::query(
-                        "select pg_terminate_backend(pid) from pg_stat_activity \
-                         where datname = current_database() and pid <> pg_backend_pid()",
-                    )
-                    .execute(&pool)
-                    .await;
+                    let _ = store.terminate_other_sessions().await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                sqlx::query("select 1").execute(&pool).await.is_ok()
+                store.answers().await
             }),
         ))
     }
@@ -922,10 +918,7 @@ impl Stream<'_> {
         let Some(store) = self.store else { return };
         let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default();
         for _ in 0..600 {
-            let newest: Result<Option<chrono::DateTime<chrono::Utc>>, _> =
-                sqlx::query_scalar("select max(window_end) from score")
-                    .fetch_one(store.pool())
-                    .await;
+            let newest = store.latest_score_end().await;
             if newest.is_ok_and(|n| n.is_some_and(|n| n >= until)) {
                 break;
             }

@@ -322,12 +322,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tracing::info!(addr = %app.local_addr(), "vigil listening: try `curl http://{}/readyz`", app.local_addr());
-    let retention = jobs::retention::spawn(
-        database.store.clone(),
-        app.state().settings.retention.clone(),
-    );
     let served = app.serve(shutdown_signal()).await;
-    retention.abort();
     database.close().await.context("closing the database")?;
     served.context("serving HTTP")
 }

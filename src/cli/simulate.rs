@@ -280,13 +280,7 @@ pub async fn store_history(
         })
         .collect();
     store.record_external(&events).await?;
-    let incidents: std::collections::HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "select fingerprint, incident_id from incident where source = 'simulator'",
-    )
-    .fetch_all(store.pool())
-    .await?
-    .into_iter()
-    .collect();
+    let incidents = store.incident_ids_by_fingerprint("simulator").await?;
     let mut recorded = 0;
     for (i, s) in fleet.scenarios.iter().enumerate() {
         let Some(tried) = fleet.operator_record(i, operator_share) else {

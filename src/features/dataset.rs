@@ -19,30 +19,7 @@ use rayon::prelude::*;
 
 use super::{Baseline, FeatureSchema, extract, resample_grid};
 
-/// One metric's history: ascending Unix seconds and values.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricHistory {
-    /// Timestamps, Unix seconds, ascending.
-    pub ts: Vec<i64>,
-    /// Values.
-    pub values: Vec<f64>,
-}
-
-impl MetricHistory {
-    /// The same points in time order: a stable sort, so samples at the same second keep
-    /// their order; nothing moves when they are in order already.
-    pub fn into_time_order(self) -> Self {
-        if self.ts.is_sorted() {
-            return self;
-        }
-        let mut order: Vec<usize> = (0..self.ts.len()).collect();
-        order.sort_by_key(|&k| self.ts[k]);
-        MetricHistory {
-            ts: order.iter().map(|&k| self.ts[k]).collect(),
-            values: order.iter().map(|&k| self.values[k]).collect(),
-        }
-    }
-}
+pub use crate::vocab::MetricHistory;
 
 /// One asset's histories, aligned with the schema's metrics (`None`: never reported).
 #[derive(Debug, Clone, PartialEq)]

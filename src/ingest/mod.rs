@@ -17,8 +17,7 @@ use crate::config::IngestSettings;
 use crate::store::samples::SampleColumns;
 use crate::store::{self, Store};
 
-/// Longest accepted asset, metric or class name.
-pub const MAX_NAME_LEN: usize = 200;
+pub use crate::vocab::{MAX_NAME_LEN, is_valid_name};
 
 /// Why a sample or a batch was refused. `at` says where, in the source's own terms
 /// (`series[2].values[7]`, `row 18`, `timeseries[0]`).
@@ -112,19 +111,6 @@ impl IngestError {
             Self::TooLarge { .. } => "batch_too_large",
         }
     }
-}
-
-/// Checks an asset, metric or class name: 1 to 200 characters from `A-Z a-z 0-9 _ . : / -`,
-/// starting with a letter, a digit or `_`. This admits Prometheus instance labels such as
-/// `host-1:9100` and metric names such as `node_memory_bytes`.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    first_ok
-        && name.len() <= MAX_NAME_LEN
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-'))
 }
 
 /// The accepted timestamp range, fixed when a batch starts.
@@ -408,6 +394,64 @@ pub async fn store_batch(
         assets: batch.asset_names.len() as u64,
         metrics: batch.metric_names.len() as u64,
     })
+}
+
+/// A batch made durable: each asset it touched, with its newest sample time in microseconds.
+/// [`Ingestor::store`] publishes one after every commit, for scoring on ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// (asset name, newest sample time in microseconds), one entry per asset of the batch.
+    pub assets: Vec<(String, i64)>,
+}
+
+/// Capacity of the queue of [`Ingested`] events; when it is full an event is dropped, never
+/// waited for, so a slow watcher cannot slow ingestion.
+pub const INGESTED_QUEUE: usize = 1024;
+
+/// The one seam between ingestion and what follows it: stores a batch with [`store_batch`]
+/// and then tells the watcher (if any) what became durable. Handlers call [`Ingestor::store`]
+/// and so cannot forget to tell scoring.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    store: Store,
+    watcher: Option<tokio::sync::mpsc::Sender<Ingested>>,
+}
+
+impl Ingestor {
+    /// An ingestor that tells nobody (commands, and the app before it serves).
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            watcher: None,
+        }
+    }
+
+    /// An ingestor whose events arrive on the returned receiver; the receiver sees the end
+    /// of the stream once every clone of the ingestor is gone.
+    pub fn watched(store: Store) -> (Self, tokio::sync::mpsc::Receiver<Ingested>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(INGESTED_QUEUE);
+        (
+            Self {
+                store,
+                watcher: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    /// Stores `batch` whole or not at all, then publishes its [`Ingested`] event without
+    /// waiting (a full queue drops the event: the asset is scored with its next batch).
+    pub async fn store(&self, batch: NamedBatch) -> Result<IngestReport, store::Error> {
+        let assets = batch.latest_per_asset();
+        let report = store_batch(&self.store, batch, &mut |_| {}).await?;
+        if let Some(tx) = &self.watcher
+            && !assets.is_empty()
+            && tx.try_send(Ingested { assets }).is_err()
+        {
+            tracing::debug!("ingest watcher busy: batch not announced");
+        }
+        Ok(report)
+    }
 }
 
 #[cfg(test)]

@@ -718,8 +718,7 @@ pub async fn load_from_store(
     })
 }
 
-/// Kind of the registry rows that hold bundles.
-pub const BUNDLE_KIND: &str = "bundle";
+pub use crate::model::bundle::BUNDLE_KIND;
 
 /// What registering a trained bundle did.
 #[derive(Debug, Clone)]
@@ -734,21 +733,14 @@ pub struct Registration {
 
 /// The active bundle and its registry row, if there is one and its artifact is readable.
 pub async fn active_bundle(store: &Store) -> Result<Option<(ModelRecord, Bundle)>, TrainError> {
-    let Some(record) = store.active_model(BUNDLE_KIND, None).await? else {
+    let Some((record, bytes)) = store.active_model_artifact(BUNDLE_KIND).await? else {
         return Ok(None);
     };
-    let Some(path) = record.artifact_path.clone() else {
-        return Ok(None);
-    };
-    let bytes = std::fs::read(&path).map_err(|source| TrainError::Artifact {
-        path: path.clone(),
-        source,
-    })?;
-    match serde_json::from_slice::<Bundle>(&bytes) {
+    match Bundle::from_artifact(&bytes) {
         Ok(bundle) => Ok(Some((record, bundle))),
         Err(e) => {
             tracing::warn!(
-                path,
+                model_id = record.model_id,
                 "active model artifact cannot be read, so it cannot be compared: {e}"
             );
             Ok(None)
@@ -985,7 +977,9 @@ pub fn spawn_schedule(
         }
     };
     Some(tokio::spawn(async move {
-        for next in schedule.upcoming(Utc) {
+        // The next time is taken from now after every run, so a run longer than the
+        // schedule's period skips the times it overran instead of running them back to back.
+        while let Some(next) = schedule.upcoming(Utc).next() {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
             match with_train_lock(&store, || run_once(&store, &settings, |_| {})).await {
@@ -1014,20 +1008,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let mut conn = store.pool().acquire().await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-        .bind(TRAIN_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !locked {
-        return Ok(None);
-    }
-    let result = job().await;
-    sqlx::query("select pg_advisory_unlock($1)")
-        .bind(TRAIN_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    Ok(Some(result))
+    store.with_advisory_lock(TRAIN_LOCK, job).await
 }
 
 /// Default artifact path for a bundle trained now.

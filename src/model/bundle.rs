@@ -180,7 +180,15 @@ impl TimeToFailure {
     }
 }
 
+/// Kind of the registry rows that hold bundles.
+pub const BUNDLE_KIND: &str = "bundle";
+
 impl Bundle {
+    /// Reads a bundle from its artifact (JSON, as the registry stores it).
+    pub fn from_artifact(bytes: &[u8]) -> Result<Bundle, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     /// Calibrated failure log-odds of feature rows made with this bundle's schema.
     pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
         let anomaly = self.forest.score(features);

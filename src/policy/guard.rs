@@ -5,28 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How far an action may go on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Recommend only; nothing runs.
-    Observe,
-    /// Wait for an admin's approval (which expires).
-    Approve,
-    /// Run at once when the guard permits.
-    Auto,
-}
-
-impl Mode {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Observe => "observe",
-            Self::Approve => "approve",
-            Self::Auto => "auto",
-        }
-    }
-}
+pub use crate::vocab::Mode;
 
 /// The guard's limits (from config).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -213,6 +213,21 @@ impl Store {
         self.incident(incident_id).await
     }
 
+    /// Incident ids by fingerprint, of the incidents recorded from `source`.
+    pub async fn incident_ids_by_fingerprint(
+        &self,
+        source: &str,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "select fingerprint, incident_id from incident \
+             where source = $1 and fingerprint is not null",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Applies external events (webhook deliveries, file rows) in one transaction: all of
     /// them or none. Each event carries a fingerprint; repeated events change nothing.
     pub async fn record_external(&self, events: &[ExternalEvent]) -> Result<ExternalReport> {

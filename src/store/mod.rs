@@ -63,6 +63,14 @@ pub enum Error {
     /// The embedded cluster could not be set up.
     #[error(transparent)]
     Embedded(#[from] embedded::Error),
+    /// A model artifact file named by the registry cannot be read.
+    #[error("model artifact {path}: {source}")]
+    Artifact {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 impl From<sqlx::Error> for Error {
@@ -178,9 +186,49 @@ impl Store {
         Ok(Self::new(pool))
     }
 
-    /// The underlying pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// How many connections the pool has open, and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Runs `job` while this process holds the session advisory lock `key` on one pooled
+    /// connection; `None` (and `job` not run) when another session holds it.
+    pub async fn with_advisory_lock<F, Fut, T>(&self, key: i64, job: F) -> Result<Option<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let result = job().await;
+        sqlx::query("select pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(result))
+    }
+
+    /// Ends every other session on this database (`pg_terminate_backend`): the demo's
+    /// `--chaos` outage.
+    pub async fn terminate_other_sessions(&self) -> Result<()> {
+        sqlx::query(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid()",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the database answers a query now.
+    pub async fn answers(&self) -> bool {
+        sqlx::query("select 1").execute(&self.pool).await.is_ok()
     }
 
     /// Applies pending migrations; safe to run on every start and from several replicas
@@ -251,7 +299,7 @@ impl Database {
             format!("create database {name}"),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(admin.pool())
+                .execute(&admin.pool)
                 .await?;
         }
         admin.close().await;

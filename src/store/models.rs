@@ -12,6 +12,20 @@ use super::{Error, Result, Store};
 /// Channel on which activations are announced; the payload is the model id.
 pub const ACTIVATION_CHANNEL: &str = "vigil_model_activated";
 
+/// A subscription to model activations announced by any replica (PostgreSQL `LISTEN` on
+/// [`ACTIVATION_CHANNEL`] over a connection of its own).
+#[derive(Debug)]
+pub struct ActivationListener(sqlx::postgres::PgListener);
+
+impl ActivationListener {
+    /// Waits for the next activation and gives the activated model's id (`None` when the
+    /// payload is not an id). An error means the connection is gone: subscribe again.
+    pub async fn next(&mut self) -> Result<Option<i64>> {
+        let notification = self.0.recv().await?;
+        Ok(notification.payload().parse().ok())
+    }
+}
+
 /// A registered model.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ModelRecord {
@@ -77,6 +91,30 @@ const MODEL_COLUMNS: &str = "model_id, kind, asset_class, version, status, param
      activated_at";
 
 impl Store {
+    /// Subscribes to model activations; activations committed after this returns are
+    /// announced to the listener.
+    pub async fn listen_model_activations(&self) -> Result<ActivationListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(ACTIVATION_CHANNEL).await?;
+        Ok(ActivationListener(listener))
+    }
+
+    /// The active model of `kind` (any class) with the bytes of its artifact file; `None`
+    /// when no model is active or the active one has no artifact.
+    pub async fn active_model_artifact(
+        &self,
+        kind: &str,
+    ) -> Result<Option<(ModelRecord, Vec<u8>)>> {
+        let Some(record) = self.active_model(kind, None).await? else {
+            return Ok(None);
+        };
+        let Some(path) = record.artifact_path.clone() else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(&path).map_err(|source| Error::Artifact { path, source })?;
+        Ok(Some((record, bytes)))
+    }
+
     /// Registers a candidate with the next version of its kind and class. Two concurrent
     /// registrations cannot take the same version: the loser retries.
     pub async fn register_model(&self, model: &NewModel) -> Result<ModelRecord> {

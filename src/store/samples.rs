@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::copy::{self, Tuple};
 use super::{Error, Result, Store};
-use crate::features::dataset::MetricHistory;
+use crate::vocab::MetricHistory;
 
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -327,7 +327,16 @@ impl Store {
         Ok(latest)
     }
 
-    /// Number of stored samples, optionally of one asset.
+    /// Samples stored with a timestamp at or after `since`.
+    pub async fn count_samples_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        let count = sqlx::query_scalar("select count(*) from sample where ts >= $1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    /// Samples stored, of one asset or of all.
     pub async fn count_samples(&self, asset_id: Option<i64>) -> Result<i64> {
         let count = sqlx::query_scalar(
             "select count(*) from sample where $1::bigint is null or asset_id = $1",

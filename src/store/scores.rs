@@ -72,6 +72,14 @@ impl Store {
         Ok(copy::send(copy, buf).await?.finish().await?)
     }
 
+    /// The end of the newest stored score's window, if any.
+    pub async fn latest_score_end(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let newest = sqlx::query_scalar("select max(window_end) from score")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(newest)
+    }
+
     /// Opens an alert for the score's asset unless one is open; returns the new alert's id. It
     /// opens at the end of the window that fired it (at the latest now), so alerts on
     /// backfilled or replayed data line up with the incidents they precede.

@@ -225,7 +225,7 @@ async fn an_auto_webhook_runs_signed_with_retries_and_verification_feeds_the_pos
     // A person's outcome overrides the verification: restart was tried on web-02 and did
     // not heal it, reroute did.
     let incident: i64 = sqlx::query_scalar("select max(incident_id) from incident")
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.pool)
         .await
         .unwrap();
     let body = json!({
@@ -375,11 +375,11 @@ async fn each_guard_blocks_when_it_must_and_leaves_an_audit_row() {
 
     let audit: i64 =
         sqlx::query_scalar("select count(*) from action where guard_decision ? 'checks'")
-            .fetch_one(app.db.store.pool())
+            .fetch_one(&app.db.pool)
             .await
             .unwrap();
     let all: i64 = sqlx::query_scalar("select count(*) from action")
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.pool)
         .await
         .unwrap();
     assert_eq!(
@@ -477,7 +477,7 @@ async fn the_sweeper_fails_an_action_whose_result_was_lost() {
         )
         .bind(row.action_id)
         .bind(age.as_secs_f64())
-        .execute(app.db.store.pool())
+        .execute(&app.db.pool)
         .await
         .unwrap();
     }

@@ -36,11 +36,10 @@ async fn a_reduced_demo_under_chaos_predicts_failures_heals_and_learns() {
     };
     let (summary, service) = run(settings, &args, &|m| eprintln!("{m}")).await.unwrap();
     eprintln!("{summary:#?}");
-    let demo = vigil::store::Store::connect(
+    let demo = sqlx::PgPool::connect_with(
         crate::support::admin_options()
             .await
             .database(&args.database),
-        &Settings::default(),
     )
     .await
     .unwrap();
@@ -48,7 +47,7 @@ async fn a_reduced_demo_under_chaos_predicts_failures_heals_and_learns() {
         let demo = demo.clone();
         async move {
             sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(demo.pool())
+                .fetch_one(&demo)
                 .await
                 .unwrap() as usize
         }
@@ -173,7 +172,7 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
             .await
             .unwrap();
     let count = |sql: &'static str| {
-        let pool = app.db.store.pool().clone();
+        let pool = app.db.pool.clone();
         async move {
             sqlx::query_scalar::<_, i64>(sql)
                 .fetch_one(&pool)

@@ -66,7 +66,7 @@ async fn feedback_counts_once_and_false_alarms_raise_the_class_threshold() {
     )
     .await;
     let rows: i64 = sqlx::query_scalar("select count(*) from alert_feedback")
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.pool)
         .await
         .unwrap();
     assert_eq!(rows, 1);

@@ -189,7 +189,7 @@ async fn training_from_the_database_registers_and_measures_the_champion() {
     let runs: i64 = sqlx::query_scalar(
         "select count(*) from job_run where job = 'train' and status = 'succeeded'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(&app.db.pool)
     .await
     .unwrap();
     assert_eq!(runs, 2);
@@ -225,4 +225,65 @@ async fn only_one_replica_trains_at_a_time() {
         .await
         .unwrap();
     assert_eq!(third, Some("next night"));
+}
+
+#[tokio::test]
+async fn serve_retrains_on_its_schedule_and_serves_the_new_model() {
+    let db = crate::support::TestDb::migrated().await;
+    store_synthetic(&db.store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let app = TestApp::spawn_on(db, move |settings| {
+        settings.data_dir = data_dir;
+        settings.training = TrainingSettings {
+            window: 20,
+            stride: 3,
+            n_trees: 30,
+            schedule: "*/2 * * * * *".into(),
+            ..TrainingSettings::default()
+        };
+    })
+    .await;
+    let store = &app.db.store;
+    assert!(
+        store
+            .active_model(BUNDLE_KIND, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "no model before the schedule runs"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let active = loop {
+        if let Some(model) = store.active_model(BUNDLE_KIND, None).await.unwrap() {
+            break model;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule trained no model in 300 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(active.status, "active");
+    assert!(active.artifact_path.is_some(), "{active:?}");
+    let runs = store.job_runs(train::JOB, 10).await.unwrap();
+    assert!(
+        runs.iter().any(|r| r.status == "succeeded"),
+        "the scheduled run is recorded: {runs:?}"
+    );
+    // The serving process picks the new model up (activation is announced) and scores
+    // stored windows with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let scored: Value = app.get_value("/v1/assets/asset-0/score").await;
+        if scored["model"]["kind"] == "trained" {
+            assert!(scored["probability"].as_f64().is_some(), "{scored}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the served model is still {scored}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

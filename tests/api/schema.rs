@@ -39,7 +39,7 @@ async fn migrations_apply_on_an_empty_database_and_are_idempotent() {
     for table in TABLES {
         let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
             .bind(table)
-            .fetch_one(db.store.pool())
+            .fetch_one(&db.pool)
             .await
             .unwrap();
         assert!(exists, "table {table} exists");
@@ -54,7 +54,7 @@ async fn every_table_is_commented() {
          where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition \
          and c.relname <> '_sqlx_migrations' and obj_description(c.oid, 'pg_class') is null",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.pool)
     .await
     .unwrap();
     assert!(

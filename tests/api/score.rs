@@ -267,7 +267,7 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
     let mut stored = 0;
     for _ in 0..50 {
         stored = sqlx::query_scalar::<_, i64>("select count(*) from score")
-            .fetch_one(app.db.store.pool())
+            .fetch_one(&app.db.pool)
             .await
             .unwrap();
         if stored >= 5 {
@@ -278,7 +278,7 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
     assert!(stored >= 5, "{stored} scores stored");
     let kinds: Vec<Option<String>> =
         sqlx::query_scalar("select failure_kind from score where is_alert")
-            .fetch_all(app.db.store.pool())
+            .fetch_all(&app.db.pool)
             .await
             .unwrap();
     assert!(
@@ -349,7 +349,7 @@ async fn wait_for_scores(app: &TestApp, n: i64) -> bool {
             "select count(*), (array_agg(is_alert order by window_end desc))[1] from score \
              where window_end < now() - interval '30 minutes'",
         )
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.pool)
         .await
         .unwrap();
         if row.0 >= n {
@@ -366,7 +366,7 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
     let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
     let _: Value = app.post_value("/v1/score", &window(550)).await; // one calm score
     sqlx::query("delete from score")
-        .execute(app.db.store.pool())
+        .execute(&app.db.pool)
         .await
         .unwrap();
     let base = (chrono::Utc::now().timestamp() / 60 - 600) * 60;

@@ -187,7 +187,7 @@ async fn model_versions_count_per_kind_and_class() {
 #[tokio::test]
 async fn activation_retires_the_previous_model_and_notifies_replicas() {
     let db = TestDb::migrated().await;
-    let mut listener = PgListener::connect_with(db.store.pool()).await.unwrap();
+    let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
     listener.listen(ACTIVATION_CHANNEL).await.unwrap();
 
     let v1 = db.store.register_model(&model("bundle")).await.unwrap();
@@ -221,7 +221,7 @@ async fn resolving_known_names_does_not_use_up_identity_values() {
     let db = TestDb::migrated().await;
     let first = db.store.resolve_metric_ids(&["cpu".into()]).await.unwrap();
     // A second process (no cache) asks for the known name many times, then a new one.
-    let other = vigil::store::Store::new(db.store.pool().clone());
+    let other = vigil::store::Store::new(db.pool.clone());
     for _ in 0..20 {
         other.resolve_metric_ids(&["cpu".into()]).await.unwrap();
     }
@@ -292,7 +292,7 @@ async fn stored_scores_keep_every_field_and_nulls_and_a_bad_batch_stores_nothing
          threshold, is_alert, failure_kind, kind_confidence, explanation \
          from score join asset a using (asset_id) order by a.name",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.pool)
     .await
     .unwrap();
     let expected: Vec<Row> = [trained.clone(), cold]
@@ -323,7 +323,7 @@ async fn stored_scores_keep_every_field_and_nulls_and_a_bad_batch_stores_nothing
     let err = db.store.insert_scores(&[trained, bad]).await.unwrap_err();
     assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
     let count: i64 = sqlx::query_scalar("select count(*) from score")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(count, 2);

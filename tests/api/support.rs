@@ -48,6 +48,9 @@ pub async fn admin_options() -> PgConnectOptions {
 pub struct TestDb {
     pub name: String,
     pub store: Store,
+    /// A pool of the test's own on the same database, for checks in SQL (the store keeps
+    /// its pool to itself).
+    pub pool: sqlx::PgPool,
     admin: PgConnectOptions,
 }
 
@@ -69,10 +72,18 @@ impl TestDb {
             .expect("create the test database");
         conn.close().await.ok();
         let options = admin.clone().database(&name);
-        let store = Store::connect(options, &Settings::default())
+        let store = Store::connect(options.clone(), &Settings::default())
             .await
             .expect("connect to the test database");
-        TestDb { name, store, admin }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(options);
+        TestDb {
+            name,
+            store,
+            pool,
+            admin,
+        }
     }
 }
 
@@ -194,6 +205,9 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Settings::default()
         };
+        // Tests ask for the schedules they exercise: none runs by default.
+        settings.training.schedule = String::new();
+        settings.retention.samples_days = 0;
         tweak(&mut settings);
         let app = App::build(settings, db.store.clone())
             .await

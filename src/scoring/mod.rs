@@ -1,0 +1,581 @@
+//! The scoring service: the failure probability of an asset's window within the active
+//! model's horizon, its anomaly score, the threshold in force and whether it alerts, with an
+//! explanation (the inputs that pushed the score most, the diagnosed failure kind).
+//!
+//! [`Scoring`] owns the state that takes: the active model and its hot swap ([`slot`]), the
+//! cold-start detector for when no trained model can answer ([`cold_start`]), the cached
+//! policy ([`policy_cache`]), alert hysteresis ([`hysteresis`]), the score writer
+//! ([`writer`]), scoring on ingest ([`on_ingest`]) and the hand-off of opened alerts to
+//! [`crate::actions`]. HTTP handlers, commands and jobs all score through it.
+
+pub mod cold_start;
+pub mod hysteresis;
+pub mod on_ingest;
+pub mod policy_cache;
+pub mod slot;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use self::cold_start::{ColdStartScore, cold_start, cold_start_min_points};
+use self::hysteresis::{Hysteresis, Transition};
+use self::policy_cache::{PolicyCache, Recommendation};
+use self::slot::{ActiveModel, ModelSlot};
+use self::writer::ScoreSender;
+use crate::actions::Actions;
+use crate::config::Settings;
+use crate::features::{FeatureSchema, WindowError};
+use crate::ingest::Ingested;
+use crate::model::bundle::WindowScore;
+use crate::store::Store;
+
+/// Why a window was not scored. Callers map these to their own terms (HTTP codes in
+/// `api::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    /// A field's value is not acceptable (a bad name, a window no detector can score).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The asset, or its samples, do not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// An asset class no stored asset has.
+    #[error("unknown asset class {0:?}: no asset has it (set one with PUT /v1/assets/{{name}})")]
+    UnknownClass(String),
+    /// The window does not fit the model.
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// The database refused or is unavailable.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+}
+
+impl ScoringError {
+    fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Checks a name sent by a client against [`crate::vocab::is_valid_name`].
+fn check_name(field: &str, name: &str) -> Result<(), ScoringError> {
+    if crate::vocab::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ScoringError::invalid(field, crate::vocab::name_rule(name)))
+    }
+}
+
+/// Which model answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelRef {
+    /// A trained, registered bundle.
+    Trained {
+        /// Its id in the model registry.
+        model_id: i64,
+        /// Its version in the registry.
+        version: i32,
+    },
+    /// No trained model could answer: the streaming detector scored each metric from the
+    /// series' own past.
+    ColdStart,
+}
+
+/// One scored window.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ScoreAnswer {
+    asset: String,
+    model: ModelRef,
+    /// The threshold in force: on the failure probability (trained model) or on the
+    /// cold-start anomaly score.
+    threshold: f64,
+    alert: bool,
+    /// The asset's alert opened by this window (after `scoring.fire_windows` in a row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_opened: Option<i64>,
+    /// Where an open alert clears.
+    #[serde(skip)]
+    clear_threshold: f64,
+    #[serde(flatten)]
+    score: Option<WindowScore>,
+    /// The action the policy recommends for the diagnosed failure kind on this asset class
+    /// (the best posterior mean among applicable catalog actions); absent without a
+    /// diagnosis or an applicable action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recommended_action: Option<Recommendation>,
+    /// The cold-start detector's answer: the whole answer when no trained model could score
+    /// the window, else the scores of the metrics the model does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cold_start: Option<ColdStartScore>,
+}
+
+impl ScoreAnswer {
+    /// Where an open alert of this asset clears.
+    pub fn clear_threshold(&self) -> f64 {
+        self.clear_threshold
+    }
+
+    /// What the alert threshold is compared with: the failure probability, or the cold-start
+    /// anomaly score when no trained model answered.
+    pub fn level(&self) -> f64 {
+        match (&self.score, &self.cold_start) {
+            (Some(score), _) => score.probability,
+            (None, Some(cold)) => cold.anomaly_score,
+            (None, None) => 0.0,
+        }
+    }
+}
+
+/// A window sent for scoring.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// The asset's name.
+    pub asset: String,
+    /// The asset's class: its threshold applies (else the global one), and its class model
+    /// answers when the bundle has one. It must be the class of some stored asset.
+    pub class: Option<String>,
+    /// Values per metric on the model's grid, oldest first.
+    pub values: BTreeMap<String, Vec<f64>>,
+}
+
+/// The scoring service. Cloning it is cheap (shared parts); the clone that
+/// [`Scoring::start`] returns also stores the scores it makes.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    store: Store,
+    settings: Arc<Settings>,
+    model: Arc<ModelSlot>,
+    hysteresis: Arc<Hysteresis>,
+    policy: Arc<PolicyCache>,
+    actions: Arc<Actions>,
+    scores: Option<ScoreSender>,
+}
+
+/// The background tasks of a started [`Scoring`].
+#[derive(Debug)]
+pub struct ScoringTasks {
+    listener: tokio::task::JoinHandle<()>,
+    policy_refresh: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+    on_ingest: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ScoringTasks {
+    /// Stops the listener and the policy refresh, lets the ingest scorer finish its queue and
+    /// the writer store what it holds (5 s each at most). Call it once every other holder of
+    /// the started service (the router, the action sweeper) is gone: the writer ends when the
+    /// last of them is.
+    pub async fn finish(self) {
+        self.listener.abort();
+        self.policy_refresh.abort();
+        if let Some(task) = self.on_ingest {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
+    }
+}
+
+impl Scoring {
+    /// A service that scores but neither stores scores nor follows activations until
+    /// [`Scoring::start`].
+    pub fn new(store: Store, settings: Arc<Settings>, actions: Arc<Actions>) -> Self {
+        Self {
+            store,
+            settings,
+            model: Arc::default(),
+            hysteresis: Arc::default(),
+            policy: Arc::default(),
+            actions,
+            scores: None,
+        }
+    }
+
+    /// Starts the background work: the model listener (loads the active model now, then on
+    /// every activation), the policy refresh (every 5 s), the score writer, and, given the
+    /// events of an [`crate::ingest::Ingestor`], scoring on ingest (`scoring.on_ingest`).
+    /// Returns the service that stores its scores, and the tasks.
+    pub fn start(
+        &self,
+        ingested: Option<tokio::sync::mpsc::Receiver<Ingested>>,
+    ) -> (Scoring, ScoringTasks) {
+        let listener = slot::spawn_model_listener(self.store.clone(), self.model.clone());
+        let policy_refresh = policy_cache::spawn_policy_refresh(
+            self.store.clone(),
+            self.policy.clone(),
+            Duration::from_secs(5),
+        );
+        let (sender, writer) = writer::spawn_score_writer(self.store.clone());
+        let started = Scoring {
+            scores: Some(sender),
+            ..self.clone()
+        };
+        let on_ingest = ingested
+            .filter(|_| self.settings.scoring.on_ingest)
+            .map(|events| on_ingest::spawn_ingest_scorer(started.clone(), events));
+        let tasks = ScoringTasks {
+            listener,
+            policy_refresh,
+            writer,
+            on_ingest,
+        };
+        (started, tasks)
+    }
+
+    /// The slot of the active model.
+    pub fn model(&self) -> &Arc<ModelSlot> {
+        &self.model
+    }
+
+    /// The cached policy (thresholds, classes, learned action outcomes).
+    pub fn policy(&self) -> &Arc<PolicyCache> {
+        &self.policy
+    }
+
+    /// Scores `window`, stores the score (queued) and applies the alert hysteresis; an
+    /// opened alert is durable before this returns and is handed to the action runner.
+    /// `window_end` dates the stored score.
+    pub async fn score(
+        &self,
+        window: &Window,
+        window_end: DateTime<Utc>,
+    ) -> Result<ScoreAnswer, ScoringError> {
+        let model = self.model.current();
+        if let Some(class) = &window.class {
+            self.check_class(class).await?;
+        }
+        let mut answer = self.evaluate(
+            model.as_deref(),
+            window.asset.clone(),
+            window.class.as_deref(),
+            &window.values,
+        )?;
+        self.record(&mut answer, window_end).await?;
+        Ok(answer)
+    }
+
+    /// Scores many windows with one model version, storing nothing; a bad window fails alone.
+    pub async fn score_many(&self, windows: &[Window]) -> Vec<Result<ScoreAnswer, ScoringError>> {
+        let model = self.model.current();
+        let mut answers = Vec::with_capacity(windows.len());
+        for w in windows {
+            let answer = match &w.class {
+                Some(c) => self.check_class(c).await,
+                None => Ok(()),
+            }
+            .and_then(|()| {
+                self.evaluate(
+                    model.as_deref(),
+                    w.asset.clone(),
+                    w.class.as_deref(),
+                    &w.values,
+                )
+            });
+            answers.push(answer);
+        }
+        answers
+    }
+
+    /// Refuses an asset class that no stored asset has.
+    async fn check_class(&self, class: &str) -> Result<(), ScoringError> {
+        check_name("asset_class", class)?;
+        if self.policy.knows_class(&self.store, class).await? {
+            Ok(())
+        } else {
+            Err(ScoringError::UnknownClass(class.to_owned()))
+        }
+    }
+
+    /// Scores one window with `model`, or with the cold-start detector when there is none or
+    /// it knows none of the window's metrics.
+    fn evaluate(
+        &self,
+        model: Option<&ActiveModel>,
+        asset: String,
+        class: Option<&str>,
+        window: &BTreeMap<String, Vec<f64>>,
+    ) -> Result<ScoreAnswer, ScoringError> {
+        check_name("asset", &asset)?;
+        let settings = &self.settings.scoring;
+        // The trained model's score, or else the cold-start detector's (computed once).
+        let scored = match model {
+            Some(model) => match model
+                .bundle
+                .score(&asset, class, window, settings.top_drivers)
+            {
+                Ok(score) => Ok((model, score)),
+                Err(WindowError::NothingUsable(reason)) => match cold_start(window, |_| true) {
+                    Some(cold) => Err(cold),
+                    None => return Err(WindowError::NothingUsable(reason).into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
+            None => Err(cold_start(window, |_| true).ok_or_else(|| {
+                ScoringError::invalid(
+                    "window",
+                    format!(
+                        "no trained model can score this window, and the cold-start detector \
+                         needs at least {} values of a metric",
+                        cold_start_min_points()
+                    ),
+                )
+            })?),
+        };
+        let answer = match scored {
+            Ok((model, score)) => {
+                let ignored = score.ignored_metrics.clone();
+                let (fire_at, clear_at) = self.policy.threshold_for(class, &self.settings);
+                let recommended_action = score.diagnosis.as_ref().and_then(|d| {
+                    self.policy
+                        .recommend(&self.settings, &d.kind, class.unwrap_or("default"))
+                });
+                ScoreAnswer {
+                    asset,
+                    model: ModelRef::Trained {
+                        model_id: model.model_id,
+                        version: model.version,
+                    },
+                    threshold: fire_at,
+                    alert: score.probability >= fire_at,
+                    alert_opened: None,
+                    clear_threshold: clear_at,
+                    recommended_action,
+                    cold_start: cold_start(window, |name| ignored.iter().any(|m| m == name)),
+                    score: Some(score),
+                }
+            }
+            Err(cold) => ScoreAnswer {
+                asset,
+                model: ModelRef::ColdStart,
+                threshold: settings.cold_start_threshold,
+                alert: cold.anomaly_score >= settings.cold_start_threshold,
+                alert_opened: None,
+                clear_threshold: settings.cold_start_clear_threshold,
+                recommended_action: None,
+                score: None,
+                cold_start: Some(cold),
+            },
+        };
+        Ok(answer)
+    }
+
+    /// Stores the score (queued, off the request path) and applies the alert hysteresis: an
+    /// alert is written before the answer goes out, so it is durable before anyone acts on it.
+    async fn record(
+        &self,
+        answer: &mut ScoreAnswer,
+        window_end: DateTime<Utc>,
+    ) -> Result<(), ScoringError> {
+        let settings = &self.settings.scoring;
+        let (model_id, model_version) = match answer.model {
+            ModelRef::Trained { model_id, version } => {
+                (Some(model_id), format!("bundle/v{version}"))
+            }
+            ModelRef::ColdStart => (None, "cold_start/streaming".to_owned()),
+        };
+        let diagnosis = answer.score.as_ref().and_then(|s| s.diagnosis.as_ref());
+        let record = crate::store::scores::NewScore {
+            asset: answer.asset.clone(),
+            model_id,
+            model_version,
+            window_end,
+            probability: answer.score.as_ref().map(|s| s.probability),
+            anomaly_score: match (&answer.score, &answer.cold_start) {
+                (Some(score), _) => score.anomaly_score,
+                (None, Some(cold)) => cold.anomaly_score,
+                (None, None) => 0.0,
+            },
+            threshold: answer.threshold,
+            is_alert: answer.alert,
+            failure_kind: diagnosis.map(|d| d.kind.clone()),
+            kind_confidence: diagnosis.map(|d| d.confidence),
+            // The explanation is kept for alerting windows, where people read it; a calm
+            // window's row stays small.
+            explanation: if answer.alert {
+                serde_json::json!({
+                    "drivers": answer.score.as_ref().map(|s| &s.drivers),
+                    "diagnosis": diagnosis,
+                    "cold_start": answer.cold_start,
+                })
+            } else {
+                serde_json::json!({})
+            },
+        };
+        match self.hysteresis.observe(
+            &answer.asset,
+            answer.level(),
+            answer.threshold,
+            answer.clear_threshold,
+            settings.fire_windows,
+        ) {
+            Transition::Fire => {
+                answer.alert_opened = self.store.open_alert(&record).await?;
+                // The alert is durable now; acting on it happens off the request path.
+                if let Some(alert_id) = answer.alert_opened
+                    && !self.settings.actions.is_empty()
+                {
+                    let kind = record
+                        .failure_kind
+                        .clone()
+                        .unwrap_or_else(|| "unknown".to_owned());
+                    tokio::spawn(act_on_alert(
+                        self.clone(),
+                        alert_id,
+                        record.asset.clone(),
+                        kind,
+                    ));
+                }
+            }
+            Transition::Clear => {
+                self.store.clear_alert(&answer.asset).await?;
+            }
+            Transition::Stay => {}
+        }
+        if let (true, Some(writer)) = (settings.store_scores, &self.scores) {
+            // Back-pressure rather than loss when the writer falls behind.
+            let _ = writer.send(record).await;
+        }
+        Ok(())
+    }
+
+    /// Scores an asset's latest stored window, put on the grid from its stored samples (gaps
+    /// within `max_fill` steps are carried forward; a metric with a longer gap is scored as
+    /// missing), stores the score and applies the alert hysteresis. With a trained model the
+    /// window is the model's; without one, the cold-start detector learns from the last
+    /// `scoring.cold_start_history` grid points.
+    pub async fn score_stored(&self, name: String) -> Result<ScoreAnswer, ScoringError> {
+        check_name("name", &name)?;
+        self.score_stored_at(name, None).await
+    }
+
+    /// [`Scoring::score_stored`] for a window ending at the sample time `latest` (`None`: the
+    /// asset's newest stored sample, looked up).
+    async fn score_stored_at(
+        &self,
+        name: String,
+        latest: Option<DateTime<Utc>>,
+    ) -> Result<ScoreAnswer, ScoringError> {
+        let model = self.model.current();
+        let asset = match self.store.asset_by_name(&name).await {
+            Ok(asset) => asset,
+            Err(crate::store::Error::NotFound(_)) => {
+                return Err(ScoringError::NotFound(format!("asset {name}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let latest = match latest {
+            Some(t) => t,
+            None => self
+                .store
+                .latest_sample_time(asset.asset_id)
+                .await?
+                .ok_or_else(|| ScoringError::NotFound(format!("samples of asset {name}")))?,
+        };
+        let training = &self.settings.training;
+        let cold_history = self.settings.scoring.cold_start_history;
+        let mut schema = match &model {
+            Some(m) => m.bundle.schema.clone(),
+            None => FeatureSchema::new(
+                Vec::new(),
+                cold_history,
+                training.step_secs,
+                training.max_fill,
+            ),
+        };
+        let span = (schema.window + schema.max_fill) as i64 * schema.step_secs;
+        let query = crate::store::samples::SampleQuery {
+            asset_id: asset.asset_id,
+            metric: None,
+            from: latest - chrono::Duration::seconds(span),
+            to: latest + chrono::Duration::microseconds(1),
+            step_secs: None,
+            aggregate: crate::store::samples::Aggregate::Last,
+            max_points: 1_000_000,
+        };
+        let series = self.store.read_samples(&query).await?;
+        let end = latest.timestamp().div_euclid(schema.step_secs) * schema.step_secs;
+        let mut window = BTreeMap::new();
+        for s in series {
+            let ts: Vec<i64> = s
+                .ts_micros
+                .iter()
+                .map(|t| t.div_euclid(1_000_000))
+                .collect();
+            if model.is_none() {
+                // The cold-start detector takes what history there is, from the first grid
+                // point that has a sample.
+                schema.window = cold_history;
+                if let Some(first) = ts.first() {
+                    let points = (end - first).div_euclid(schema.step_secs) + 1;
+                    schema.window = schema.window.min(points.max(1) as usize);
+                }
+            }
+            if let Ok(values) = crate::features::resample(&s.metric, &ts, &s.values, end, &schema) {
+                window.insert(s.metric, values);
+            }
+        }
+        let mut answer = self.evaluate(model.as_deref(), name, Some(&asset.class), &window)?;
+        let window_end = DateTime::from_timestamp(end, 0).unwrap_or(latest);
+        self.record(&mut answer, window_end).await?;
+        Ok(answer)
+    }
+
+    /// The re-scoring callback the action runner verifies healing with: an asset's latest
+    /// stored window, as (level, clear threshold).
+    pub fn rescore(&self) -> crate::actions::Rescore {
+        let scoring = self.clone();
+        Arc::new(move |asset| {
+            let scoring = scoring.clone();
+            Box::pin(async move {
+                scoring
+                    .score_stored(asset)
+                    .await
+                    .map(|answer| (answer.level(), answer.clear_threshold()))
+                    .map_err(|e| e.to_string())
+            })
+        })
+    }
+}
+
+/// Chooses and runs (behind the guard) an action for a newly opened alert.
+async fn act_on_alert(scoring: Scoring, alert_id: i64, asset: String, kind: String) {
+    let result = async {
+        let class = scoring
+            .store
+            .asset_by_name(&asset)
+            .await
+            .map_err(crate::actions::ActionError::from)?
+            .class;
+        let alert = crate::actions::AlertContext {
+            alert_id,
+            asset,
+            class,
+            kind,
+        };
+        scoring.actions.on_alert(&alert).await
+    }
+    .await;
+    match result {
+        Ok(Some(action)) => tracing::info!(
+            alert_id,
+            action_id = action.action_id,
+            action = %action.name,
+            state = %action.state,
+            "action for alert"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(alert_id, "cannot act on alert: {e}"),
+    }
+}
