@@ -20,10 +20,14 @@ pub mod jobs;
 pub mod model;
 /// Policy: adaptive thresholds, action choice (Thompson sampling), the safety guard rules.
 pub mod policy;
+/// Progress bars for the commands of `cli` and `sim`.
+pub mod progress;
 /// Scoring: the service that scores windows, keeps the active model, alerts and stores scores.
 pub mod scoring;
-/// A seeded fleet simulator with planted faults (history and live streams).
-pub mod simulator;
+/// Evaluation on top of the core, which never imports it: the fleet simulator, `vigil demo`,
+/// `simulate`, `replay`, `detect` and NAB scoring (feature `sim`, on by default).
+#[cfg(feature = "sim")]
+pub mod sim;
 /// PostgreSQL: pool, migrations, embedded cluster, repositories.
 pub mod store;
 /// The words every layer shares: name rules, a metric's time series, action modes.

@@ -266,7 +266,7 @@ impl Actions {
             kind: row
                 .failure_kind
                 .clone()
-                .filter(|k| crate::ingest::is_valid_name(k))
+                .filter(|k| crate::vocab::is_valid_name(k))
                 .unwrap_or_else(|| "unknown".to_owned()),
             alert_id: row.alert_id,
             reason: row.reason.clone(),

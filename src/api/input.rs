@@ -126,19 +126,13 @@ where
     }
 }
 
-/// Checks an asset, metric or class name sent by a client (rules in [`ingest::is_valid_name`]).
+/// Checks an asset, metric or class name sent by a client (rules in
+/// [`crate::vocab::is_valid_name`]).
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if ingest::is_valid_name(name) {
+    if crate::vocab::is_valid_name(name) {
         return Ok(());
     }
-    Err(ApiError::invalid(
-        field,
-        format!(
-            "{name:?} is not a valid name: 1 to {} characters of A-Z a-z 0-9 _ . : / -, \
-             starting with a letter, digit or _",
-            ingest::MAX_NAME_LEN
-        ),
-    ))
+    Err(ApiError::invalid(field, crate::vocab::name_rule(name)))
 }
 
 /// A timestamp as Unix seconds or an RFC 3339 string, in microseconds since the epoch.

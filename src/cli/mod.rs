@@ -8,10 +8,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub mod demo;
-mod detect;
-mod replay;
-pub mod simulate;
 mod training;
 mod transfer;
 
@@ -19,6 +15,8 @@ use crate::api::App;
 use crate::config::{Overrides, Scope, Settings, new_token};
 use crate::ingest::files::Layout;
 use crate::jobs;
+#[cfg(feature = "sim")]
+use crate::sim::{demo, detect, replay_command as replay, simulate};
 use crate::store::Database;
 
 const AFTER_HELP: &str = "\
@@ -84,6 +82,7 @@ pub enum Command {
     /// to a webhook receiver that heals an asset only when the action fits its fault,
     /// verification, and feedback from the simulator's truth. Ends with a summary table,
     /// then keeps serving (Ctrl-C stops) unless --exit.
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
     /// Run the HTTP service (starts the embedded PostgreSQL unless DATABASE_URL is set).
     Serve(ServeArgs),
@@ -127,6 +126,7 @@ pub enum Command {
     /// q = 1e-4 (an alarm; later alarms within 100 rows stay at 0.4), 0.5 is 1e-5, and 1 a
     /// value beyond the range seen so far. The day-long context is sized from the median
     /// step between timestamps. `vigil eval nab` scores the detector on NAB.
+    #[cfg(feature = "sim")]
     Detect(detect::DetectArgs),
     /// Generate a simulated fleet's history with planted faults (default: 30 days, 24
     /// assets) into the database, or as CSV files with --out; or stream it live to a
@@ -139,6 +139,7 @@ pub enum Command {
     /// it with `vigil train` (database) or `vigil train --input samples.csv --incidents
     /// incidents.csv`. With --live URL, streams the fleet to a running Vigil instead, in
     /// accelerated time, healing assets through a webhook receiver (see --live).
+    #[cfg(feature = "sim")]
     Simulate(simulate::SimulateArgs),
     /// Replay the learning loop on a generated stream and report how action choice and
     /// thresholds learn (no database).
@@ -146,9 +147,11 @@ pub enum Command {
     /// Prints, per 100 incidents, how often the chosen action was the right one and the
     /// cumulative regret against always choosing right, and the false alarms and caught
     /// failures before and after feedback-tuned thresholds on the same stream.
+    #[cfg(feature = "sim")]
     Replay(replay::ReplayArgs),
     /// Evaluate detectors on public benchmarks (no database).
     #[command(subcommand)]
+    #[cfg(feature = "sim")]
     Eval(detect::EvalCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
@@ -285,10 +288,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retention(args) => retention(cli.settings(None)?, args).await,
         Command::Train(args) => training::train(cli.settings(None)?, args).await,
         Command::Models(command) => training::models(cli.settings(None)?, command).await,
+        #[cfg(feature = "sim")]
         Command::Detect(args) => detect::detect(args),
+        #[cfg(feature = "sim")]
         Command::Replay(args) => replay::replay(args),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => demo::demo(cli.settings(None)?, args).await,
+        #[cfg(feature = "sim")]
         Command::Simulate(args) => simulate::simulate(cli.settings(None)?, args).await,
+        #[cfg(feature = "sim")]
         Command::Eval(command) => detect::eval(command),
         Command::Config => {
             print!("{}", cli.settings(None)?.to_masked_toml());

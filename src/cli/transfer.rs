@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::{ExportArgs, ImportArgs};
 use crate::config::Settings;
@@ -21,17 +21,7 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-/// A progress bar counting `total` items, labelled `what`.
-pub(super) fn counter(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let template = format!(
-        "{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})"
-    );
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
+use crate::progress::counter;
 
 /// Prints the rejected rows and decides whether the file may still be stored.
 fn report_rejections(

@@ -12,7 +12,6 @@ pub mod evaluation;
 pub mod failure;
 pub mod gradient_boosting;
 pub mod isolation_forest;
-pub mod nab;
 pub mod streaming;
 
 use ndarray::ArrayView2;

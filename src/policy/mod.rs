@@ -9,5 +9,4 @@
 
 pub mod bandit;
 pub mod guard;
-pub mod replay;
 pub mod threshold;

@@ -4,8 +4,8 @@
 //! chaos (webhook receiver failing then hanging, every database connection killed for a
 //! few seconds) no acknowledged sample was lost and the guards held.
 
-use vigil::cli::demo::{DemoArgs, run};
 use vigil::config::Settings;
+use vigil::sim::demo::{DemoArgs, run};
 
 use crate::support::TestDb;
 
@@ -99,7 +99,7 @@ async fn a_reduced_demo_under_chaos_predicts_failures_heals_and_learns() {
 
     let chaos = summary.chaos.as_ref().expect("a chaos report");
     assert!(chaos.database_back, "{chaos:?}");
-    let live_samples = (12 * 60 * 12 * vigil::simulator::METRICS.len()) as u64;
+    let live_samples = (12 * 60 * 12 * vigil::sim::fleet::METRICS.len()) as u64;
     assert_eq!(chaos.samples_acknowledged, live_samples, "{chaos:?}");
     assert_eq!(
         chaos.samples_stored, chaos.samples_acknowledged,
@@ -129,7 +129,7 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
         .unwrap();
     let app = crate::support::TestApp::spawn_with(|s| {
         s.scoring.on_ingest = true;
-        s.actions = vigil::simulator::Fault::ALL
+        s.actions = vigil::sim::fleet::Fault::ALL
             .iter()
             .map(|f| vigil::config::ActionSettings {
                 name: f.right_action().to_owned(),
@@ -148,8 +148,8 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
     })
     .await;
     let from = chrono::Utc::now().timestamp() / 60 * 60 - 4 * 3600;
-    let fleet = vigil::simulator::Fleet::new(
-        vigil::simulator::FleetParams {
+    let fleet = vigil::sim::fleet::Fleet::new(
+        vigil::sim::fleet::FleetParams {
             assets: 3,
             fault_every_hours: 1.5,
             seed: 7,
@@ -160,7 +160,7 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
     );
     let (faults, minutes) = (fleet.scenarios.len(), fleet.times().count());
     assert!(faults > 0, "the seed plants faults");
-    let remote = vigil::cli::demo::Remote {
+    let remote = vigil::sim::demo::Remote {
         url: app.url(""),
         token: None,
         receiver,
@@ -168,7 +168,7 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
         final_wait: std::time::Duration::from_secs(1),
     };
     let summary =
-        vigil::cli::demo::stream_remote(Settings::default(), &remote, fleet, &|m| eprintln!("{m}"))
+        vigil::sim::demo::stream_remote(Settings::default(), &remote, fleet, &|m| eprintln!("{m}"))
             .await
             .unwrap();
     let count = |sql: &'static str| {
@@ -182,7 +182,7 @@ async fn a_live_simulation_streams_to_a_running_vigil() {
     };
     assert_eq!(
         count("select count(*) from sample").await,
-        3 * minutes * vigil::simulator::METRICS.len()
+        3 * minutes * vigil::sim::fleet::METRICS.len()
     );
     assert_eq!(summary.faults, faults);
     assert_eq!(summary.failures + summary.prevented, faults);

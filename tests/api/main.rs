@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL (see `support` for where it comes from).
 
 mod actions;
+mod architecture;
 mod auth;
 mod demo;
 mod embedded;

@@ -14,8 +14,8 @@ use rand08::rngs::SmallRng;
 use rand08::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::bandit::{self, Arm, sample_beta};
-use super::threshold::{self, Costs, Decision, Labelled};
+use crate::policy::bandit::{self, Arm, sample_beta};
+use crate::policy::threshold::{self, Costs, Decision, Labelled};
 
 /// Failure kinds and their right action.
 pub const KINDS: [(&str, &str); 6] = [

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::policy::replay::{self, KINDS, ReplayParams};
+use crate::sim::replay::{self, KINDS, ReplayParams};
 
 /// Flags of `vigil replay`.
 #[derive(Debug, Args)]

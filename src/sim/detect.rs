@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::ingest::files::parse_timestamp;
-use crate::model::nab::{self, PROFILES, ProfileScore};
 use crate::model::streaming::{StreamingDetector, StreamingParams};
+use crate::sim::nab::{self, PROFILES, ProfileScore};
 
 /// Flags of `vigil detect`.
 #[derive(Debug, Args)]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::api::App;
 use crate::config::{ActionSettings, ExecutorKind, Settings};
 use crate::policy::guard::Mode;
-use crate::simulator::{Fault, Fleet, FleetParams, METRICS, Scenario};
+use crate::sim::fleet::{Fault, Fleet, FleetParams, METRICS, Scenario};
 use crate::store::Database;
 
 /// Flags of `vigil demo`.
@@ -438,7 +438,7 @@ pub async fn run(
         history.scenarios.len()
     ));
     let operator_outcomes =
-        super::simulate::store_history(&store, &settings, &history, args.operator_records, true)
+        super::history::store_history(&store, &settings, &history, args.operator_records, true)
             .await?;
     say(&format!(
         "    operators recorded what healed {operator_outcomes} of the past failures"
