@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::config::{ActionSettings, ExecutorKind};
 
@@ -36,25 +37,23 @@ pub struct Outcome {
     pub result: Value,
 }
 
-/// HMAC-SHA256 of `message` under `key` (RFC 2104).
+/// HMAC-SHA256 of `message` under `key` (RFC 2104), the signature a webhook receiver checks.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether `signature` (the hex after `sha256=` in `X-Vigil-Signature`) is the HMAC-SHA256 of
+/// `message` under `key`, compared in constant time: what a receiver of Vigil's webhooks
+/// should run.
+pub fn verify_signature(key: &[u8], message: &[u8], signature: &str) -> bool {
+    let Ok(bytes) = hex::decode(signature) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.verify_slice(&bytes).is_ok()
 }
 
 /// The argv of a command action: each template argument with `{asset}`, `{class}`,
@@ -290,6 +289,15 @@ mod tests {
             hex::encode(mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+        let body = b"what do ya want for nothing?";
+        let good = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert!(verify_signature(b"Jefe", body, good));
+        assert!(!verify_signature(
+            b"Jefe",
+            b"what do ya want for something?",
+            good
+        ));
+        assert!(!verify_signature(b"Jefe", body, "not hex"));
     }
 
     #[test]

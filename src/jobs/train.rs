@@ -816,13 +816,8 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
     /// Kinds in the order of the metric that announces them.
     const KINDS: [&str; 3] = ["cpu_runaway", "memory_leak", "thermal_drift"];
     let metrics = vec!["cpu".to_string(), "mem".to_string(), "temp".to_string()];
-    let mut state = seed.max(1);
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
+    let mut rng = <rand08::rngs::SmallRng as rand08::SeedableRng>::seed_from_u64(seed);
+    let mut noise = move || rand08::Rng::r#gen::<f64>(&mut rng) - 0.5;
     let minutes = days * 1440;
     let mut failures = Vec::new();
     let mut histories = Vec::new();

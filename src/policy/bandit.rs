@@ -56,39 +56,13 @@ pub fn best(arms: &[Arm]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// A draw from Beta(a, b), as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b).
+/// A draw from Beta(a, b) (`rand_distr`); 0.5 when a shape is not positive and finite.
 pub fn sample_beta<R: Rng>(a: f64, b: f64, rng: &mut R) -> f64 {
-    let x = sample_gamma(a, rng);
-    let y = sample_gamma(b, rng);
-    if x + y > 0.0 { x / (x + y) } else { 0.5 }
-}
-
-/// A draw from Gamma(shape, 1) (Marsaglia and Tsang; shape < 1 boosted by U^(1/shape)).
-fn sample_gamma<R: Rng>(shape: f64, rng: &mut R) -> f64 {
-    if shape < 1.0 {
-        let u: f64 = rng.r#gen::<f64>().max(f64::MIN_POSITIVE);
-        return sample_gamma(shape + 1.0, rng) * u.powf(1.0 / shape);
+    // Both shapes are positive (a prior plus counts); a degenerate pair draws the middle.
+    match rand_distr::Beta::new(a, b) {
+        Ok(beta) => rng.sample(beta),
+        Err(_) => 0.5,
     }
-    let d = shape - 1.0 / 3.0;
-    let c = 1.0 / (9.0 * d).sqrt();
-    loop {
-        let x = standard_normal(rng);
-        let v = (1.0 + c * x).powi(3);
-        if v <= 0.0 {
-            continue;
-        }
-        let u: f64 = rng.r#gen();
-        if u < 1.0 - 0.0331 * x.powi(4) || u.ln() < 0.5 * x * x + d * (1.0 - v + v.ln()) {
-            return d * v;
-        }
-    }
-}
-
-/// A standard normal draw (Box-Muller).
-fn standard_normal<R: Rng>(rng: &mut R) -> f64 {
-    let u1: f64 = rng.r#gen::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.r#gen();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]

@@ -59,49 +59,44 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-/// Reads columns `timestamp` and `column` of a CSV file with a header.
+/// Reads columns `timestamp` and `column` of a CSV file with a header, with the same CSV
+/// reader as `vigil import` (quoted fields and all).
 pub fn read_series(path: &Path, column: &str) -> anyhow::Result<Series> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = match lines.next() {
-        Some((_, h)) => h.split(',').map(str::trim).collect(),
-        None => bail!(
-            "{} is empty: expected a header timestamp,{column}",
-            path.display()
-        ),
-    };
-    let find = |name: &str| {
-        header.iter().position(|h| *h == name).with_context(|| {
-            format!(
+    use polars::prelude::DataType;
+    let frame = crate::ingest::files::read_frame(path)?;
+    let find = |name: &str, as_type: &DataType| {
+        let found = frame.column(name).map_err(|_| {
+            let header: Vec<&str> = frame
+                .get_column_names()
+                .iter()
+                .map(|c| c.as_str())
+                .collect();
+            anyhow::anyhow!(
                 "{} has no column {name:?} (header: {})",
                 path.display(),
                 header.join(",")
             )
-        })
+        })?;
+        found
+            .cast(as_type)
+            .with_context(|| format!("{}: column {name:?}", path.display()))
     };
-    let (t_col, v_col) = (find("timestamp")?, find(column)?);
+    let stamps = find("timestamp", &DataType::String)?;
+    let values = find(column, &DataType::Float64)?;
     let mut series = Series::default();
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').collect();
-        let at = |c: usize| fields.get(c).map(|f| f.trim()).unwrap_or("");
-        let row = || format!("{} line {}", path.display(), i + 1);
-        let micros = parse_timestamp(at(t_col))
-            .with_context(|| format!("{}: cannot read timestamp {:?}", row(), at(t_col)))?;
-        let value: f64 = at(v_col)
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
-            .with_context(|| {
-                format!("{}: {column} {:?} is not a finite number", row(), at(v_col))
-            })?;
+    for (i, (stamp, value)) in stamps.str()?.iter().zip(values.f64()?.iter()).enumerate() {
+        // Row 1 is the header.
+        let row = || format!("{} line {}", path.display(), i + 2);
+        let stamp = stamp.unwrap_or("");
+        let micros = parse_timestamp(stamp)
+            .with_context(|| format!("{}: cannot read timestamp {stamp:?}", row()))?;
+        let value = value
+            .filter(|v| v.is_finite())
+            .with_context(|| format!("{}: {column} is not a finite number", row()))?;
         if series.micros.last().is_some_and(|&last| micros < last) {
             bail!("{}: timestamps must not go back in time", row());
         }
-        series.text.push(at(t_col).to_owned());
+        series.text.push(stamp.to_owned());
         series.micros.push(micros);
         series.values.push(value);
     }
@@ -395,5 +390,15 @@ mod tests {
         std::fs::write(&input, "time,value\n").unwrap();
         let err = format!("{:#}", read_series(&input, "value").unwrap_err());
         assert!(err.contains("no column \"timestamp\""), "{err}");
+
+        // Quoted fields, with a comma inside one, are read as CSV reads them.
+        std::fs::write(
+            &input,
+            "\"note\",timestamp,value\n\"a, b\",2024-01-01 00:00:00,1.5\n\"c\",2024-01-01 00:05:00,\"2\"\n",
+        )
+        .unwrap();
+        let quoted = read_series(&input, "value").unwrap();
+        assert_eq!(quoted.values, [1.5, 2.0]);
+        assert_eq!(quoted.text[1], "2024-01-01 00:05:00");
     }
 }
