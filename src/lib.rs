@@ -14,9 +14,10 @@ pub mod config;
 pub mod features;
 /// Ingestion: validating samples from REST, remote-write and files into atomic batches.
 pub mod ingest;
-/// Background jobs: retention (later: retraining).
+/// Background jobs: retention and retraining, on demand (`run_once`) and on their schedules.
 pub mod jobs;
-/// Models: isolation forest (later: failure probability, calibration, diagnosis).
+/// Models: isolation forest, calibrated failure probability, diagnosis, time to failure and
+/// the streaming detector; params -> check -> fit, no IO.
 pub mod model;
 /// Policy: adaptive thresholds, action choice (Thompson sampling), the safety guard rules.
 pub mod policy;
