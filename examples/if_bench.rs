@@ -12,7 +12,7 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2};
 use vigil::config::{IngestSettings, TrainingSettings};
 use vigil::features::FeatureSchema;
-use vigil::features::dataset::{self, DatasetParams};
+use vigil::features::dataset;
 use vigil::ingest::Limits;
 use vigil::jobs::train::histories_from_files;
 use vigil::model::IsolationForest;
@@ -64,7 +64,7 @@ fn main() {
         settings.step_secs,
         settings.max_fill,
     );
-    let params = DatasetParams::of(&settings);
+    let params = vigil::jobs::train::dataset_params(&settings);
     let set = dataset::build(&schema, &data.histories, &data.failures, &params);
     let (train_x, validation_x) = (
         set.all_features(&set.train),

@@ -393,18 +393,6 @@ impl Default for GuardSettings {
     }
 }
 
-impl GuardSettings {
-    /// The limits the guard rules take.
-    pub fn limits(&self) -> crate::policy::guard::Limits {
-        crate::policy::guard::Limits {
-            cooldown_secs: self.cooldown_secs,
-            rate_limit_per_hour: self.rate_limit_per_hour,
-            budget: self.budget,
-            breaker_after: self.breaker_after,
-        }
-    }
-}
-
 /// How an action runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -534,21 +522,6 @@ impl Default for PolicySettings {
     }
 }
 
-impl PolicySettings {
-    /// The adapter's costs and limits.
-    pub fn costs(&self) -> crate::policy::threshold::Costs {
-        crate::policy::threshold::Costs {
-            false_alarm: self.false_alarm_cost,
-            missed_failure: self.missed_failure_cost,
-            min_precision: self.min_precision,
-            min_labels: self.min_labels,
-            max_step: self.max_step,
-            min_gain: self.min_gain,
-            bounds: (self.min_threshold, self.max_threshold),
-        }
-    }
-}
-
 /// Windows, labels and model hyperparameters of training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -577,7 +550,6 @@ pub struct TrainingSettings {
     pub negatives_per_positive: usize,
     /// Latest fraction of the training windows held out of the failure model's fit to choose
     /// among its candidates and calibrate it. Default 0.3.
-    #[serde(default = "earlier_calibration_frac")]
     pub calibration_frac: f64,
     /// Time to failure is predicted up to this many seconds (a window further from its
     /// asset's next failure counts as this far). Default 21600 (6 hours).
@@ -590,12 +562,6 @@ pub struct TrainingSettings {
     /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
     /// Default `0 0 2 * * *` (02:00 every night).
     pub schedule: String,
-}
-
-/// What a bundle that names no `calibration_frac` (trained before it was a setting) used.
-/// The configuration always names it: its layers start from [`Settings::default`].
-fn earlier_calibration_frac() -> f64 {
-    0.2
 }
 
 impl Default for TrainingSettings {

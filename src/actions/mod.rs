@@ -173,7 +173,7 @@ impl Actions {
         let asset = self.store.asset_by_name(&alert.asset).await?;
         let mut names: Vec<String> = candidates.iter().map(|c| c.name.clone()).collect();
         names.push(PAGE_HUMAN.to_owned());
-        let limits = self.settings.guard.limits();
+        let limits = guard_limits(&self.settings.guard);
         let page_human = self.spec(PAGE_HUMAN);
         let approval = chrono::Duration::seconds(self.settings.guard.approval_timeout_secs);
         let row = {
@@ -304,7 +304,7 @@ impl Actions {
                 .await?;
             let d = guard::judge(
                 Mode::Auto,
-                &self.settings.guard.limits(),
+                &guard_limits(&self.settings.guard),
                 &gs.for_action(&row.name),
             );
             if let Some(rule) = d.refused_by() {
@@ -500,5 +500,15 @@ fn new_action(
         guard_decision: serde_json::to_value(decision).unwrap_or_default(),
         expires_at: (decision.verdict == Verdict::AwaitApproval)
             .then(|| chrono::Utc::now() + approval),
+    }
+}
+
+/// The limits the guard rules take, from `guard.*`.
+fn guard_limits(settings: &crate::config::GuardSettings) -> crate::policy::guard::Limits {
+    crate::policy::guard::Limits {
+        cooldown_secs: settings.cooldown_secs,
+        rate_limit_per_hour: settings.rate_limit_per_hour,
+        budget: settings.budget,
+        breaker_after: settings.breaker_after,
     }
 }

@@ -34,7 +34,7 @@ pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptati
     if !settings.policy.adapt_thresholds {
         return Ok(Vec::new());
     }
-    let costs = settings.policy.costs();
+    let costs = costs(&settings.policy);
     let mut out = Vec::new();
     for c in class.into_iter().chain([GLOBAL_CLASS]) {
         let (current, _) = state.scoring.policy().threshold_for(Some(c), settings);
@@ -224,4 +224,17 @@ pub async fn revert_threshold(
         asset_class: class,
         threshold,
     }))
+}
+
+/// The adapter's costs and limits, from `policy.*`.
+fn costs(settings: &crate::config::PolicySettings) -> threshold::Costs {
+    threshold::Costs {
+        false_alarm: settings.false_alarm_cost,
+        missed_failure: settings.missed_failure_cost,
+        min_precision: settings.min_precision,
+        min_labels: settings.min_labels,
+        max_step: settings.max_step,
+        min_gain: settings.min_gain,
+        bounds: (settings.min_threshold, settings.max_threshold),
+    }
 }

@@ -301,7 +301,7 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     if let Some(t) = &r.time_to_failure {
         println!(
             "\ntime to failure (capped at {} min; fitted on {} windows)",
-            bundle.settings.ttf_cap_secs / 60,
+            bundle.params.ttf_cap_secs / 60,
             t.train_rows
         );
         println!(

@@ -57,18 +57,6 @@ pub struct DatasetParams {
     pub ttf_cap_secs: i64,
 }
 
-impl DatasetParams {
-    /// The parameters training settings give.
-    pub fn of(settings: &crate::config::TrainingSettings) -> Self {
-        Self {
-            horizon_secs: settings.horizon_secs,
-            stride: settings.stride,
-            train_frac: settings.train_frac,
-            ttf_cap_secs: settings.ttf_cap_secs,
-        }
-    }
-}
-
 /// Labelled windows of one side of the split; [`Dataset::features`] makes their features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {

@@ -25,7 +25,7 @@ use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Metri
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
 pub use crate::model::bundle::{
-    Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TtfReport,
+    Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TrainingParams, TtfReport,
 };
 use crate::model::diagnosis::KindScore;
 use crate::model::evaluation::{Scorecard, brier, reliability};
@@ -39,6 +39,36 @@ use crate::store::models::{ModelRecord, NewModel};
 /// of its end: the failure model samples a share of its negatives from those
 /// ([`FailureModel`]'s `near_negatives_frac`).
 const NEAR_FAILURE_HORIZONS: i64 = 6;
+
+/// The labelling and split parameters `training.*` gives.
+pub fn dataset_params(settings: &TrainingSettings) -> DatasetParams {
+    DatasetParams {
+        horizon_secs: settings.horizon_secs,
+        stride: settings.stride,
+        train_frac: settings.train_frac,
+        ttf_cap_secs: settings.ttf_cap_secs,
+    }
+}
+
+/// The hyperparameters a bundle records, from `training.*` (the schedule and the history
+/// read are the job's, not the model's).
+pub fn training_params(settings: &TrainingSettings) -> TrainingParams {
+    TrainingParams {
+        window: settings.window,
+        step_secs: settings.step_secs,
+        max_fill: settings.max_fill,
+        stride: settings.stride,
+        horizon_secs: settings.horizon_secs,
+        train_frac: settings.train_frac,
+        n_trees: settings.n_trees,
+        sample_size: settings.sample_size,
+        seed: settings.seed,
+        negatives_per_positive: settings.negatives_per_positive,
+        calibration_frac: settings.calibration_frac,
+        ttf_cap_secs: settings.ttf_cap_secs,
+        ttf_max_rows: settings.ttf_max_rows,
+    }
+}
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +245,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     );
     on_stage("features");
     let started = Instant::now();
-    let params = DatasetParams::of(settings);
+    let params = dataset_params(settings);
     let data = dataset::build(&schema, histories, failures, &params);
     // Every validation window is scored; of the training windows only those the fits sample
     // get features, when they ask.
@@ -343,7 +373,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         time_to_failure,
         asset_classes: BTreeMap::new(),
         classes: BTreeMap::new(),
-        settings: settings.clone(),
+        params: training_params(settings),
         report,
     })
 }
@@ -428,12 +458,7 @@ fn train_class(
         reason: String::new(),
     };
     // The fleet-wide model on this class's validation windows.
-    let windows = dataset::build(
-        &fleet.schema,
-        &mine,
-        &failures,
-        &DatasetParams::of(settings),
-    );
+    let windows = dataset::build(&fleet.schema, &mine, &failures, &dataset_params(settings));
     report.fleet_average_precision = crate::model::evaluation::average_precision(
         &fleet.logits(windows.all_features(&windows.validation).view()),
         &windows.validation.y,
@@ -761,8 +786,8 @@ pub async fn register(
     let new = NewModel {
         kind: BUNDLE_KIND.to_owned(),
         asset_class: None,
-        params: serde_json::to_value(&bundle.settings).unwrap_or_default(),
-        seed: Some(bundle.settings.seed as i64),
+        params: serde_json::to_value(&bundle.params).unwrap_or_default(),
+        seed: Some(bundle.params.seed as i64),
         feature_schema: serde_json::to_value(&bundle.schema).unwrap_or_default(),
         train_from: Some(range.0),
         train_to: Some(range.1),
@@ -1155,6 +1180,39 @@ mod tests {
         assert!(matches!(err, TrainError::NotEnoughData(_)), "{err}");
     }
 
+    #[test]
+    fn a_bundle_saved_with_the_whole_training_configuration_still_loads() {
+        let data = synthetic(3, 2, 5);
+        let settings = small_settings();
+        let bundle = train(
+            data.metrics.clone(),
+            &data.histories,
+            &data.failures,
+            &settings,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(bundle.params, training_params(&settings));
+        // As bundles were saved before TrainingParams: the field named `settings`, holding
+        // the configuration's struct, from before calibration_frac was a setting.
+        let mut old = serde_json::to_value(&bundle).unwrap();
+        let map = old.as_object_mut().unwrap();
+        let mut saved = map.remove("params").unwrap();
+        let fields = saved.as_object_mut().unwrap();
+        fields.remove("calibration_frac");
+        fields.insert("history_days".into(), 30.into());
+        fields.insert("schedule".into(), "0 0 2 * * *".into());
+        map.insert("settings".into(), saved);
+        let loaded = Bundle::from_artifact(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(
+            loaded.params.calibration_frac, 0.2,
+            "the value it was trained with"
+        );
+        assert_eq!(loaded.params.window, settings.window);
+        assert_eq!(loaded.schema, bundle.schema);
+    }
+
     fn small_settings() -> TrainingSettings {
         TrainingSettings {
             window: 20,
@@ -1177,7 +1235,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        let params = DatasetParams::of(&settings);
+        let params = dataset_params(&settings);
         let windows = dataset::build(&champion.schema, &data.histories, &data.failures, &params);
         let x = windows.all_features(&windows.validation);
         let y = &windows.validation.y;

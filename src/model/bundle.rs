@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::diagnosis::{Diagnosed, KindScore};
 use super::evaluation::Scorecard;
 use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest, rounded};
-use crate::config::TrainingSettings;
 use crate::features::{Baseline, FeatureSchema, STATS, WindowError, check_window, extract};
 
 /// Everything scoring needs, saved as one artifact.
@@ -41,10 +40,75 @@ pub struct Bundle {
     /// class's validation windows. Assets of other classes, or of none, use this bundle.
     #[serde(default)]
     pub classes: BTreeMap<String, Bundle>,
-    /// Training settings used.
-    pub settings: TrainingSettings,
+    /// The hyperparameters it was trained with. Bundles saved before this struct existed
+    /// named the field `settings` (the configuration's struct); they still load.
+    #[serde(alias = "settings")]
+    pub params: TrainingParams,
     /// Validation measures.
     pub report: TrainReport,
+}
+
+/// The hyperparameters a bundle was trained with: the model's own record of them, not the
+/// configuration's struct (which may change without breaking saved bundles). Unknown fields
+/// are ignored, so an older bundle that saved the whole training configuration still loads;
+/// a field it lacks takes the default the code of its day used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingParams {
+    /// Points per window.
+    pub window: usize,
+    /// Grid step in seconds.
+    pub step_secs: i64,
+    /// Most grid points a value is carried over a gap.
+    pub max_fill: usize,
+    /// Grid points between window ends.
+    pub stride: usize,
+    /// A window is positive when a failure starts within this many seconds after it.
+    pub horizon_secs: i64,
+    /// Fraction of the time range used for training (the rest validates).
+    pub train_frac: f64,
+    /// Isolation forest trees.
+    pub n_trees: usize,
+    /// Isolation forest rows per tree.
+    pub sample_size: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Normal windows kept per pre-failure window to fit the failure model.
+    pub negatives_per_positive: usize,
+    /// Latest fraction of the training windows that chose and calibrated the failure model;
+    /// 0.2 in bundles trained before it was a setting.
+    #[serde(default = "earlier_calibration_frac")]
+    pub calibration_frac: f64,
+    /// Time to failure was capped at this many seconds.
+    pub ttf_cap_secs: i64,
+    /// Most windows the time-to-failure model was fitted on.
+    pub ttf_max_rows: usize,
+}
+
+/// What a bundle that names no `calibration_frac` (trained before it was a setting) used.
+fn earlier_calibration_frac() -> f64 {
+    0.2
+}
+
+impl Default for TrainingParams {
+    /// The values `training.*` has by default.
+    fn default() -> Self {
+        Self {
+            window: 60,
+            step_secs: 60,
+            max_fill: 10,
+            stride: 1,
+            horizon_secs: 1800,
+            train_frac: 0.7,
+            n_trees: 100,
+            sample_size: 256,
+            seed: 0,
+            negatives_per_positive: 5,
+            calibration_frac: 0.3,
+            ttf_cap_secs: 21_600,
+            ttf_max_rows: 20_000,
+        }
+    }
 }
 
 /// The time-to-failure model: gradient-boosted trees on the window's features, predicting
