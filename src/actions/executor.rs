@@ -22,7 +22,6 @@ pub struct Target {
     pub class: String,
     /// The failure kind (a valid name, else `unknown`).
     pub kind: String,
-    /// The alert.
     pub alert_id: Option<i64>,
     /// Why it runs.
     pub reason: String,

@@ -44,11 +44,8 @@ pub const PAGE_HUMAN: &str = "page_human";
 /// An alert that may call for an action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertContext {
-    /// The alert.
     pub alert_id: i64,
-    /// The asset.
     pub asset: String,
-    /// Its class.
     pub class: String,
     /// The diagnosed failure kind (`unknown` when none).
     pub kind: String,

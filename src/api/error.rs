@@ -56,7 +56,7 @@ pub enum ApiError {
     Invalid {
         /// The offending field.
         field: String,
-        /// Why.
+        /// Why, in words for people; clients branch on the code, never on this.
         reason: String,
     },
     /// The query string cannot be parsed.

@@ -202,7 +202,6 @@ pub async fn set_threshold(
 /// Answer of `POST /v1/policy/thresholds/{class}/revert`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Reverted {
-    /// The class.
     asset_class: String,
     /// The threshold now stored (`None`: the fallback is in force again).
     threshold: Option<Threshold>,

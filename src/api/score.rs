@@ -86,11 +86,9 @@ pub struct BatchRequest {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
-    /// Scored.
     Scored(Box<ScoreAnswer>),
     /// Refused, with the same code and message a single request would get.
     Failed {
-        /// The error.
         error: super::error::ErrorBody,
     },
 }

@@ -92,7 +92,6 @@ impl FeatureSchema {
 /// compare.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
-    /// Mean.
     pub mean: f64,
     /// Population standard deviation.
     pub std: f64,
@@ -123,7 +122,6 @@ pub enum WindowError {
     /// No sample at or before the window's first grid point within the fill limit.
     #[error("{metric}: no sample within {max_fill} steps before {at} (gap)")]
     Gap {
-        /// The metric.
         metric: String,
         /// Unix seconds of the grid point.
         at: i64,
@@ -133,7 +131,6 @@ pub enum WindowError {
     /// A window given on the grid has the wrong number of points.
     #[error("{metric}: {got} points, the model's window is {expected}")]
     WrongLength {
-        /// The metric.
         metric: String,
         /// Points the schema wants.
         expected: usize,
@@ -143,7 +140,6 @@ pub enum WindowError {
     /// A value that is not a finite number.
     #[error("{metric}: value {index} is not a finite number")]
     NonFinite {
-        /// The metric.
         metric: String,
         /// Position in the window.
         index: usize,

@@ -26,7 +26,7 @@ pub enum IngestError {
     /// NaN or an infinity.
     #[error("{at}: {value} is not a finite number")]
     NonFinite {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
         /// The value as text.
         value: String,
@@ -34,7 +34,7 @@ pub enum IngestError {
     /// A timestamp before `ingest.min_timestamp` or too far in the future.
     #[error("{at}: timestamp {ts} is outside the accepted range {min} .. {max}")]
     TimestampOutOfRange {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
         /// The timestamp as given.
         ts: String,
@@ -46,9 +46,9 @@ pub enum IngestError {
     /// A timestamp that cannot be read.
     #[error("{at}: {reason}")]
     BadTimestamp {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
-        /// Why.
+        /// Why, in words for people; clients branch on the code, never on this.
         reason: String,
     },
     /// A malformed asset or metric name.
@@ -56,17 +56,16 @@ pub enum IngestError {
         "{at}: {name:?} is not a valid {what} name: 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ . : / -, starting with a letter, digit or _"
     )]
     BadName {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
         /// `asset` or `metric`.
         what: &'static str,
-        /// The name.
         name: String,
     },
     /// A columnar series whose timestamps and values differ in length.
     #[error("{at}: {timestamps} timestamps but {values} values")]
     LengthMismatch {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
         /// Number of timestamps.
         timestamps: usize,
@@ -76,17 +75,16 @@ pub enum IngestError {
     /// A required field is empty.
     #[error("{at}: {field} is missing")]
     Missing {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
-        /// The field.
         field: &'static str,
     },
     /// A field's value is not acceptable.
     #[error("{at}: {reason}")]
     Invalid {
-        /// Where.
+        /// Where, in the source's own terms (`series[2].values[7]`, `row 18`, `timeseries[0]`).
         at: String,
-        /// Why.
+        /// Why, in words for people; clients branch on the code, never on this.
         reason: String,
     },
     /// More samples than `ingest.max_batch_samples`.
@@ -316,7 +314,6 @@ pub struct BatchParts {
     pub metric: Vec<u32>,
     /// Microseconds since the Unix epoch.
     pub ts_micros: Vec<i64>,
-    /// Values.
     pub values: Vec<f64>,
 }
 

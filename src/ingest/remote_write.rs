@@ -65,7 +65,6 @@ pub enum DecodeError {
     TooLarge {
         /// Declared decompressed size.
         size: usize,
-        /// The limit.
         limit: usize,
     },
     /// The decompressed body is not a `WriteRequest`.

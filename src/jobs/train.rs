@@ -895,7 +895,6 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
 pub struct RunOutcome {
     /// The trained bundle.
     pub bundle: Bundle,
-    /// Its registration.
     pub registration: Registration,
     /// The model that was active before, if any.
     pub champion_id: Option<i64>,

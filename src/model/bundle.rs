@@ -155,7 +155,6 @@ pub struct TrainReport {
     pub stages: Vec<(String, f64)>,
     /// Samples read.
     pub samples: u64,
-    /// Assets.
     pub assets: u64,
     /// Failures known.
     pub failures: u64,
@@ -192,7 +191,6 @@ pub struct TrainReport {
 pub struct ClassReport {
     /// The asset class.
     pub class: String,
-    /// Its assets.
     pub assets: u64,
     /// Metrics its assets report (the class model's schema).
     pub metrics: Vec<String>,
@@ -216,7 +214,7 @@ pub struct ChampionComparison {
     pub challenger_average_precision: Option<f64>,
     /// Whether the challenger is at least as good.
     pub challenger_wins: bool,
-    /// Why.
+    /// Why, in words for people; clients branch on the code, never on this.
     pub reason: String,
 }
 

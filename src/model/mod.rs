@@ -65,7 +65,6 @@ pub enum FitError {
     /// A NaN or infinite value.
     #[error("value at row {row}, column {col} is not finite")]
     NonFinite {
-        /// Row.
         row: usize,
         /// Column.
         col: usize,

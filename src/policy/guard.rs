@@ -56,7 +56,6 @@ pub enum Rule {
 /// One rule's check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// The rule.
     pub rule: Rule,
     /// Whether it let the action through.
     pub passed: bool,
@@ -83,7 +82,6 @@ pub enum Verdict {
 /// The verdict and every check, as recorded in `action.guard_decision`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
-    /// The verdict.
     pub verdict: Verdict,
     /// The checks, in order.
     pub checks: Vec<Check>,

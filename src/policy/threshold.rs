@@ -52,7 +52,6 @@ pub struct Evidence {
 /// Confusion counts and expected cost at one threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
-    /// The threshold.
     pub threshold: f64,
     /// Alerts (score at or above) followed by a failure.
     pub true_alarms: usize,
@@ -71,7 +70,6 @@ pub enum Decision {
     Move {
         /// The new threshold.
         fire_at: f64,
-        /// Why.
         evidence: Evidence,
     },
     /// Stay, for the reason given.

@@ -43,7 +43,7 @@ pub enum ScoringError {
     Invalid {
         /// The offending field.
         field: String,
-        /// Why.
+        /// Why, in words for people; clients branch on the code, never on this.
         reason: String,
     },
     /// The asset, or its samples, do not exist.

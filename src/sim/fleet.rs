@@ -96,7 +96,6 @@ impl Fault {
 pub struct Scenario {
     /// Index of the asset.
     pub asset: usize,
-    /// The fault.
     pub fault: Fault,
     /// First precursor, Unix seconds.
     pub start: i64,
@@ -112,7 +111,6 @@ impl Scenario {
 /// Simulator settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetParams {
-    /// Assets.
     pub assets: usize,
     /// Seconds between samples.
     pub step_secs: i64,
@@ -120,7 +118,6 @@ pub struct FleetParams {
     pub fault_every_hours: f64,
     /// Mean hours between benign spikes on one asset.
     pub benign_every_hours: f64,
-    /// Seed.
     pub seed: u64,
 }
 

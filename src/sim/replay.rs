@@ -51,7 +51,6 @@ pub struct ReplayParams {
     pub start_threshold: f64,
     /// The adapter's costs and limits.
     pub costs: Costs,
-    /// Seed.
     pub seed: u64,
 }
 

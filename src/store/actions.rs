@@ -18,11 +18,9 @@ const GUARD_LOCK: i64 = 0x5649_4749_4c47; // "VIGILG"
 /// A stored action.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ActionRow {
-    /// Id.
     pub action_id: i64,
     /// The asset acted on.
     pub asset: String,
-    /// Its class.
     pub asset_class: String,
     /// The alert that prompted it.
     pub alert_id: Option<i64>,
@@ -51,7 +49,6 @@ pub struct ActionRow {
     pub expires_at: Option<DateTime<Utc>>,
     /// Who approved or rejected it.
     pub decided_by: Option<String>,
-    /// When.
     pub decided_at: Option<DateTime<Utc>>,
     /// When it started running.
     pub started_at: Option<DateTime<Utc>>,
@@ -68,7 +65,6 @@ pub struct ActionRow {
 /// An action to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAction {
-    /// The alert.
     pub alert_id: Option<i64>,
     /// Catalog name.
     pub name: String,
@@ -76,7 +72,6 @@ pub struct NewAction {
     pub executor: String,
     /// Parameters.
     pub params: Value,
-    /// Why.
     pub reason: String,
     /// Failure kind.
     pub failure_kind: Option<String>,
@@ -116,7 +111,6 @@ pub struct ActionStat {
     pub failure_kind: String,
     /// Asset class.
     pub asset_class: String,
-    /// Action.
     pub action_name: String,
     /// Times it healed.
     pub healed: i64,
@@ -557,7 +551,6 @@ pub(crate) async fn count_outcome(
 /// How an incident ended, as a person reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOutcome {
-    /// The incident.
     pub incident_id: i64,
     /// Root cause, if known.
     pub root_cause: Option<String>,
@@ -569,7 +562,6 @@ pub struct NewOutcome {
     pub time_to_recover_secs: Option<f64>,
     /// Idempotency key.
     pub client_key: String,
-    /// Author.
     pub author: String,
     /// Seconds before the incident in which an alert counts as having predicted it.
     pub horizon_secs: i64,
@@ -578,9 +570,7 @@ pub struct NewOutcome {
 /// A stored outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Outcome {
-    /// Id.
     pub incident_outcome_id: i64,
-    /// The incident.
     pub incident_id: i64,
     /// human, verification or vigil.
     pub source: String,
@@ -598,7 +588,6 @@ pub struct Outcome {
     pub client_key: Option<String>,
     /// Who reported it.
     pub author: String,
-    /// When.
     pub created_at: DateTime<Utc>,
 }
 

@@ -11,7 +11,6 @@ use crate::policy::threshold::Labelled;
 /// An alert with its asset and latest feedback.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct AlertRow {
-    /// Id.
     pub alert_id: i64,
     /// The asset's name.
     pub asset: String,
@@ -59,7 +58,6 @@ pub struct AlertFilter {
 /// Stored feedback on an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Feedback {
-    /// Id.
     pub alert_feedback_id: i64,
     /// What was said.
     #[serde(flatten)]
@@ -72,7 +70,6 @@ pub struct Feedback {
 /// Feedback to store.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct NewFeedback {
-    /// The alert.
     pub alert_id: i64,
     /// `true_alarm` or `false_alarm`.
     pub label: String,

@@ -11,7 +11,6 @@ use super::{Error, Result, Store};
 /// A stored incident.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Incident {
-    /// Id.
     pub incident_id: i64,
     /// The failed asset's name.
     pub asset: String,
@@ -42,7 +41,6 @@ pub struct NewIncident {
     pub asset_id: i64,
     /// Failure kind.
     pub kind: String,
-    /// Severity.
     pub severity: String,
     /// Start.
     pub started_at: DateTime<Utc>,
@@ -52,7 +50,6 @@ pub struct NewIncident {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Root cause, if known.
     pub root_cause: Option<String>,
-    /// Source.
     pub source: String,
     /// External identity.
     pub fingerprint: Option<String>,

@@ -8,7 +8,6 @@ use super::{Result, Store};
 /// One run of a job.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct JobRun {
-    /// Its id.
     pub job_run_id: i64,
     /// The job's name (`train`, `retention`).
     pub job: String,

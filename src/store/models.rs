@@ -29,7 +29,6 @@ impl ActivationListener {
 /// A registered model.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ModelRecord {
-    /// Id.
     pub model_id: i64,
     /// isolation_forest, failure_probability, time_to_failure, diagnosis or bundle.
     pub kind: String,
@@ -64,13 +63,11 @@ pub struct ModelRecord {
 /// A model to register as a candidate; its version is assigned by the registry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewModel {
-    /// Kind.
     pub kind: String,
     /// Asset class, or `None` for fleet-wide.
     pub asset_class: Option<String>,
     /// Hyperparameters.
     pub params: Value,
-    /// Seed.
     pub seed: Option<i64>,
     /// Feature schema.
     pub feature_schema: Value,

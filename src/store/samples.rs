@@ -370,9 +370,7 @@ impl SampleDump {
 /// One asset's samples of one metric.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeriesDump {
-    /// The asset.
     pub asset_id: i64,
-    /// The metric.
     pub metric_id: i32,
     /// Its points, in time order.
     pub history: MetricHistory,

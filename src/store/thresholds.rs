@@ -29,7 +29,6 @@ pub struct Threshold {
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ThresholdChange {
-    /// Id.
     pub threshold_change_id: i64,
     /// Asset class.
     pub asset_class: String,
@@ -41,13 +40,11 @@ pub struct ThresholdChange {
     pub old_clear_at: Option<f64>,
     /// After.
     pub new_clear_at: f64,
-    /// Why.
     pub reason: String,
     /// Labelled counts and costs behind it.
     pub evidence: Value,
     /// Who: `adapter` or the admin token's name.
     pub actor: String,
-    /// When.
     pub created_at: DateTime<Utc>,
 }
 
@@ -62,9 +59,7 @@ pub struct NewThreshold<'a> {
     pub clear_at: f64,
     /// Pin it (`None`: keep as is).
     pub pinned: Option<bool>,
-    /// Why.
     pub reason: &'a str,
-    /// Evidence.
     pub evidence: Value,
     /// Who.
     pub actor: &'a str,
