@@ -177,13 +177,21 @@ impl App {
         // the policy refresh, the score writer and scoring on ingest (fed by the ingestor's
         // events). Actions: the sweeper (expiry, lost actions, verification). Jobs: retention
         // and the training schedule.
-        let (ingest, ingested) = crate::ingest::Ingestor::watched(self.state.store.clone());
-        let (scoring, scoring_tasks) = self.state.scoring.start(Some(ingested));
+        let store = self.state.store.clone();
+        let (ingest, ingested) = if self.state.settings.scoring.on_ingest {
+            let (ingest, events) = crate::ingest::Ingestor::watched(store.clone());
+            (ingest, Some(events))
+        } else {
+            (crate::ingest::Ingestor::new(store.clone()), None)
+        };
+        let (scoring, scoring_tasks) = self.state.scoring.start(ingested);
+        // The sweeper's re-scores verify healing; they are not stored as scores (the
+        // service it re-scores with has no writer), as before scoring had a room of its own.
         let sweeper = self.state.actions.clone().spawn_sweeper(
-            scoring.rescore(),
+            self.state.scoring.rescore(),
             Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
         );
-        let jobs = crate::jobs::spawn(self.state.store.clone(), self.state.settings.clone());
+        let jobs = crate::jobs::spawn(store, self.state.settings.clone());
         let mut parts = StateParts::clone(&self.state);
         parts.scoring = scoring;
         parts.ingest = ingest;

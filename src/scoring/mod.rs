@@ -205,8 +205,8 @@ impl Scoring {
 
     /// Starts the background work: the model listener (loads the active model now, then on
     /// every activation), the policy refresh (every 5 s), the score writer, and, given the
-    /// events of an [`crate::ingest::Ingestor`], scoring on ingest (`scoring.on_ingest`).
-    /// Returns the service that stores its scores, and the tasks.
+    /// events of an [`crate::ingest::Ingestor`], scoring on ingest. Returns the service that
+    /// stores its scores, and the tasks.
     pub fn start(
         &self,
         ingested: Option<tokio::sync::mpsc::Receiver<Ingested>>,
@@ -222,9 +222,8 @@ impl Scoring {
             scores: Some(sender),
             ..self.clone()
         };
-        let on_ingest = ingested
-            .filter(|_| self.settings.scoring.on_ingest)
-            .map(|events| on_ingest::spawn_ingest_scorer(started.clone(), events));
+        let on_ingest =
+            ingested.map(|events| on_ingest::spawn_ingest_scorer(started.clone(), events));
         let tasks = ScoringTasks {
             listener,
             policy_refresh,
