@@ -266,12 +266,25 @@ impl Default for IngestSettings {
 pub struct RemoteWriteSettings {
     /// Label whose value names the asset. Default `instance`.
     pub asset_label: String,
+    /// Most bytes one request may decompress to (also at most 8x `http.body_limit_bytes`).
+    /// Default 32 MiB; Prometheus sends far less (2,000 samples a request by default).
+    pub max_decompressed_bytes: usize,
+    /// Most series in one request. Default 100,000.
+    pub max_series: usize,
+    /// Most labels in one request, over all its series. Default 1,000,000.
+    pub max_labels: usize,
+    /// Most samples in one request, over all its series. Default 1,000,000.
+    pub max_samples: usize,
 }
 
 impl Default for RemoteWriteSettings {
     fn default() -> Self {
         Self {
             asset_label: "instance".to_owned(),
+            max_decompressed_bytes: 32 << 20,
+            max_series: 100_000,
+            max_labels: 1_000_000,
+            max_samples: 1_000_000,
         }
     }
 }

@@ -160,7 +160,7 @@ impl ApiError {
                 use crate::ingest::remote_write::DecodeError;
                 match err {
                     DecodeError::Snappy(_) => (StatusCode::BAD_REQUEST, "invalid_snappy"),
-                    DecodeError::TooLarge { .. } => {
+                    DecodeError::TooLarge { .. } | DecodeError::TooMany { .. } => {
                         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                     }
                     DecodeError::Protobuf(_) => (StatusCode::BAD_REQUEST, "invalid_protobuf"),

@@ -33,12 +33,20 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
         )));
     }
     let body = read_body(req, &state).await?;
-    let limit = state
-        .settings
-        .http
-        .body_limit_bytes
-        .saturating_mul(INFLATE_FACTOR);
-    let request = remote_write::decode(&body, limit)?;
+    let settings = &state.settings.remote_write;
+    let limits = remote_write::DecodeLimits {
+        max_bytes: settings.max_decompressed_bytes.min(
+            state
+                .settings
+                .http
+                .body_limit_bytes
+                .saturating_mul(INFLATE_FACTOR),
+        ),
+        max_series: settings.max_series,
+        max_labels: settings.max_labels,
+        max_samples: settings.max_samples,
+    };
+    let request = remote_write::decode(&body, &limits)?;
     drop(body);
     let mut batch = NamedBatch::new(Limits::new(&state.settings.ingest, Utc::now()));
     let (skipped, labels) = remote_write::add_to_batch(

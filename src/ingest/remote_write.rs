@@ -54,7 +54,7 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Why a remote-write body is refused (all 400: Prometheus must not retry them).
+/// Why a remote-write body is refused (all 4xx: Prometheus must not retry them).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The body is not a snappy block.
@@ -65,6 +65,15 @@ pub enum DecodeError {
     TooLarge {
         /// Declared decompressed size.
         size: usize,
+        /// The most bytes a body may decompress to.
+        limit: usize,
+    },
+    /// The request holds more series, labels or samples than one request may.
+    #[error("the request holds more than {limit} {what} (remote_write.max_{what})")]
+    TooMany {
+        /// `series`, `labels` or `samples`.
+        what: &'static str,
+        /// The most one request may hold.
         limit: usize,
     },
     /// The decompressed body is not a `WriteRequest`.
@@ -72,14 +81,109 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
 }
 
-/// Decompresses and decodes a request body, refusing one that inflates beyond `limit`.
-pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
+/// What one request may hold. Decoding allocates for every series, label and sample, and a
+/// tiny encoded series becomes a struct of 48 bytes or more, so bytes alone do not bound
+/// memory: the counts are checked on the wire before anything is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most bytes the snappy block may decompress to.
+    pub max_bytes: usize,
+    /// Most series.
+    pub max_series: usize,
+    /// Most labels, over all series.
+    pub max_labels: usize,
+    /// Most samples, over all series.
+    pub max_samples: usize,
+}
+
+/// Decompresses and decodes a request body, refusing one that inflates beyond
+/// `limits.max_bytes` or holds more series, labels or samples than `limits` allow.
+pub fn decode(body: &[u8], limits: &DecodeLimits) -> Result<WriteRequest, DecodeError> {
     let size = snap::raw::decompress_len(body)?;
-    if size > limit {
-        return Err(DecodeError::TooLarge { size, limit });
+    if size > limits.max_bytes {
+        return Err(DecodeError::TooLarge {
+            size,
+            limit: limits.max_bytes,
+        });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    check_counts(&raw, limits)?;
     Ok(<WriteRequest as prost::Message>::decode(raw.as_slice())?)
+}
+
+/// Counts the series of a `WriteRequest` and the labels and samples in them from the wire
+/// format, without decoding, and refuses a request over `limits`. Malformed input is left
+/// for the decoder to report.
+fn check_counts(raw: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let (mut series, mut labels, mut samples) = (0usize, 0usize, 0usize);
+    let too_many = |what, limit| Err(DecodeError::TooMany { what, limit });
+    for (field, payload) in Fields(raw) {
+        if field != 1 {
+            continue;
+        }
+        series += 1;
+        if series > limits.max_series {
+            return too_many("series", limits.max_series);
+        }
+        for (field, _) in Fields(payload) {
+            match field {
+                1 => labels += 1,
+                2 => samples += 1,
+                _ => {}
+            }
+        }
+        if labels > limits.max_labels {
+            return too_many("labels", limits.max_labels);
+        }
+        if samples > limits.max_samples {
+            return too_many("samples", limits.max_samples);
+        }
+    }
+    Ok(())
+}
+
+/// The length-delimited fields of a protobuf message, as (field number, payload); other
+/// wire types are stepped over. Iteration stops at the first malformed byte.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let key = varint(&mut self.0)?;
+            let skip = match key & 7 {
+                0 => {
+                    varint(&mut self.0)?;
+                    0
+                }
+                1 => 8,
+                2 => {
+                    let len = usize::try_from(varint(&mut self.0)?).ok()?;
+                    let payload = self.0.get(..len)?;
+                    self.0 = &self.0[len..];
+                    return Some((key >> 3, payload));
+                }
+                5 => 4,
+                _ => return None,
+            };
+            self.0 = self.0.get(skip..)?;
+        }
+    }
+}
+
+/// Reads one base-128 varint from the front of `buf`.
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Samples skipped from a request, by reason.
@@ -188,6 +292,77 @@ mod tests {
         }
     }
 
+    /// Limits on bytes only.
+    fn bytes(max_bytes: usize) -> DecodeLimits {
+        DecodeLimits {
+            max_bytes,
+            max_series: usize::MAX,
+            max_labels: usize::MAX,
+            max_samples: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn a_bomb_of_empty_series_is_refused_before_it_is_decoded() {
+        // 8 MiB of `0a 00` (an empty TimeSeries, 2 bytes, 48 or more once decoded) compresses
+        // to a few hundred KiB; decoded, it would take gigabytes.
+        let raw = [0x0a, 0x00].repeat(4 << 20);
+        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let limits = DecodeLimits {
+            max_series: 100_000,
+            ..bytes(64 << 20)
+        };
+        match decode(&body, &limits) {
+            Err(DecodeError::TooMany { what, limit }) => {
+                assert_eq!((what, limit), ("series", 100_000))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn labels_and_samples_are_counted_over_all_series() {
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request().encode_to_vec())
+            .unwrap();
+        // The request holds 2 series, 4 labels and 3 samples.
+        let exactly = DecodeLimits {
+            max_bytes: 1 << 20,
+            max_series: 2,
+            max_labels: 4,
+            max_samples: 3,
+        };
+        assert!(decode(&body, &exactly).is_ok());
+        for (limits, over) in [
+            (
+                DecodeLimits {
+                    max_series: 1,
+                    ..exactly
+                },
+                "series",
+            ),
+            (
+                DecodeLimits {
+                    max_labels: 3,
+                    ..exactly
+                },
+                "labels",
+            ),
+            (
+                DecodeLimits {
+                    max_samples: 2,
+                    ..exactly
+                },
+                "samples",
+            ),
+        ] {
+            match decode(&body, &limits) {
+                Err(DecodeError::TooMany { what, .. }) => assert_eq!(what, over),
+                other => panic!("{over}: {other:?}"),
+            }
+        }
+    }
+
     fn batch() -> NamedBatch {
         let now = chrono::DateTime::from_timestamp(1_700_000_100, 0).unwrap();
         NamedBatch::new(Limits::new(&IngestSettings::default(), now))
@@ -200,7 +375,7 @@ mod tests {
             .unwrap();
         // Compared as bytes: the staleness marker is a NaN, which is not equal to itself.
         assert_eq!(
-            decode(&body, 1 << 20).unwrap().encode_to_vec(),
+            decode(&body, &bytes(1 << 20)).unwrap().encode_to_vec(),
             request().encode_to_vec()
         );
     }
@@ -208,14 +383,14 @@ mod tests {
     #[test]
     fn corrupt_and_oversized_bodies_are_refused() {
         assert!(matches!(
-            decode(b"\xff\xff\xff\xff\xff", 1 << 20),
+            decode(b"\xff\xff\xff\xff\xff", &bytes(1 << 20)),
             Err(DecodeError::Snappy(_))
         ));
         let body = snap::raw::Encoder::new()
             .compress_vec(&request().encode_to_vec())
             .unwrap();
         assert!(matches!(
-            decode(&body, 10),
+            decode(&body, &bytes(10)),
             Err(DecodeError::TooLarge { .. })
         ));
         let raw = request().encode_to_vec();
@@ -223,7 +398,7 @@ mod tests {
             .compress_vec(&raw[..raw.len() - 3])
             .unwrap();
         assert!(matches!(
-            decode(&truncated, 1 << 20),
+            decode(&truncated, &bytes(1 << 20)),
             Err(DecodeError::Protobuf(_))
         ));
     }

@@ -195,3 +195,17 @@ async fn an_oversized_request_is_a_413() {
     .await;
     assert_eq!(app.db.count_samples().await, 0);
 }
+
+#[tokio::test]
+async fn a_decompression_bomb_of_empty_series_is_a_413_and_vigil_stays_ready() {
+    let app = TestApp::spawn().await;
+    // 32 MiB of empty TimeSeries (`0a 00`): a body of about 1.5 MiB that would decode to
+    // 16 million structs of 48 bytes or more.
+    let bomb = [0x0a_u8, 0x00].repeat(16 << 20);
+    let body = snappy(&bomb[..(32 << 20) - 16]);
+    assert!(body.len() < 4 << 20, "{} bytes", body.len());
+    expect_error(send(&app, body).await, 413, "payload_too_large").await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(app.db.count_samples().await, 0);
+}
