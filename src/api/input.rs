@@ -43,7 +43,30 @@ pub async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
             "expected Content-Type: application/json".to_owned(),
         ));
     }
-    read_body(req, state).await
+    let body = read_body(req, state).await?;
+    check_no_nul(&body)?;
+    Ok(body)
+}
+
+/// Refuses a JSON body with a NUL character in a string (`\u0000`): PostgreSQL stores no NUL
+/// in text or jsonb, so such a value would fail only when written (a 500, or a lost score
+/// batch), after other parts of the request had taken effect.
+fn check_no_nul(body: &[u8]) -> Result<(), ApiError> {
+    let mut at = 0;
+    while let Some(offset) = body[at..].iter().position(|&b| b == b'\\') {
+        let start = at + offset;
+        let run = body[start..].iter().take_while(|&&b| b == b'\\').count();
+        let end = start + run;
+        // An odd run of backslashes escapes what follows; an even one is literal backslashes.
+        if run % 2 == 1 && body[end..].starts_with(b"u0000") {
+            return Err(ApiError::invalid(
+                "body",
+                "strings must not contain the NUL character (\\u0000)",
+            ));
+        }
+        at = end;
+    }
+    Ok(())
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

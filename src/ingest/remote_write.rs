@@ -226,7 +226,9 @@ pub fn add_to_batch(
         let metric_idx = batch.metric(metric, at)?;
         let kept = labels_by_asset.entry(asset.to_owned()).or_default();
         for l in &series.labels {
-            if l.name != "__name__" && l.name != asset_label {
+            // PostgreSQL stores no NUL in jsonb: such a label is not kept (its samples are).
+            let storable = !l.name.contains('\0') && !l.value.contains('\0');
+            if storable && l.name != "__name__" && l.name != asset_label {
                 kept.entry(l.name.clone())
                     .or_insert_with(|| l.value.clone());
             }
@@ -417,6 +419,20 @@ mod tests {
         );
         assert_eq!(labels["web-1:9100"]["job"], "node");
         assert_eq!(batch.metric_names(), ["up"]);
+    }
+
+    #[test]
+    fn a_label_with_a_nul_byte_is_not_kept_but_its_samples_are() {
+        let mut request = request();
+        request.timeseries[0].labels.push(label("note", "a\0b"));
+        request.timeseries[0].labels.push(label("z\0", "c"));
+        let mut batch = batch();
+        let (_, labels) = add_to_batch(&request, "instance", &mut batch).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(
+            labels["web-1:9100"],
+            BTreeMap::from([("job".to_owned(), "node".to_owned())])
+        );
     }
 
     #[test]

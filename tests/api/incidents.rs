@@ -199,3 +199,60 @@ async fn a_malformed_delivery_stores_nothing() {
     let list: Value = app.get_value("/v1/incidents").await;
     assert!(list["incidents"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_nul_character_in_any_free_text_is_a_422_not_a_500() {
+    let app = TestApp::spawn().await;
+    let incident = |field: &str| {
+        let mut body = json!({
+            "asset": "pump-3", "kind": "bearing_wear", "started_at": "2026-11-20T08:00:00Z",
+        });
+        body[field] = json!("a\u{0}b");
+        body
+    };
+    for field in ["root_cause", "fingerprint", "severity"] {
+        expect_error(
+            app.post_json("/v1/incidents", &incident(field)).await,
+            422,
+            "invalid_value",
+        )
+        .await;
+    }
+    let mut labelled = incident("root_cause");
+    labelled["root_cause"] = json!("fine");
+    labelled["labels"] = json!({ "team": "a\u{0}" });
+    expect_error(
+        app.post_json("/v1/incidents", &labelled).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let mut nul_alert = alert("firing", Some("web-1:9100"), "0001-01-01T00:00:00Z");
+    nul_alert["fingerprint"] = json!("fp\u{0}");
+    expect_error(
+        app.post_json("/v1/alertmanager", &delivery("firing", vec![nul_alert]))
+            .await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    expect_error(
+        app.put_json(
+            "/v1/assets/pump-3",
+            &json!({ "labels": { "site": "\u{0}" } }),
+        )
+        .await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    // A literal backslash followed by u0000 is text, not NUL: stored as sent.
+    let mut literal = incident("root_cause");
+    literal["root_cause"] = json!("path \\u0000 in a log line");
+    let response = app.post_json("/v1/incidents", &literal).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["root_cause"], "path \\u0000 in a log line");
+    let listed: Value = app.get_value("/v1/incidents").await;
+    assert_eq!(listed["incidents"].as_array().unwrap().len(), 1, "{listed}");
+}
