@@ -125,6 +125,7 @@ impl From<crate::scoring::ScoringError> for ApiError {
             ScoringError::NotFound(what) => Self::NotFound(what),
             ScoringError::UnknownClass(class) => Self::UnknownClass(class),
             ScoringError::Window(e) => Self::Window(e),
+            ScoringError::Timestamp(e) => Self::Ingest(e),
             ScoringError::Store(e) => Self::Store(e),
         }
     }

@@ -134,6 +134,23 @@ impl Limits {
         }
     }
 
+    /// Refuses a timestamp outside the accepted range, naming the place with `at`.
+    pub fn check_time(
+        &self,
+        ts_micros: i64,
+        at: impl FnOnce() -> String,
+    ) -> Result<(), IngestError> {
+        if ts_micros < self.min_micros || ts_micros > self.max_micros {
+            return Err(IngestError::TimestampOutOfRange {
+                at: at(),
+                ts: micros_to_string(ts_micros),
+                min: DateTime::from_timestamp_micros(self.min_micros).unwrap_or_default(),
+                max: DateTime::from_timestamp_micros(self.max_micros).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
     /// No batch size limit (for files, which are streamed).
     pub fn unbounded_batch(mut self) -> Self {
         self.max_batch_samples = usize::MAX;
@@ -279,14 +296,7 @@ impl NamedBatch {
                 value: value.to_string(),
             });
         }
-        if ts_micros < self.limits.min_micros || ts_micros > self.limits.max_micros {
-            return Err(IngestError::TimestampOutOfRange {
-                at: at(),
-                ts: micros_to_string(ts_micros),
-                min: DateTime::from_timestamp_micros(self.limits.min_micros).unwrap_or_default(),
-                max: DateTime::from_timestamp_micros(self.limits.max_micros).unwrap_or_default(),
-            });
-        }
+        self.limits.check_time(ts_micros, at)?;
         if self.values.len() >= self.limits.max_batch_samples {
             return Err(IngestError::TooLarge {
                 max: self.limits.max_batch_samples,

@@ -55,6 +55,9 @@ pub enum ScoringError {
     /// The window does not fit the model.
     #[error(transparent)]
     Window(#[from] WindowError),
+    /// The window's end is outside the range samples are accepted in.
+    #[error(transparent)]
+    Timestamp(#[from] crate::ingest::IngestError),
     /// The database refused or is unavailable.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -252,6 +255,10 @@ impl Scoring {
         window_end: DateTime<Utc>,
     ) -> Result<ScoreAnswer, ScoringError> {
         let model = self.model.current();
+        // A score row outside the range the database takes would fail the writer's whole
+        // batch, other clients' scores with it: refuse it here, as ingestion refuses samples.
+        crate::ingest::Limits::new(&self.settings.ingest, Utc::now())
+            .check_time(window_end.timestamp_micros(), || "timestamps".to_owned())?;
         if let Some(class) = &window.class {
             self.check_class(class).await?;
         }

@@ -14,8 +14,8 @@ pub type ScoreSender = tokio::sync::mpsc::Sender<NewScore>;
 
 /// Writes queued scores in batches (up to 500, or what arrived within 100 ms) until every
 /// sender is gone. A batch is sent again while the database is unavailable (a restart), for
-/// about 15 seconds; a batch refused after that, or for another reason, is logged and
-/// dropped, never retried forever.
+/// about 15 seconds, then logged and dropped. A batch the database refuses is sent again one
+/// score at a time, so that only the refused ones are dropped; none is retried forever.
 pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
     let task = tokio::spawn(async move {
@@ -31,10 +31,24 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
             }
             let what = format!("store {} scores", batch.len());
             // Six retries wait 0.25 + 0.5 + 1 + 2 + 4 + 8 s.
-            if let Err(e) =
-                crate::store::retry_unavailable(&what, 6, || store.insert_scores(&batch)).await
-            {
-                tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+            match crate::store::retry_unavailable(&what, 6, || store.insert_scores(&batch)).await {
+                Ok(_) => {}
+                Err(e @ crate::store::Error::Unavailable(_)) => {
+                    tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+                }
+                // The database refused the batch: one bad row must not cost the others, so
+                // each is sent alone and only a refused one is dropped.
+                Err(e) => {
+                    tracing::warn!(
+                        scores = batch.len(),
+                        "score batch refused ({e}); storing one by one"
+                    );
+                    for score in &batch {
+                        if let Err(e) = store.insert_scores(std::slice::from_ref(score)).await {
+                            tracing::warn!(asset = %score.asset, "cannot store a score: {e}");
+                        }
+                    }
+                }
             }
             batch.clear();
         }

@@ -422,3 +422,32 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
     }
     panic!("the calm window did not clear the alert");
 }
+
+#[tokio::test]
+async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
+    let (app, _dir) = app_with_model(|_| {}).await;
+    let marked = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut good = window(550);
+    good["timestamps"] = json!([marked.timestamp()]);
+    let mut bad = window(550);
+    bad["timestamps"] = json!([-6_000_000_000_000_i64]);
+    let (bad_answer, good_answers) = tokio::join!(
+        app.post_json("/v1/score", &bad),
+        futures_util::future::join_all((0..20).map(|_| app.post_json("/v1/score", &good))),
+    );
+    expect_error(bad_answer, 422, "timestamp_out_of_range").await;
+    assert!(good_answers.iter().all(|r| r.status() == 200));
+    let mut stored = 0;
+    for _ in 0..100 {
+        stored = sqlx::query_scalar::<_, i64>("select count(*) from score where window_end = $1")
+            .bind(chrono::DateTime::from_timestamp(marked.timestamp(), 0).unwrap())
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        if stored >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 20, "every good score is stored");
+}
