@@ -84,6 +84,9 @@ pub enum ApiError {
     /// content).
     #[error("{0}")]
     Conflict(String),
+    /// A model whose artifact cannot be loaded may not become active.
+    #[error("{0}")]
+    Unloadable(String),
     /// The safety guard refused (e.g. approving an action while the kill switch is on).
     #[error("{0}")]
     GuardRefused(String),
@@ -144,6 +147,7 @@ impl ApiError {
             Self::UnknownClass(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_asset_class"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::GuardRefused(_) => (StatusCode::CONFLICT, "guard_refused"),
+            Self::Unloadable(_) => (StatusCode::CONFLICT, "model_unloadable"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
             Self::UnsupportedMediaType(_) => {

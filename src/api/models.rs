@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::jobs::train::TrainError;
 use crate::store::{self, models::ModelRecord};
 
 /// Answer of `GET /v1/models`.
@@ -28,10 +29,16 @@ pub async fn activate(
     State(state): State<AppState>,
     Path(model_id): Path<i64>,
 ) -> Result<Json<ModelRecord>, ApiError> {
-    match state.store.activate_model(model_id).await {
+    match crate::jobs::train::activate(&state.store, model_id).await {
         Ok(model) => Ok(Json(model)),
-        Err(store::Error::NotFound(_)) => Err(ApiError::NotFound(format!("model {model_id}"))),
-        Err(store::Error::Constraint { constraint }) => Err(ApiError::invalid("id", constraint)),
-        Err(e) => Err(e.into()),
+        Err(TrainError::Store(store::Error::NotFound(_))) => {
+            Err(ApiError::NotFound(format!("model {model_id}")))
+        }
+        Err(TrainError::Store(store::Error::Constraint { constraint })) => {
+            Err(ApiError::invalid("id", constraint))
+        }
+        Err(TrainError::Store(e)) => Err(e.into()),
+        Err(e @ TrainError::Unloadable { .. }) => Err(ApiError::Unloadable(e.to_string())),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }

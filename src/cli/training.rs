@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use super::{ModelsCommand, TrainArgs};
 use crate::config::Settings;
 use crate::ingest::Limits;
-use crate::jobs::train::{self, BUNDLE_KIND, Bundle, TrainingData};
+use crate::jobs::train::{self, Bundle, TrainingData};
 use crate::model::evaluation::Scorecard;
 use crate::store::Database;
 
@@ -149,7 +149,7 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
                 println!("{}", serde_json::to_string_pretty(&model)?);
             }
             ModelsCommand::Activate { id } => {
-                let model = store.activate_model(*id).await?;
+                let model = train::activate(store, *id).await?;
                 println!(
                     "model {} ({} v{}) is now active",
                     model.model_id, model.kind, model.version
@@ -182,10 +182,9 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
                 );
             }
             ModelsCommand::Rollback => {
-                let Some(previous) = store.previous_active_model(BUNDLE_KIND, None).await? else {
-                    bail!("no earlier active model to roll back to");
+                let Some(model) = train::rollback(store).await? else {
+                    bail!("no earlier active model whose artifact loads to roll back to");
                 };
-                let model = store.activate_model(previous.model_id).await?;
                 println!(
                     "rolled back: model {} (v{}) is active again",
                     model.model_id, model.version

@@ -101,6 +101,14 @@ pub enum TrainError {
     /// Reading data or writing the registry failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// A registered model's artifact is missing, altered or not a bundle: it cannot serve.
+    #[error("model {model_id} cannot be loaded: {reason}")]
+    Unloadable {
+        /// The model's registry id.
+        model_id: i64,
+        /// What is wrong with its artifact.
+        reason: String,
+    },
     /// The artifact could not be written or read.
     #[error("{path}: {source}")]
     Artifact {
@@ -756,33 +764,93 @@ pub struct Registration {
     pub artifact: PathBuf,
 }
 
-/// The active bundle and its registry row, if there is one and its artifact is readable.
+/// Reads a registered model's artifact and checks it: the file its row names, its SHA-256,
+/// and that it parses as a bundle.
+pub fn load_bundle(record: &ModelRecord) -> Result<Bundle, TrainError> {
+    let unloadable = |reason: String| TrainError::Unloadable {
+        model_id: record.model_id,
+        reason,
+    };
+    let path = record
+        .artifact_path
+        .as_deref()
+        .ok_or_else(|| unloadable("it has no artifact".to_owned()))?;
+    let bytes = std::fs::read(path).map_err(|e| unloadable(format!("{path}: {e}")))?;
+    if let Some(expected) = &record.artifact_sha256
+        && hex::encode(sha2::Sha256::digest(&bytes)) != *expected
+    {
+        return Err(unloadable(format!("{path} does not match its SHA-256")));
+    }
+    Bundle::from_artifact(&bytes).map_err(|e| unloadable(format!("{path} is not a bundle: {e}")))
+}
+
+/// The active bundle and its registry row, if there is one and its artifact loads (one that
+/// does not is logged and counts as none).
 pub async fn active_bundle(store: &Store) -> Result<Option<(ModelRecord, Bundle)>, TrainError> {
-    let Some((record, bytes)) = store.active_model_artifact(BUNDLE_KIND).await? else {
+    let Some(record) = store.active_model(BUNDLE_KIND, None).await? else {
         return Ok(None);
     };
-    match Bundle::from_artifact(&bytes) {
+    match load_bundle(&record) {
         Ok(bundle) => Ok(Some((record, bundle))),
         Err(e) => {
-            tracing::warn!(
-                model_id = record.model_id,
-                "active model artifact cannot be read, so it cannot be compared: {e}"
-            );
+            tracing::warn!("the active model cannot be compared: {e}");
             Ok(None)
         }
     }
 }
 
-/// Registers a bundle as a new version, writes its artifact under `models_dir`, and
-/// activates it when it is at least as good as the champion (else it stays a candidate,
-/// with the reason in its metrics).
+/// Makes a registered model the active one, after checking that its artifact loads; a model
+/// that could not serve is refused and the active one stays.
+pub async fn activate(store: &Store, model_id: i64) -> Result<ModelRecord, TrainError> {
+    let record = store.model(model_id).await?;
+    load_bundle(&record)?;
+    Ok(store.activate_model(model_id).await?)
+}
+
+/// Activates the most recently retired model whose artifact loads, passing over broken ones;
+/// `None` when there is none.
+pub async fn rollback(store: &Store) -> Result<Option<ModelRecord>, TrainError> {
+    for record in store.previous_active_models(BUNDLE_KIND, None).await? {
+        match load_bundle(&record) {
+            Ok(_) => return Ok(Some(store.activate_model(record.model_id).await?)),
+            Err(e) => tracing::warn!("rollback passes over a model: {e}"),
+        }
+    }
+    Ok(None)
+}
+
+/// Registers a bundle as a new version and activates it when it is at least as good as the
+/// champion (else it stays a candidate, with the reason in its metrics). The artifact is
+/// written under `models_dir` first (named by its SHA-256, through a temporary file renamed
+/// into place), and the row is inserted with its path and checksum in one statement: no row
+/// is ever visible without its artifact. A crash leaves at most an unregistered file.
 pub async fn register(
     store: &Store,
     bundle: &Bundle,
     models_dir: &Path,
     range: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
 ) -> Result<Registration, TrainError> {
-    let report = serde_json::to_value(&bundle.report).unwrap_or_default();
+    let bytes = serde_json::to_vec(bundle).unwrap_or_default();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let io_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| TrainError::Artifact { path, source }
+    };
+    std::fs::create_dir_all(models_dir).map_err(io_error(models_dir))?;
+    let artifact = models_dir.join(format!("bundle-{}.json", &sha[..16]));
+    let partial = models_dir.join(format!(".bundle-{}.json.partial", &sha[..16]));
+    std::fs::write(&partial, &bytes).map_err(io_error(&partial))?;
+    std::fs::rename(&partial, &artifact).map_err(io_error(&artifact))?;
+    let artifact = artifact.canonicalize().unwrap_or(artifact);
+    let decision = bundle.report.champion.clone();
+    let wins = decision.as_ref().is_none_or(|d| d.challenger_wins);
+    let mut metrics = serde_json::to_value(&bundle.report).unwrap_or_default();
+    if let Some(map) = metrics.as_object_mut() {
+        map.insert(
+            "decision".to_owned(),
+            serde_json::to_value(&decision).unwrap_or_default(),
+        );
+    }
     let new = NewModel {
         kind: BUNDLE_KIND.to_owned(),
         asset_class: None,
@@ -791,38 +859,15 @@ pub async fn register(
         feature_schema: serde_json::to_value(&bundle.schema).unwrap_or_default(),
         train_from: Some(range.0),
         train_to: Some(range.1),
-        metrics: report,
-        artifact_path: None,
-        artifact_sha256: None,
+        metrics,
+        artifact_path: Some(artifact.display().to_string()),
+        artifact_sha256: Some(sha),
     };
     let record = store.register_model(&new).await?;
-    let artifact = models_dir.join(format!("bundle-v{}.json", record.version));
-    let bytes = serde_json::to_vec(bundle).unwrap_or_default();
-    std::fs::create_dir_all(models_dir).map_err(|source| TrainError::Artifact {
-        path: models_dir.display().to_string(),
-        source,
-    })?;
-    std::fs::write(&artifact, &bytes).map_err(|source| TrainError::Artifact {
-        path: artifact.display().to_string(),
-        source,
-    })?;
-    let artifact = artifact.canonicalize().unwrap_or(artifact);
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    store
-        .set_model_artifact(record.model_id, &artifact.display().to_string(), &sha)
-        .await?;
-    let decision = bundle.report.champion.clone();
-    let wins = decision.as_ref().is_none_or(|d| d.challenger_wins);
-    store
-        .annotate_model(
-            record.model_id,
-            &serde_json::json!({ "decision": decision }),
-        )
-        .await?;
     let model = if wins {
         store.activate_model(record.model_id).await?
     } else {
-        store.model(record.model_id).await?
+        record
     };
     Ok(Registration {
         model,
@@ -947,16 +992,30 @@ async fn run(
         )));
     }
     let load_secs = started.elapsed().as_secs_f64();
-    let (champion_id, champion) = match active_bundle(store).await? {
-        Some((record, bundle)) => (Some(record.model_id), Some(bundle)),
-        None => (None, None),
+    // A champion that cannot be loaded is not measured, and the record says why the new
+    // model replaces it (never "no active model").
+    let (champion_id, champion, broken) = match store.active_model(BUNDLE_KIND, None).await? {
+        None => (None, None, None),
+        Some(record) => match load_bundle(&record) {
+            Ok(bundle) => (Some(record.model_id), Some(bundle), None),
+            Err(e) => (Some(record.model_id), None, Some(e.to_string())),
+        },
     };
     let training = settings.training.clone();
-    let bundle = tokio::task::spawn_blocking(move || {
+    let mut bundle = tokio::task::spawn_blocking(move || {
         train_fleet(&data, &training, champion.as_ref(), &mut on_stage)
     })
     .await
     .map_err(|e| TrainError::Task(e.to_string()))??;
+    if let Some(reason) = broken {
+        let challenger = bundle.report.champion.as_ref();
+        bundle.report.champion = Some(ChampionComparison {
+            champion_average_precision: None,
+            challenger_average_precision: challenger.and_then(|c| c.challenger_average_precision),
+            challenger_wins: true,
+            reason: format!("{reason}, so the new model replaces it"),
+        });
+    }
     let registration = register(
         store,
         &bundle,

@@ -227,46 +227,23 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("model {model_id}")))
     }
 
-    /// The model that was active before the current one of a kind and class: the retired
-    /// one activated most recently.
-    pub async fn previous_active_model(
+    /// The models of `kind` and class that were once active and are retired now, the most
+    /// recently activated first: where a rollback may go.
+    pub async fn previous_active_models(
         &self,
         kind: &str,
         asset_class: Option<&str>,
-    ) -> Result<Option<ModelRecord>> {
+    ) -> Result<Vec<ModelRecord>> {
         let sql = format!(
             "select {MODEL_COLUMNS} from model where kind = $1 \
              and asset_class is not distinct from $2 and status = 'retired' \
-             and activated_at is not null order by activated_at desc limit 1"
+             and activated_at is not null order by activated_at desc"
         );
-        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+        let records = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
             .bind(kind)
             .bind(asset_class)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(record)
-    }
-
-    /// Merges `extra` into a model's metrics (for example the champion/challenger decision).
-    pub async fn annotate_model(&self, model_id: i64, extra: &Value) -> Result<()> {
-        sqlx::query("update model set metrics = metrics || $2 where model_id = $1")
-            .bind(model_id)
-            .bind(extra)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Records where a model's artifact was written and its SHA-256.
-    pub async fn set_model_artifact(&self, model_id: i64, path: &str, sha256: &str) -> Result<()> {
-        sqlx::query(
-            "update model set artifact_path = $2, artifact_sha256 = $3 where model_id = $1",
-        )
-        .bind(model_id)
-        .bind(path)
-        .bind(sha256)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(records)
     }
 }

@@ -60,10 +60,10 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
     assert_eq!(better.model.version, 3);
 
     let previous = store
-        .previous_active_model(BUNDLE_KIND, None)
+        .previous_active_models(BUNDLE_KIND, None)
         .await
         .unwrap()
-        .unwrap();
+        .remove(0);
     assert_eq!(
         previous.model_id, first.model.model_id,
         "rollback skips the never-active candidate"
@@ -286,4 +286,117 @@ async fn serve_retrains_on_its_schedule_and_serves_the_new_model() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// The bundle with a champion decision whose reason names `tag`, so that its artifact differs
+/// from every other version's.
+fn tagged(bundle: &train::Bundle, tag: &str) -> train::Bundle {
+    let mut bundle = decided(bundle, true);
+    bundle.report.champion.as_mut().unwrap().reason = format!("version {tag}");
+    bundle
+}
+
+#[tokio::test]
+async fn no_model_row_is_visible_without_its_artifact() {
+    let app = TestApp::spawn().await;
+    let store = &app.db.store;
+    let dir = tempfile::tempdir().unwrap();
+    // The models directory cannot be created: a file stands where it should be.
+    let blocked = dir.path().join("models");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(1),
+        chrono::Utc::now(),
+    );
+    let err = train::register(store, &bundle, &blocked, range)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, train::TrainError::Artifact { .. }), "{err}");
+    assert!(
+        store.list_models().await.unwrap().is_empty(),
+        "no row without its artifact"
+    );
+    let registered = train::register(store, &bundle, &dir.path().join("ok"), range)
+        .await
+        .unwrap();
+    let record = &registered.model;
+    assert!(std::path::Path::new(record.artifact_path.as_deref().unwrap()).is_file());
+    assert_eq!(record.artifact_sha256.as_deref().unwrap().len(), 64);
+    assert_eq!(
+        record.metrics["decision"]["challenger_wins"], true,
+        "stored with the row"
+    );
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_load_is_never_activated_and_rollback_passes_over_it() {
+    let app = TestApp::spawn().await;
+    let store = &app.db.store;
+    let dir = tempfile::tempdir().unwrap();
+    let range = (
+        chrono::Utc::now() - chrono::Duration::days(1),
+        chrono::Utc::now(),
+    );
+    let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
+    let mut versions = Vec::new();
+    for tag in ["1", "2", "3"] {
+        let registration = train::register(store, &tagged(&bundle, tag), dir.path(), range)
+            .await
+            .unwrap();
+        assert!(registration.activated);
+        versions.push(registration.model);
+    }
+    let (v1, v2, v3) = (&versions[0], &versions[1], &versions[2]);
+    // v2's artifact goes missing; v1's is altered.
+    std::fs::remove_file(v2.artifact_path.as_deref().unwrap()).unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/models/{}/activate", v2.model_id)))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 409, "model_unloadable").await;
+    let active = store
+        .active_model(BUNDLE_KIND, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        active.model_id, v3.model_id,
+        "the working model stays active"
+    );
+
+    // Rollback from v3 passes over the missing v2 to v1.
+    let back = train::rollback(store).await.unwrap().unwrap();
+    assert_eq!(back.model_id, v1.model_id);
+    // Now v1 is active and v3, v2 retired; v1's file altered, activation refuses it too.
+    std::fs::write(v1.artifact_path.as_deref().unwrap(), b"{}").unwrap();
+    let err = train::activate(store, v1.model_id).await.unwrap_err();
+    assert!(matches!(err, train::TrainError::Unloadable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn training_over_a_broken_champion_says_so_and_replaces_it() {
+    let app = TestApp::spawn().await;
+    let store = &app.db.store;
+    store_synthetic(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = vigil::config::Settings {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    settings.training = TrainingSettings {
+        window: 20,
+        stride: 3,
+        n_trees: 30,
+        ..TrainingSettings::default()
+    };
+    let first = train::run_once(store, &settings, |_| {}).await.unwrap();
+    std::fs::remove_file(&first.registration.artifact).unwrap();
+    let second = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let decision = second.bundle.report.champion.as_ref().unwrap();
+    assert!(second.registration.activated);
+    assert!(decision.reason.contains("cannot be loaded"), "{decision:?}");
+    assert_eq!(second.champion_id, Some(first.registration.model.model_id));
 }
