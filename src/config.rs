@@ -185,6 +185,13 @@ pub struct HttpSettings {
     pub request_timeout_secs: u64,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// A connection must send a request's whole header within this many seconds of opening,
+    /// or of its previous response (an idle keep-alive connection is closed then). Default 20.
+    pub header_read_timeout_secs: u64,
+    /// Most connections served at once. Beyond them, a few more (`max_connections / 16`, at
+    /// least 16) are served one request each with a 1-second header timeout, so that health
+    /// probes still answer; any further connection is closed at once. Default 4096.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
@@ -193,6 +200,8 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 30,
+            header_read_timeout_secs: 20,
+            max_connections: 4096,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod health;
 pub mod incidents;
@@ -196,7 +197,13 @@ impl App {
         parts.scoring = scoring;
         parts.ingest = ingest;
         let state = AppState(Arc::new(parts));
-        let server = axum::serve(self.listener, router(state)).with_graceful_shutdown(signal);
+        let limits = connections::Limits {
+            header_read_timeout: Duration::from_secs(
+                self.state.settings.http.header_read_timeout_secs.max(1),
+            ),
+            max_connections: self.state.settings.http.max_connections.max(1),
+        };
+        let server = connections::serve(self.listener, router(state), limits, signal);
         let deadline = async move {
             if begun_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -204,11 +211,10 @@ impl App {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            result = server => result,
+        tokio::select! {
+            () = server => {}
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; dropping remaining requests");
-                Ok(())
             }
         };
         jobs.abort();
@@ -216,7 +222,7 @@ impl App {
         // The router and the sweeper are gone: the ingest scorer finishes its queue, then
         // (the last holder of the started service gone) the writer drains and ends.
         scoring_tasks.finish().await;
-        result
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 mod actions;
 mod architecture;
 mod auth;
+mod connections;
 mod demo;
 mod embedded;
 mod errors;
