@@ -319,6 +319,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Refuse an exposed address before starting a database for nothing.
     settings.check_exposure()?;
+    raise_file_limit(settings.http.max_connections);
     let database = Database::open(&settings)
         .await
         .context("opening the database")?;
@@ -333,6 +334,30 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let served = app.serve(shutdown_signal()).await;
     database.close().await.context("closing the database")?;
     served.context("serving HTTP")
+}
+
+/// Raises the soft limit on open files to the hard one, so that `http.max_connections`
+/// (plus the database pool and the overflow) fits; warns when it still does not.
+fn raise_file_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    // The connections, their overflow (a sixteenth), the pool and some files.
+    let needed = (max_connections + max_connections / 16 + 256) as u64;
+    if soft < needed {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit is below what http.max_connections needs; lower it or raise \
+             the limit (ulimit -n)"
+        );
+    }
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
