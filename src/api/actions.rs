@@ -2,14 +2,14 @@
 //! `POST /v1/actions/{id}/approve|reject` (admin), `GET /v1/policy/actions` (posteriors),
 //! `GET|PUT /v1/policy/kill-switch`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiQuery};
+use super::input::{ApiJson, ApiPath, ApiQuery};
 use crate::policy::bandit::Arm;
 use crate::store::actions::ActionRow;
 
@@ -50,7 +50,7 @@ pub async fn list(
 /// `GET /v1/actions/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ActionRow>, ApiError> {
     state.store.action(id).await.map(Json).map_err(|e| match e {
         crate::store::Error::NotFound(what) => ApiError::NotFound(what),
@@ -64,7 +64,7 @@ pub async fn get(
 pub async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ActionRow>, ApiError> {
     // In a task of its own: a client that hangs up must not stop an approved action between
     // its start and the record of its result.
@@ -79,7 +79,7 @@ pub async fn approve(
 pub async fn reject(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ActionRow>, ApiError> {
     Ok(Json(
         state.actions.decide(id, false, &principal.name).await?,

@@ -2,7 +2,7 @@
 //! `feedback=none`), `GET /v1/alerts/{id}`, `POST /v1/alerts/{id}/feedback` (scope
 //! `feedback`, idempotent by the client's key; adapts the thresholds).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiQuery, check_name};
+use super::input::{ApiJson, ApiPath, ApiQuery, check_name};
 use super::policy::{Adaptation, adapt};
 use crate::store::alerts::{AlertFilter, AlertRow, Feedback, NewFeedback};
 
@@ -84,7 +84,7 @@ pub async fn list(
 /// `GET /v1/alerts/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<AlertRow>, ApiError> {
     Ok(Json(state.store.alert(id).await?))
 }
@@ -121,7 +121,7 @@ pub struct FeedbackAnswer {
 pub async fn feedback(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<FeedbackBody>,
 ) -> Result<(StatusCode, Json<FeedbackAnswer>), ApiError> {
     if body.label != "true_alarm" && body.label != "false_alarm" {

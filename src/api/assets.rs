@@ -3,14 +3,14 @@
 //! class and labels ahead of its metrics.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiQuery, check_name};
+use super::input::{ApiJson, ApiPath, ApiQuery, check_name};
 use crate::store::assets::{Asset, AssetFilter, DEFAULT_CLASS, NewAsset};
 
 /// Default and largest page size of `GET /v1/assets`.
@@ -60,7 +60,7 @@ pub async fn list(
 /// `GET /v1/assets/{name}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Asset>, ApiError> {
     check_name("name", &name)?;
     match state.store.asset_by_name(&name).await {
@@ -82,7 +82,7 @@ pub struct PutAsset {
 /// `PUT /v1/assets/{name}`: creates the asset (201) or replaces its class and labels (200).
 pub async fn put(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PutAsset>,
 ) -> Result<(StatusCode, Json<Asset>), ApiError> {
     check_name("name", &name)?;

@@ -59,6 +59,9 @@ pub enum ApiError {
         /// Why, in words for people; clients branch on the code, never on this.
         reason: String,
     },
+    /// A path parameter cannot be parsed (a non-numeric id).
+    #[error("invalid path: {0}")]
+    BadPath(String),
     /// The query string cannot be parsed.
     #[error("invalid query: {0}")]
     BadQuery(String),
@@ -184,6 +187,7 @@ impl ApiError {
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Self::BadPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Store(err) => match err {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiQuery, Timestamp, check_name, parse_time_param};
+use super::input::{ApiJson, ApiPath, ApiQuery, Timestamp, check_name, parse_time_param};
 use crate::ingest::files::SEVERITIES;
 use crate::store::incidents::{
     ExternalEvent, ExternalReport, Incident, IncidentFilter, NewIncident,
@@ -65,14 +65,15 @@ pub async fn create(
     check_name("kind", &body.kind)?;
     let severity = body.severity.unwrap_or_else(|| "major".to_owned());
     check_severity(&severity)?;
-    let started_at = body.started_at.required("started_at")?;
+    let ingest = &state.settings.ingest;
+    let started_at = body.started_at.in_range("started_at", ingest)?;
     let detected_at = body
         .detected_at
-        .map(|t| t.required("detected_at"))
+        .map(|t| t.in_range("detected_at", ingest))
         .transpose()?;
     let resolved_at = body
         .resolved_at
-        .map(|t| t.required("resolved_at"))
+        .map(|t| t.in_range("resolved_at", ingest))
         .transpose()?;
     if resolved_at.is_some_and(|r| r < started_at) {
         return Err(ApiError::invalid(
@@ -194,12 +195,12 @@ pub struct ResolveBody {
 /// again keeps the first time.
 pub async fn resolve(
     State(state): State<AppState>,
-    Path(incident_id): Path<i64>,
+    ApiPath(incident_id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<Json<Incident>, ApiError> {
     let at = body
         .resolved_at
-        .map(|t| t.required("resolved_at"))
+        .map(|t| t.in_range("resolved_at", &state.settings.ingest))
         .transpose()?
         .unwrap_or_else(Utc::now);
     match state
@@ -335,7 +336,7 @@ pub struct OutcomeBody {
     /// Root cause, if known.
     #[serde(default)]
     root_cause: Option<String>,
-    /// The actions tried, in order (catalog names, or others people ran).
+    /// The actions tried, in order (catalog names, or others people ran); at most 100.
     #[serde(default)]
     actions_tried: Vec<String>,
     /// The one that healed the asset, one of `actions_tried` (none: nothing healed it).
@@ -345,6 +346,9 @@ pub struct OutcomeBody {
     #[serde(default)]
     time_to_recover_secs: Option<f64>,
 }
+
+/// Most actions one outcome may list: an incident that saw more is not a record people keep.
+pub const MAX_ACTIONS_TRIED: usize = 100;
 
 /// Answer of `POST /v1/incidents/{id}/outcome`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -362,13 +366,19 @@ pub struct OutcomeAnswer {
 pub async fn outcome(
     State(state): State<AppState>,
     axum::Extension(principal): axum::Extension<super::auth::Principal>,
-    Path(incident_id): Path<i64>,
+    ApiPath(incident_id): ApiPath<i64>,
     ApiJson(body): ApiJson<OutcomeBody>,
 ) -> Result<(StatusCode, Json<OutcomeAnswer>), ApiError> {
     if body.client_key.is_empty() || body.client_key.chars().count() > 200 {
         return Err(ApiError::invalid(
             "client_key",
             "must be 1 to 200 characters",
+        ));
+    }
+    if body.actions_tried.len() > MAX_ACTIONS_TRIED {
+        return Err(ApiError::invalid(
+            "actions_tried",
+            format!("at most {MAX_ACTIONS_TRIED} actions"),
         ));
     }
     for name in &body.actions_tried {

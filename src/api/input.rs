@@ -149,6 +149,26 @@ where
     }
 }
 
+/// `Path<T>` whose rejections are [`ApiError`]s (400 `invalid_path` in the JSON error body,
+/// for example a non-numeric id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection| ApiError::BadPath(rejection.body_text()))
+    }
+}
+
 /// Checks an asset, metric or class name sent by a client (rules in
 /// [`crate::vocab::is_valid_name`]).
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -211,6 +231,19 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 impl Timestamp {
+    /// The time, if it is in the range samples are accepted in (`ingest.min_timestamp` to
+    /// `ingest.max_future_secs` from now): else 422 `timestamp_out_of_range`.
+    pub fn in_range(
+        self,
+        field: &str,
+        settings: &crate::config::IngestSettings,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        let time = self.required(field)?;
+        ingest::Limits::new(settings, chrono::Utc::now())
+            .check_time(time.timestamp_micros(), || field.to_owned())?;
+        Ok(time)
+    }
+
     /// The time, or an [`ApiError::Invalid`] naming `field`.
     pub fn required(self, field: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
         self.0

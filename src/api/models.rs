@@ -3,11 +3,12 @@
 //! the previous one, and announces it to every replica.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::input::ApiPath;
 use crate::jobs::train::TrainError;
 use crate::store::{self, models::ModelRecord};
 
@@ -27,7 +28,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
 /// `POST /v1/models/{id}/activate`.
 pub async fn activate(
     State(state): State<AppState>,
-    Path(model_id): Path<i64>,
+    ApiPath(model_id): ApiPath<i64>,
 ) -> Result<Json<ModelRecord>, ApiError> {
     match crate::jobs::train::activate(&state.store, model_id).await {
         Ok(model) => Ok(Json(model)),

@@ -3,14 +3,14 @@
 //! `GET /v1/policy/thresholds`, `PUT /v1/policy/thresholds/{class}` (set or pin, admin),
 //! `POST /v1/policy/thresholds/{class}/revert` (admin).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ApiJson, check_name};
+use super::input::{ApiJson, ApiPath, check_name};
 use crate::policy::threshold::{self, Decision};
 use crate::store::thresholds::{GLOBAL_CLASS, NewThreshold, Threshold, ThresholdChange};
 
@@ -165,7 +165,7 @@ fn check_class(class: &str) -> Result<(), ApiError> {
 pub async fn set_threshold(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(class): Path<String>,
+    ApiPath(class): ApiPath<String>,
     ApiJson(body): ApiJson<SetThreshold>,
 ) -> Result<Json<Threshold>, ApiError> {
     check_class(&class)?;
@@ -211,7 +211,7 @@ pub struct Reverted {
 pub async fn revert_threshold(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(class): Path<String>,
+    ApiPath(class): ApiPath<String>,
 ) -> Result<Json<Reverted>, ApiError> {
     check_class(&class)?;
     let threshold = state

@@ -9,14 +9,14 @@
 use std::fmt;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiQuery, Timestamp, check_name, parse_time_param};
+use super::input::{ApiJson, ApiPath, ApiQuery, Timestamp, check_name, parse_time_param};
 use crate::ingest::{self, IngestReport, Limits, NamedBatch};
 use crate::store::samples::{Aggregate, SampleQuery};
 
@@ -186,7 +186,7 @@ const MAX_POINTS: i64 = 200_000;
 /// max, last; default avg).
 pub async fn read(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<ReadAnswer>, ApiError> {
     check_name("name", &name)?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{json_body, parse_json};
+use super::input::{ApiPath, json_body, parse_json};
 use crate::scoring::{ScoreAnswer, Window};
 
 mod fast;
@@ -162,7 +162,7 @@ pub async fn score_batch(
 /// `GET /v1/assets/{name}/score`: scores the asset's latest stored window.
 pub async fn score_asset(
     State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
     Ok(Json(state.scoring.score_stored(name).await?))
 }

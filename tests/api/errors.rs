@@ -127,3 +127,36 @@ async fn asset_list_pages_by_name() {
     assert_eq!(page["assets"][0]["name"], "a-3");
     assert_eq!(page["next"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn a_non_numeric_id_in_a_path_is_a_json_400() {
+    let app = TestApp::spawn().await;
+    for path in ["/v1/alerts/abc", "/v1/actions/x"] {
+        expect_error(app.get(path).await, 400, "invalid_path").await;
+    }
+    let resolve = app
+        .post_json("/v1/incidents/1.5/resolve", &serde_json::json!({}))
+        .await;
+    expect_error(resolve, 400, "invalid_path").await;
+}
+
+#[tokio::test]
+async fn incident_times_are_held_to_the_sample_range() {
+    let app = TestApp::spawn().await;
+    for started_at in [
+        serde_json::json!(-6_000_000_000_000_i64),
+        serde_json::json!("9999-01-01T00:00:00Z"),
+    ] {
+        let body = serde_json::json!({
+            "asset": "pump-3", "kind": "bearing_wear", "started_at": started_at,
+        });
+        expect_error(
+            app.post_json("/v1/incidents", &body).await,
+            422,
+            "timestamp_out_of_range",
+        )
+        .await;
+    }
+    let listed: serde_json::Value = app.get_value("/v1/incidents").await;
+    assert_eq!(listed["incidents"].as_array().unwrap().len(), 0);
+}

@@ -256,3 +256,22 @@ async fn a_nul_character_in_any_free_text_is_a_422_not_a_500() {
     let listed: Value = app.get_value("/v1/incidents").await;
     assert_eq!(listed["incidents"].as_array().unwrap().len(), 1, "{listed}");
 }
+
+#[tokio::test]
+async fn an_outcome_listing_a_million_actions_is_refused_before_the_database() {
+    let app = TestApp::spawn().await;
+    let created: Value = app
+        .post_json(
+            "/v1/incidents",
+            &json!({ "asset": "pump-3", "kind": "bearing_wear", "started_at": "2026-11-20T08:00:00Z" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/incidents/{}/outcome", created["incident_id"]);
+    let many = json!({ "client_key": "k", "actions_tried": vec!["restart"; 1_000_000] });
+    expect_error(app.post_json(&path, &many).await, 422, "invalid_value").await;
+    let hundred = json!({ "client_key": "k", "actions_tried": vec!["restart"; 100] });
+    assert_eq!(app.post_json(&path, &hundred).await.status(), 201);
+}
