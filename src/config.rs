@@ -233,6 +233,10 @@ pub struct RetentionSettings {
     /// Samples older than this many days are dropped, a whole day partition at a time.
     /// 0 keeps everything. Default 90.
     pub samples_days: u32,
+    /// Calm scores (not alerting) whose window ended more than this many days ago are
+    /// deleted; alerting scores and those alerts point at are kept. 0 keeps everything.
+    /// Default 30.
+    pub scores_days: u32,
     /// How often `serve` applies retention, in seconds. Default 3600.
     pub interval_secs: u64,
 }
@@ -241,6 +245,7 @@ impl Default for RetentionSettings {
     fn default() -> Self {
         Self {
             samples_days: 90,
+            scores_days: 30,
             interval_secs: 3600,
         }
     }
@@ -331,8 +336,14 @@ pub struct ScoringSettings {
     pub fire_windows: u32,
     /// An open alert clears at the first window below this probability. Default 0.3.
     pub clear_threshold: f64,
-    /// Keep every scored window in the `score` table (alerts are always kept). Default true.
+    /// Keep scored windows in the `score` table (alerts are always kept). Default true.
     pub store_scores: bool,
+    /// Store every calm (non-alerting) score. When false, a calm score is not stored when
+    /// its window ends in the same grid step (`training.step_secs`) as its asset's last
+    /// stored calm score, so scoring one asset again and again adds no rows: the table grows
+    /// with the fleet and time, not with the request rate. Alerting scores are always
+    /// stored. Default false.
+    pub every_calm_score: bool,
     /// Score an asset's latest window whenever ingested samples (REST or remote-write)
     /// complete a new grid point for it, so metrics alone raise alerts. Default true.
     pub on_ingest: bool,
@@ -356,6 +367,7 @@ impl Default for ScoringSettings {
             fire_windows: 3,
             clear_threshold: 0.3,
             store_scores: true,
+            every_calm_score: false,
             on_ingest: true,
             cold_start_threshold: 0.5,
             cold_start_clear_threshold: 0.3,

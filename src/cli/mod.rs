@@ -388,8 +388,18 @@ async fn retention(settings: Settings, args: &RetentionArgs) -> anyhow::Result<(
     } else {
         jobs::retention::run_once(&database.store, &settings.retention, now).await
     };
+    let scores = if args.dry_run {
+        Ok(0)
+    } else {
+        jobs::retention::prune_scores(&database.store, &settings.retention, now).await
+    };
     database.close().await?;
     let partitions = result?;
+    if let Some(cutoff) = jobs::retention::scores_cutoff(&settings.retention, now)
+        && !args.dry_run
+    {
+        println!("deleted {} calm score(s) older than {cutoff}", scores?);
+    }
     let verb = if args.dry_run {
         "would drop"
     } else {

@@ -1,6 +1,7 @@
 //! Retention: samples older than `retention.samples_days` are dropped a whole day partition
-//! at a time (never row by row), hourly in `serve` and on demand with `vigil retention`.
-//! Each run is recorded in `job_run`.
+//! at a time (never row by row), and calm scores older than `retention.scores_days` are
+//! deleted in bounded batches (alerting ones are kept), hourly in `serve` and on demand with
+//! `vigil retention`. Each run is recorded in `job_run`.
 
 use std::time::Duration;
 
@@ -17,6 +18,24 @@ pub const JOB: &str = "retention";
 pub fn cutoff(settings: &RetentionSettings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     (settings.samples_days > 0)
         .then(|| now - chrono::Duration::days(i64::from(settings.samples_days)))
+}
+
+/// The oldest calm score kept, or `None` when score retention is off (`scores_days = 0`).
+pub fn scores_cutoff(settings: &RetentionSettings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    (settings.scores_days > 0)
+        .then(|| now - chrono::Duration::days(i64::from(settings.scores_days)))
+}
+
+/// Deletes the calm scores older than the scores cutoff; returns how many.
+pub async fn prune_scores(
+    store: &Store,
+    settings: &RetentionSettings,
+    now: DateTime<Utc>,
+) -> Result<u64, store::Error> {
+    match scores_cutoff(settings, now) {
+        Some(cutoff) => store.delete_calm_scores_before(cutoff).await,
+        None => Ok(0),
+    }
 }
 
 /// Partitions that a run at `now` would drop, without dropping them.
@@ -66,12 +85,17 @@ pub async fn run_once(
 /// Runs retention every `interval_secs` until the task is aborted.
 pub fn spawn(store: Store, settings: RetentionSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if settings.samples_days == 0 {
+        if settings.samples_days == 0 && settings.scores_days == 0 {
             return;
         }
         let mut ticker = tokio::time::interval(Duration::from_secs(settings.interval_secs.max(60)));
         loop {
             ticker.tick().await;
+            match prune_scores(&store, &settings, Utc::now()).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "retention deleted calm scores"),
+                Err(e) => tracing::warn!("score retention failed, will retry: {e}"),
+            }
             match run_once(&store, &settings, Utc::now()).await {
                 Ok(dropped) if !dropped.is_empty() => {
                     tracing::info!(
@@ -95,15 +119,18 @@ mod tests {
     fn zero_days_keeps_everything() {
         let settings = RetentionSettings {
             samples_days: 0,
+            scores_days: 0,
             interval_secs: 3600,
         };
         assert_eq!(cutoff(&settings, Utc::now()), None);
+        assert_eq!(scores_cutoff(&settings, Utc::now()), None);
     }
 
     #[test]
     fn cutoff_is_days_before_now() {
         let settings = RetentionSettings {
             samples_days: 7,
+            scores_days: 30,
             interval_secs: 3600,
         };
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -1,6 +1,7 @@
 //! The score writer: scores are derived data, queued off the request path and stored in
 //! batches by one task.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::store::Store;
@@ -16,10 +17,19 @@ pub type ScoreSender = tokio::sync::mpsc::Sender<NewScore>;
 /// sender is gone. A batch is sent again while the database is unavailable (a restart), for
 /// about 15 seconds, then logged and dropped. A batch the database refuses is sent again one
 /// score at a time, so that only the refused ones are dropped; none is retried forever.
-pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle<()>) {
+///
+/// With `calm_step_secs`, a calm (non-alerting) score is stored only when its window ends in
+/// another grid step than its asset's last stored calm score: repeated calm scores of one
+/// asset and step are stored once, so the table grows with the fleet and time, not with the
+/// request rate. Alerting scores are always stored.
+pub fn spawn_score_writer(
+    store: Store,
+    calm_step_secs: Option<i64>,
+) -> (ScoreSender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(500);
+        let mut last_calm = CalmSteps::default();
         while rx.recv_many(&mut batch, 500).await > 0 {
             let deadline = tokio::time::sleep(Duration::from_millis(100));
             tokio::pin!(deadline);
@@ -27,6 +37,12 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
                 tokio::select! {
                     () = &mut deadline => break,
                     n = rx.recv_many(&mut batch, 500) => if n == 0 { break },
+                }
+            }
+            if let Some(step) = calm_step_secs {
+                batch.retain(|score| last_calm.keep(score, step));
+                if batch.is_empty() {
+                    continue;
                 }
             }
             let what = format!("store {} scores", batch.len());
@@ -54,4 +70,69 @@ pub fn spawn_score_writer(store: Store) -> (ScoreSender, tokio::task::JoinHandle
         }
     });
     (tx, task)
+}
+
+/// Per asset, the grid step of its last stored calm score.
+#[derive(Debug, Default)]
+struct CalmSteps(HashMap<String, i64>);
+
+impl CalmSteps {
+    /// Whether `score` is stored: always when it alerts; when calm, only in another step
+    /// than its asset's last stored calm score (which it then becomes).
+    fn keep(&mut self, score: &NewScore, step_secs: i64) -> bool {
+        if score.is_alert {
+            return true;
+        }
+        let point = score.window_end.timestamp().div_euclid(step_secs.max(1));
+        match self.0.get_mut(&score.asset) {
+            Some(last) if *last == point => false,
+            Some(last) => {
+                *last = point;
+                true
+            }
+            None => {
+                self.0.insert(score.asset.clone(), point);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(asset: &str, secs: i64, is_alert: bool) -> NewScore {
+        NewScore {
+            asset: asset.to_owned(),
+            model_id: None,
+            model_version: "test".to_owned(),
+            window_end: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
+            probability: Some(0.1),
+            anomaly_score: 0.1,
+            threshold: 0.5,
+            is_alert,
+            failure_kind: None,
+            kind_confidence: None,
+            explanation: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn calm_scores_are_kept_once_per_asset_and_step_and_alerts_always() {
+        let mut steps = CalmSteps::default();
+        let kept: Vec<bool> = [
+            score("a", 600, false),
+            score("a", 630, false),
+            score("b", 630, false),
+            score("a", 640, true),
+            score("a", 660, false),
+            score("a", 600, false),
+        ]
+        .iter()
+        .map(|s| steps.keep(s, 60))
+        .collect();
+        // The last one is in an earlier step than the one before it: a backfill, stored.
+        assert_eq!(kept, [true, false, true, true, true, true]);
+    }
 }

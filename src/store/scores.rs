@@ -72,6 +72,33 @@ impl Store {
         Ok(copy::send(copy, buf).await?.finish().await?)
     }
 
+    /// Deletes calm scores (not alerting, not referenced by an alert) whose window ended
+    /// before `cutoff`, in batches of 10,000 rows so that no transaction grows with the
+    /// table; returns how many were deleted.
+    pub async fn delete_calm_scores_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(
+                "delete from score where score_id in (\
+                     select s.score_id from score s \
+                     where s.window_end < $1 and not s.is_alert \
+                     and not exists (select 1 from alert a where a.score_id = s.score_id) \
+                     limit 10000)",
+            )
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deleted += batch;
+            if batch < 10_000 {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// The end of the newest stored score's window, if any.
     pub async fn latest_score_end(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let newest = sqlx::query_scalar("select max(window_end) from score")

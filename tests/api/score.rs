@@ -230,7 +230,11 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
 
 #[tokio::test]
 async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
-    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
+    let (app, _dir) = app_with_model(|s| {
+        s.scoring.fire_windows = 2;
+        s.scoring.every_calm_score = true;
+    })
+    .await;
     let risky = window(195);
     let calm = window(550);
     wait_for_model(&app, &calm).await;
@@ -425,7 +429,7 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
 
 #[tokio::test]
 async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
-    let (app, _dir) = app_with_model(|_| {}).await;
+    let (app, _dir) = app_with_model(|s| s.scoring.every_calm_score = true).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut good = window(550);
     good["timestamps"] = json!([marked.timestamp()]);
@@ -450,4 +454,60 @@ async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stored, 20, "every good score is stored");
+}
+
+#[tokio::test]
+async fn calm_scores_are_stored_once_per_step_alerts_always_and_old_calm_ones_pruned() {
+    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 1).await;
+    let marked = chrono::Utc::now() - chrono::Duration::hours(2);
+    let mut calm = window(550);
+    calm["timestamps"] = json!([marked.timestamp()]);
+    let mut risky = window(195);
+    risky["timestamps"] = json!([marked.timestamp()]);
+    for _ in 0..30 {
+        let answer: Value = app.post_value("/v1/score", &calm).await;
+        assert_eq!(answer["alert"], false);
+    }
+    for _ in 0..3 {
+        let answer: Value = app.post_value("/v1/score", &risky).await;
+        assert_eq!(answer["alert"], true);
+    }
+    let count = |alerting: bool| {
+        let pool = app.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from score where window_end = $1 and is_alert = $2",
+            )
+            .bind(chrono::DateTime::from_timestamp(marked.timestamp(), 0).unwrap())
+            .bind(alerting)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for _ in 0..100 {
+        if count(true).await >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(true).await, 3, "every alerting score is stored");
+    assert_eq!(
+        count(false).await,
+        1,
+        "30 calm scores of one step are stored once"
+    );
+
+    // Retention deletes calm scores older than its cutoff and keeps alerting ones.
+    let settings = vigil::config::RetentionSettings {
+        scores_days: 1,
+        ..Default::default()
+    };
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    let deleted = vigil::jobs::retention::prune_scores(&app.db.store, &settings, later)
+        .await
+        .unwrap();
+    assert!(deleted >= 1, "{deleted}");
+    assert_eq!(count(false).await, 0);
+    assert_eq!(count(true).await, 3);
 }

@@ -208,6 +208,7 @@ impl TestApp {
         // Tests ask for the schedules they exercise: none runs by default.
         settings.training.schedule = String::new();
         settings.retention.samples_days = 0;
+        settings.retention.scores_days = 0;
         tweak(&mut settings);
         let app = App::build(settings, db.store.clone())
             .await
