@@ -338,12 +338,12 @@ pub struct ScoringSettings {
     pub clear_threshold: f64,
     /// Keep scored windows in the `score` table (alerts are always kept). Default true.
     pub store_scores: bool,
-    /// Store every calm (non-alerting) score. When false, a calm score is not stored when
-    /// its window ends in the same grid step (`training.step_secs`) as its asset's last
-    /// stored calm score, so scoring one asset again and again adds no rows: the table grows
-    /// with the fleet and time, not with the request rate. Alerting scores are always
-    /// stored. Default false.
-    pub every_calm_score: bool,
+    /// Store every score. When false, a score is not stored when its window ends in the same
+    /// grid step (`training.step_secs`) as the last stored score of its asset with the same
+    /// alert state, so scoring one asset again and again adds no rows: the table grows with
+    /// the fleet and time, not with the request rate (an opened alert keeps its own copy of
+    /// the score in `alert`). Default false.
+    pub every_score: bool,
     /// Score an asset's latest window whenever ingested samples (REST or remote-write)
     /// complete a new grid point for it, so metrics alone raise alerts. Default true.
     pub on_ingest: bool,
@@ -367,7 +367,7 @@ impl Default for ScoringSettings {
             fire_windows: 3,
             clear_threshold: 0.3,
             store_scores: true,
-            every_calm_score: false,
+            every_score: false,
             on_ingest: true,
             cold_start_threshold: 0.5,
             cold_start_clear_threshold: 0.3,

@@ -220,9 +220,8 @@ impl Scoring {
             self.policy.clone(),
             Duration::from_secs(5),
         );
-        let calm_step =
-            (!self.settings.scoring.every_calm_score).then_some(self.settings.training.step_secs);
-        let (sender, writer) = writer::spawn_score_writer(self.store.clone(), calm_step);
+        let step = (!self.settings.scoring.every_score).then_some(self.settings.training.step_secs);
+        let (sender, writer) = writer::spawn_score_writer(self.store.clone(), step);
         let started = Scoring {
             scores: Some(sender),
             ..self.clone()

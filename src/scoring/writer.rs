@@ -18,18 +18,19 @@ pub type ScoreSender = tokio::sync::mpsc::Sender<NewScore>;
 /// about 15 seconds, then logged and dropped. A batch the database refuses is sent again one
 /// score at a time, so that only the refused ones are dropped; none is retried forever.
 ///
-/// With `calm_step_secs`, a calm (non-alerting) score is stored only when its window ends in
-/// another grid step than its asset's last stored calm score: repeated calm scores of one
-/// asset and step are stored once, so the table grows with the fleet and time, not with the
-/// request rate. Alerting scores are always stored.
+/// With `step_secs`, a score is stored only when its window ends in another grid step than
+/// the last stored score of its asset with the same alert state: scoring one asset again and
+/// again within a step stores one calm and one alerting row at most, so the table grows with
+/// the fleet and time, not with the request rate. (An opened alert keeps its own copy of the
+/// score and explanation in `alert`.)
 pub fn spawn_score_writer(
     store: Store,
-    calm_step_secs: Option<i64>,
+    step_secs: Option<i64>,
 ) -> (ScoreSender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(500);
-        let mut last_calm = CalmSteps::default();
+        let mut last = LastSteps::default();
         while rx.recv_many(&mut batch, 500).await > 0 {
             let deadline = tokio::time::sleep(Duration::from_millis(100));
             tokio::pin!(deadline);
@@ -39,8 +40,8 @@ pub fn spawn_score_writer(
                     n = rx.recv_many(&mut batch, 500) => if n == 0 { break },
                 }
             }
-            if let Some(step) = calm_step_secs {
-                batch.retain(|score| last_calm.keep(score, step));
+            if let Some(step) = step_secs {
+                batch.retain(|score| last.keep(score, step));
                 if batch.is_empty() {
                     continue;
                 }
@@ -72,26 +73,24 @@ pub fn spawn_score_writer(
     (tx, task)
 }
 
-/// Per asset, the grid step of its last stored calm score.
+/// Per asset and alert state, the grid step of the last stored score.
 #[derive(Debug, Default)]
-struct CalmSteps(HashMap<String, i64>);
+struct LastSteps(HashMap<(String, bool), i64>);
 
-impl CalmSteps {
-    /// Whether `score` is stored: always when it alerts; when calm, only in another step
-    /// than its asset's last stored calm score (which it then becomes).
+impl LastSteps {
+    /// Whether `score` is stored: only in another step than the last stored score of its
+    /// asset with the same alert state (which it then becomes).
     fn keep(&mut self, score: &NewScore, step_secs: i64) -> bool {
-        if score.is_alert {
-            return true;
-        }
         let point = score.window_end.timestamp().div_euclid(step_secs.max(1));
-        match self.0.get_mut(&score.asset) {
+        let key = (score.asset.clone(), score.is_alert);
+        match self.0.get_mut(&key) {
             Some(last) if *last == point => false,
             Some(last) => {
                 *last = point;
                 true
             }
             None => {
-                self.0.insert(score.asset.clone(), point);
+                self.0.insert(key, point);
                 true
             }
         }
@@ -119,13 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn calm_scores_are_kept_once_per_asset_and_step_and_alerts_always() {
-        let mut steps = CalmSteps::default();
+    fn one_score_is_kept_per_asset_step_and_alert_state() {
+        let mut steps = LastSteps::default();
         let kept: Vec<bool> = [
             score("a", 600, false),
             score("a", 630, false),
             score("b", 630, false),
             score("a", 640, true),
+            score("a", 650, true),
             score("a", 660, false),
             score("a", 600, false),
         ]
@@ -133,6 +133,6 @@ mod tests {
         .map(|s| steps.keep(s, 60))
         .collect();
         // The last one is in an earlier step than the one before it: a backfill, stored.
-        assert_eq!(kept, [true, false, true, true, true, true]);
+        assert_eq!(kept, [true, false, true, true, false, true, true]);
     }
 }

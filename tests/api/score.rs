@@ -232,7 +232,7 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
 async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
     let (app, _dir) = app_with_model(|s| {
         s.scoring.fire_windows = 2;
-        s.scoring.every_calm_score = true;
+        s.scoring.every_score = true;
     })
     .await;
     let risky = window(195);
@@ -429,7 +429,7 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
 
 #[tokio::test]
 async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
-    let (app, _dir) = app_with_model(|s| s.scoring.every_calm_score = true).await;
+    let (app, _dir) = app_with_model(|s| s.scoring.every_score = true).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut good = window(550);
     good["timestamps"] = json!([marked.timestamp()]);
@@ -457,7 +457,7 @@ async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
 }
 
 #[tokio::test]
-async fn calm_scores_are_stored_once_per_step_alerts_always_and_old_calm_ones_pruned() {
+async fn scores_are_stored_once_per_step_and_alert_state_and_old_calm_ones_pruned() {
     let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 1).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(2);
     let mut calm = window(550);
@@ -486,16 +486,29 @@ async fn calm_scores_are_stored_once_per_step_alerts_always_and_old_calm_ones_pr
         }
     };
     for _ in 0..100 {
-        if count(true).await >= 3 {
+        if count(true).await >= 1 && count(false).await >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(count(true).await, 3, "every alerting score is stored");
+    assert_eq!(
+        count(true).await,
+        1,
+        "3 alerting scores of one step are stored once"
+    );
     assert_eq!(
         count(false).await,
         1,
         "30 calm scores of one step are stored once"
+    );
+    assert!(
+        app.db
+            .store
+            .open_alert_id("asset-0")
+            .await
+            .unwrap()
+            .is_some(),
+        "the alert keeps its own record"
     );
 
     // Retention deletes calm scores older than its cutoff and keeps alerting ones.
@@ -509,5 +522,5 @@ async fn calm_scores_are_stored_once_per_step_alerts_always_and_old_calm_ones_pr
         .unwrap();
     assert!(deleted >= 1, "{deleted}");
     assert_eq!(count(false).await, 0);
-    assert_eq!(count(true).await, 3);
+    assert_eq!(count(true).await, 1);
 }

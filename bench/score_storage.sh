@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Score-table growth under a scoring load: `vigil serve` on the embedded default with the
+# seed-baseline's trained data, wrk posting the seed-baseline's request bodies to /v1/score at
+# 64 connections, once with every score stored (scoring.every_score = true, the behaviour
+# before the policy) and once with the default policy (one score per asset, grid step and
+# alert state). Prints requests, score rows and bytes of table `score` (with its
+# index and TOAST), per request and per minute of load.
+#
+#   SEED=/path/to/seed-baseline-copy bench/score_storage.sh
+# SEED: as for bench/http.sh. Needs wrk and psql.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
+DURATION=${DURATION:-20}
+CONNS=${CONNS:-64}
+PORT=${PORT:-18091}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+command -v psql >/dev/null || { echo "psql not found: apt-get install -y postgresql-client" >&2; exit 1; }
+cargo build --release --quiet --bin vigil
+work=$(mktemp -d /tmp/vigil-storage-XXXX)
+chmod 755 "$work"
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
+  -o "$work/bundle.json" >/dev/null
+sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
+unset DATABASE_URL
+for every in true false; do
+  export VIGIL_DATA_DIR="$work/data-$every" VIGIL_TRAINING__SCHEDULE="" VIGIL_SCORING__EVERY_SCORE=$every
+  target/release/vigil models register "$work/bundle.json" >/dev/null
+  target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve-$every.log" &
+  server=$!
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" > "$work/wrk-$every.txt"
+  sleep 2 # the writer flushes
+  requests=$(sed -n 's/^RESULT //p' "$work/wrk-$every.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+  read -r rows bytes < <(psql -h "$work/data-$every/pg" -p 5432 -U vigil -d vigil -Atc \
+    "select count(*), pg_total_relation_size('score') from score" | tr '|' ' ')
+  python3 - "$every" "$requests" "$rows" "$bytes" "$DURATION" <<'PY'
+import sys
+every, requests, rows, size, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+print(f"every_score={every}: {requests} requests, {rows} score rows, {size / 1e6:.1f} MB; "
+      f"{size / requests:.1f} bytes per request, {size / secs * 60 / 1e6:.1f} MB per minute")
+PY
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+done
