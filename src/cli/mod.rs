@@ -331,7 +331,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tracing::info!(addr = %app.local_addr(), "vigil listening: try `curl http://{}/readyz`", app.local_addr());
+    // The embedded cluster is restarted whenever it stops (killed, or stopped from outside).
+    let supervisor = database.supervise();
     let served = app.serve(shutdown_signal()).await;
+    if let Some(supervisor) = supervisor {
+        supervisor.abort();
+        let _ = supervisor.await;
+    }
     database.close().await.context("closing the database")?;
     served.context("serving HTTP")
 }

@@ -500,7 +500,7 @@ pub async fn run(
         minute_ms: args.minute_ms,
         chaos: args.chaos,
         store: Some(&store),
-        embedded: database.embedded.as_ref(),
+        embedded: database.embedded.as_deref(),
         live_from,
         final_wait: Duration::from_secs(
             (settings.guard.settle_secs + settings.guard.verify_window_secs + 2) as u64,

@@ -168,6 +168,42 @@ impl EmbeddedPostgres {
             .database(database)
     }
 
+    /// Starts the server again if it is not running (its postmaster was killed or stopped
+    /// from outside); `true` when it was restarted.
+    pub async fn ensure_running(&self) -> Result<bool, Error> {
+        if self.is_running().await? {
+            return Ok(false);
+        }
+        tracing::warn!(dir = %self.dir.display(), "embedded PostgreSQL is not running; restarting it");
+        self.start_server().await?;
+        Ok(true)
+    }
+
+    /// Keeps the server running until the task is aborted: checks every `every` and restarts
+    /// it when it has stopped, waiting longer after each failed restart (up to 30 s) so a
+    /// server that cannot start is not hammered.
+    pub fn supervise(
+        self: std::sync::Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut wait = every;
+            loop {
+                tokio::time::sleep(wait).await;
+                match self.ensure_running().await {
+                    Ok(_) => wait = every,
+                    Err(e) => {
+                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                        tracing::warn!(
+                            retry_secs = wait.as_secs(),
+                            "embedded PostgreSQL did not restart: {e}"
+                        );
+                    }
+                }
+            }
+        })
+    }
+
     /// Asks `pg_ctl status` whether a server runs on the directory.
     pub async fn is_running(&self) -> Result<bool, Error> {
         let output = self

@@ -272,8 +272,9 @@ impl Store {
 pub struct Database {
     /// Repositories on the pool.
     pub store: Store,
-    /// The embedded cluster, when no `database_url` is configured.
-    pub embedded: Option<EmbeddedPostgres>,
+    /// The embedded cluster, when no `database_url` is configured (shared with its
+    /// supervisor, see [`Database::supervise`]).
+    pub embedded: Option<std::sync::Arc<EmbeddedPostgres>>,
 }
 
 impl Database {
@@ -310,7 +311,9 @@ impl Database {
 
     /// Connection options of the configured server, starting the embedded cluster when no
     /// `database_url` is set.
-    async fn server(settings: &Settings) -> Result<(PgConnectOptions, Option<EmbeddedPostgres>)> {
+    async fn server(
+        settings: &Settings,
+    ) -> Result<(PgConnectOptions, Option<std::sync::Arc<EmbeddedPostgres>>)> {
         Ok(match &settings.database_url {
             Some(url) => {
                 let options: PgConnectOptions = url.parse().map_err(Error::Database)?;
@@ -322,16 +325,31 @@ impl Database {
                     &settings.database.embedded_os_user,
                 )
                 .await?;
-                (cluster.connect_options(), Some(cluster))
+                (
+                    cluster.connect_options(),
+                    Some(std::sync::Arc::new(cluster)),
+                )
             }
         })
     }
 
-    /// Closes the pool and stops the embedded cluster if this process started it.
+    /// Restarts the embedded cluster whenever it stops (checked every 2 s), until the task is
+    /// aborted; `None` with a configured `database_url` (that server has its own keeper).
+    pub fn supervise(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.embedded
+            .clone()
+            .map(|cluster| cluster.supervise(Duration::from_secs(2)))
+    }
+
+    /// Closes the pool and stops the embedded cluster if this process started it. Abort the
+    /// supervisor first: a cluster still shared with it is left running.
     pub async fn close(self) -> Result<()> {
         self.store.close().await;
         if let Some(cluster) = self.embedded {
-            cluster.stop().await?;
+            match std::sync::Arc::try_unwrap(cluster) {
+                Ok(cluster) => cluster.stop().await?,
+                Err(_) => tracing::warn!("the embedded cluster is still shared: left running"),
+            }
         }
         Ok(())
     }

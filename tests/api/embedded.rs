@@ -229,3 +229,53 @@ async fn config_command_rejects_an_unknown_key() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("listn"));
 }
+
+#[tokio::test]
+async fn serve_restarts_its_embedded_cluster_after_the_postmaster_is_killed() {
+    let parent = cluster_parent();
+    let data_dir = parent.path().join("data");
+    let log = parent.path().join("vigil.log");
+    let port = free_port();
+    let serve = start_serve(&data_dir, port, &log).await;
+    let pid_file = data_dir.join("pg/postmaster.pid");
+    let postmaster = std::fs::read_to_string(&pid_file).unwrap();
+    let postmaster = postmaster.lines().next().unwrap().trim().to_owned();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &postmaster])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    // The supervisor starts a new postmaster; then the pool reconnects by itself.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let restarted = std::fs::read_to_string(&pid_file)
+            .is_ok_and(|pid| pid.lines().next().is_some_and(|p| p.trim() != postmaster));
+        let status = client
+            .get(&ready)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if restarted && status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new postmaster serving 120 s after the old one was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored = client
+        .put(format!("http://127.0.0.1:{port}/v1/assets/pump-8"))
+        .json(&serde_json::json!({ "class": "pump" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201, "writes work again");
+    terminate(serve).await;
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("restarting it"), "{log}");
+}
