@@ -162,6 +162,9 @@ pub struct DatabaseSettings {
     /// Unprivileged OS user that runs the embedded cluster when Vigil runs as root.
     /// Default `postgres`.
     pub embedded_os_user: String,
+    /// `GET /healthz` answers 503 `database_down` once the database has not answered for
+    /// this many seconds, so that an orchestrator restarts Vigil. Default 60.
+    pub unhealthy_after_secs: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -171,6 +174,7 @@ impl Default for DatabaseSettings {
             acquire_timeout_secs: 5,
             embedded_dir: None,
             embedded_os_user: "postgres".to_owned(),
+            unhealthy_after_secs: 60,
         }
     }
 }

@@ -68,6 +68,9 @@ pub enum ApiError {
     /// The request took longer than the configured timeout.
     #[error("the request timed out")]
     Timeout,
+    /// The database has been down longer than `database.unhealthy_after_secs`.
+    #[error("unhealthy: the database has not answered for {0} s")]
+    DatabaseDown(u64),
     /// The service is not ready (database unreachable or migrations pending).
     #[error("not ready: {0}")]
     NotReady(String),
@@ -190,13 +193,14 @@ impl ApiError {
             Self::BadPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::DatabaseDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_down"),
             Self::Store(err) => match err {
                 store::Error::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate"),
                 store::Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 store::Error::Constraint { .. } => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "constraint_violation")
                 }
-                store::Error::Unavailable(_) => {
+                store::Error::Unavailable(_) | store::Error::Down(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
                 }
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -193,6 +193,8 @@ impl App {
             Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
         );
         let jobs = crate::jobs::spawn(store, self.state.settings.clone());
+        // The health probe: how long the database has not answered (`/healthz`, scoring).
+        let probe = self.state.store.spawn_health_probe(Duration::from_secs(2));
         let mut parts = StateParts::clone(&self.state);
         parts.scoring = scoring;
         parts.ingest = ingest;
@@ -218,6 +220,7 @@ impl App {
             }
         };
         jobs.abort();
+        probe.abort();
         sweeper.abort();
         // The router and the sweeper are gone: the ingest scorer finishes its queue, then
         // (the last holder of the started service gone) the writer drains and ends.

@@ -255,6 +255,13 @@ impl Scoring {
         window: &Window,
         window_end: DateTime<Utc>,
     ) -> Result<ScoreAnswer, ScoringError> {
+        // A score that cannot be stored is not answered as if it were: while the database
+        // is known down, refuse (503) rather than answer and drop the score.
+        if let Some(down) = self.store.down_for() {
+            return Err(ScoringError::Store(crate::store::Error::Down(
+                down.as_secs(),
+            )));
+        }
         let model = self.model.current();
         // A score row outside the range the database takes would fail the writer's whole
         // batch, other clients' scores with it: refuse it here, as ingestion refuses samples.

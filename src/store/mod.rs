@@ -63,6 +63,9 @@ pub enum Error {
     /// The embedded cluster could not be set up.
     #[error(transparent)]
     Embedded(#[from] embedded::Error),
+    /// The database has not answered the health probe for a while: nothing is tried.
+    #[error("database down: it has not answered for {0} s")]
+    Down(u64),
     /// A model artifact file named by the registry cannot be read.
     #[error("model artifact {path}: {source}")]
     Artifact {
@@ -163,6 +166,31 @@ impl SchemaStatus {
 pub struct Store {
     pool: PgPool,
     ids: std::sync::Arc<assets::IdCache>,
+    health: std::sync::Arc<Health>,
+}
+
+/// What the health probe knows of the database: since when it has not answered.
+#[derive(Debug, Default)]
+struct Health {
+    down_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Health {
+    /// Records one probe's result.
+    fn record(&self, answered: bool) {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (answered, *down) {
+            (true, Some(_)) => {
+                tracing::info!("the database answers again");
+                *down = None;
+            }
+            (false, None) => {
+                tracing::warn!("the database does not answer");
+                *down = Some(std::time::Instant::now());
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Store {
@@ -171,6 +199,7 @@ impl Store {
         Self {
             pool,
             ids: Default::default(),
+            health: Default::default(),
         }
     }
 
@@ -224,6 +253,31 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Probes the database every `every` (a query, given `every` to answer) until the task is
+    /// aborted, so that [`Store::down_for`] knows how long it has been unreachable.
+    pub fn spawn_health_probe(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let answered = tokio::time::timeout(every, store.answers())
+                    .await
+                    .unwrap_or(false);
+                store.health.record(answered);
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// How long the database has not answered the health probe; `None` when it answered
+    /// last time (or no probe runs).
+    pub fn down_for(&self) -> Option<Duration> {
+        self.health
+            .down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|since| since.elapsed())
     }
 
     /// Whether the database answers a query now.

@@ -67,3 +67,30 @@ async fn metrics_count_requests_by_route_and_status_and_show_pool_and_build() {
         env!("CARGO_PKG_VERSION")
     )));
 }
+
+#[tokio::test]
+async fn a_database_that_stays_down_makes_healthz_fail_and_scoring_refuse() {
+    let app = TestApp::spawn_with(|s| s.database.unhealthy_after_secs = 1).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.db.store.close().await;
+    let window: Vec<f64> = (0..40).map(|i| f64::from(i % 5)).collect();
+    let body = serde_json::json!({ "asset": "pump-1", "window": { "temp": window } });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if app.get("/healthz").await.status() == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthz still answers 200 30 s after the database went away"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    expect_error(app.get("/healthz").await, 503, "database_down").await;
+    expect_error(
+        app.post_json("/v1/score", &body).await,
+        503,
+        "database_unavailable",
+    )
+    .await;
+}
