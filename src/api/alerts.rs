@@ -156,7 +156,13 @@ pub async fn feedback(
         .await?;
     if !stored {
         let earlier = &feedback.content;
-        if earlier.alert_id != id || earlier.label != body.label {
+        // The same key repeats the same feedback (200); with other content it is a
+        // mistake the client must see (409), not a silent success.
+        if earlier.alert_id != id
+            || earlier.label != body.label
+            || earlier.failure_kind != body.failure_kind
+            || earlier.note != body.note
+        {
             return Err(ApiError::Conflict(format!(
                 "client_key {:?} was used for other feedback (alert {}, {})",
                 body.client_key, earlier.alert_id, earlier.label

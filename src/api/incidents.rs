@@ -422,9 +422,16 @@ pub async fn outcome(
         Err(e) => return Err(e.into()),
     };
     if !stored {
-        if outcome.incident_id != incident_id {
+        // The same key repeats the same outcome (200); with other content it is a mistake
+        // the client must see (409), not a silent success.
+        let same = outcome.incident_id == incident_id
+            && outcome.root_cause == new.root_cause
+            && outcome.actions_tried == serde_json::json!(new.actions_tried)
+            && outcome.healed_by == new.healed_by
+            && outcome.time_to_recover_secs == new.time_to_recover_secs;
+        if !same {
             return Err(ApiError::Conflict(format!(
-                "client_key {:?} was used for the outcome of incident {}",
+                "client_key {:?} was used for another outcome (incident {})",
                 new.client_key, outcome.incident_id
             )));
         }

@@ -65,6 +65,14 @@ async fn feedback_counts_once_and_false_alarms_raise_the_class_threshold() {
         "conflict",
     )
     .await;
+    // The same key and label with another note is other feedback too.
+    let renoted = app
+        .post_json(
+            &format!("/v1/alerts/{}/feedback", alerts[0].0),
+            &json!({ "label": "false_alarm", "client_key": "k0", "note": "another note" }),
+        )
+        .await;
+    expect_error(renoted, 409, "conflict").await;
     let rows: i64 = sqlx::query_scalar("select count(*) from alert_feedback")
         .fetch_one(&app.db.pool)
         .await

@@ -274,4 +274,11 @@ async fn an_outcome_listing_a_million_actions_is_refused_before_the_database() {
     expect_error(app.post_json(&path, &many).await, 422, "invalid_value").await;
     let hundred = json!({ "client_key": "k", "actions_tried": vec!["restart"; 100] });
     assert_eq!(app.post_json(&path, &hundred).await.status(), 201);
+    assert_eq!(
+        app.post_json(&path, &hundred).await.status(),
+        200,
+        "the same outcome again is a repeat"
+    );
+    let other = json!({ "client_key": "k", "actions_tried": ["restart"], "root_cause": "x" });
+    expect_error(app.post_json(&path, &other).await, 409, "conflict").await;
 }
