@@ -81,6 +81,7 @@ pub async fn create(
             "must not be before started_at",
         ));
     }
+    check_fingerprint("fingerprint", body.fingerprint.as_deref())?;
     let incident = NewIncident {
         asset_id: asset_id(&state, &body.asset).await?,
         kind: body.kind,
@@ -256,6 +257,21 @@ fn severity_of(labels: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// Longest accepted fingerprint, in bytes: it is indexed, and an index row has a size limit.
+pub const MAX_FINGERPRINT_LEN: usize = 500;
+
+/// Refuses a fingerprint longer than [`MAX_FINGERPRINT_LEN`] (422 `invalid_value`) before
+/// anything is stored.
+fn check_fingerprint(field: &str, fingerprint: Option<&str>) -> Result<(), ApiError> {
+    match fingerprint {
+        Some(f) if f.len() > MAX_FINGERPRINT_LEN => Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_FINGERPRINT_LEN} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The alert's fingerprint, or a hash of its labels when Alertmanager sent none.
 fn fingerprint_of(alert: &AlertmanagerAlert) -> String {
     alert.fingerprint.clone().unwrap_or_else(|| {
@@ -286,6 +302,10 @@ pub async fn alertmanager(
         check_name(
             &format!("alerts[{i}].labels.{}", settings.asset_label),
             asset,
+        )?;
+        check_fingerprint(
+            &format!("alerts[{i}].fingerprint"),
+            alert.fingerprint.as_deref(),
         )?;
         if alert.status != "firing" && alert.status != "resolved" {
             return Err(ApiError::invalid(

@@ -282,3 +282,30 @@ async fn an_outcome_listing_a_million_actions_is_refused_before_the_database() {
     let other = json!({ "client_key": "k", "actions_tried": ["restart"], "root_cause": "x" });
     expect_error(app.post_json(&path, &other).await, 409, "conflict").await;
 }
+
+#[tokio::test]
+async fn an_overlong_fingerprint_is_a_422_and_leaves_no_asset_behind() {
+    let app = TestApp::spawn().await;
+    let long = "f".repeat(2_700);
+    let body = json!({
+        "asset": "pump-9", "kind": "bearing_wear", "started_at": "2026-11-20T08:00:00Z",
+        "fingerprint": long,
+    });
+    expect_error(
+        app.post_json("/v1/incidents", &body).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let mut am = alert("firing", Some("web-9:9100"), "0001-01-01T00:00:00Z");
+    am["fingerprint"] = json!(long);
+    expect_error(
+        app.post_json("/v1/alertmanager", &delivery("firing", vec![am]))
+            .await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let assets: Value = app.get_value("/v1/assets").await;
+    assert_eq!(assets["assets"].as_array().unwrap().len(), 0, "{assets}");
+}
