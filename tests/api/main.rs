@@ -8,6 +8,7 @@ mod demo;
 mod embedded;
 mod errors;
 mod feedback;
+mod fuzz;
 mod health;
 mod import;
 mod incidents;

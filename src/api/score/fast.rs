@@ -419,4 +419,57 @@ mod tests {
             assert!(same(&fast.expect(body), &serde.expect(body)), "{body}");
         }
     }
+
+    /// Mutations of a valid body: bytes flipped, dropped, duplicated or replaced by JSON
+    /// punctuation, and truncations. Whatever the fast path accepts, serde_json reads the same.
+    #[test]
+    fn mutated_bodies_parse_as_serde_json_parses_them_or_fall_back() {
+        use rand08::{Rng, SeedableRng};
+        let valid = r#"{"asset":"web-1","window":{"cpu":[1.5,2,-3e2,0.25],"mem":[40,41.5,42,43]},"asset_class":"web"}"#;
+        let tokens: &[&[u8]] = &[
+            b"{", b"}", b"[", b"]", b",", b":", b"\"", b"-", b"e", b".", b"0", b"9", b" ", b"null",
+            b"\\u0041", b"NaN", b"1e999",
+        ];
+        let mut rng = rand08::rngs::SmallRng::seed_from_u64(7);
+        let (mut accepted, mut checked) = (0, 0);
+        for _ in 0..20_000 {
+            let mut body = valid.as_bytes().to_vec();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..body.len());
+                match rng.gen_range(0..5) {
+                    0 => body[at] = rng.r#gen(),
+                    1 => {
+                        body.remove(at);
+                    }
+                    2 => body.insert(at, body[at]),
+                    3 => {
+                        let token = tokens[rng.gen_range(0..tokens.len())];
+                        body.splice(at..at, token.iter().copied());
+                    }
+                    _ => body.truncate(at),
+                }
+                if body.is_empty() {
+                    break;
+                }
+            }
+            let fast = parse(&body);
+            let serde = parse_json::<ScoreRequest>(&body).ok();
+            checked += 1;
+            if let Some(fast) = fast {
+                accepted += 1;
+                let serde = serde.unwrap_or_else(|| {
+                    panic!(
+                        "the fast path took what serde_json refuses: {}",
+                        String::from_utf8_lossy(&body)
+                    )
+                });
+                assert!(same(&fast, &serde), "{}", String::from_utf8_lossy(&body));
+            }
+        }
+        assert_eq!(checked, 20_000);
+        assert!(
+            accepted > 1_000,
+            "the mutations exercised the fast path: {accepted}"
+        );
+    }
 }
