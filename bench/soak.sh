@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Soak and attacks against `vigil serve` on the embedded default, with the seed-baseline's
+# trained data: (1) wrk posting /v1/score for DURATION seconds while the vigil process's RSS
+# is sampled every 5 s; (2) HELD silent connections opened at once (the held-connection
+# attack), then /readyz; (3) a remote-write bomb (32 MiB of empty series in ~1.5 MiB of
+# snappy). Prints RSS over time, whether Vigil stayed ready, and the score table's size.
+#
+#   SEED=/path/to/seed-baseline-copy bench/soak.sh
+# SEED: as for bench/http.sh. Needs wrk, psql and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
+DURATION=${DURATION:-120}
+CONNS=${CONNS:-64}
+HELD=${HELD:-3000}
+PORT=${PORT:-18092}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release --quiet --bin vigil
+work=$(mktemp -d /tmp/vigil-soak-XXXX)
+chmod 755 "$work"
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
+  -o "$work/bundle.json" >/dev/null
+unset DATABASE_URL
+export VIGIL_DATA_DIR="$work/data" VIGIL_TRAINING__SCHEDULE=""
+target/release/vigil models register "$work/bundle.json" >/dev/null
+target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server/status"; }
+sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
+
+echo "== 1. soak: POST /v1/score for ${DURATION}s at $CONNS connections; vigil RSS (MB) every 5 s"
+wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" \
+  -- "$SEED/results/models/sample_requests.jsonl" > "$work/wrk.txt" &
+load=$!
+samples=()
+while kill -0 "$load" 2>/dev/null; do samples+=("$(rss)"); sleep 5; done
+wait "$load"
+echo "RSS: ${samples[*]}"
+sed -n 's/^RESULT //p' "$work/wrk.txt"
+python3 - "${samples[@]}" <<'PY'
+import sys
+rss = [float(x) for x in sys.argv[1:]]
+warm = rss[len(rss) // 4:] or rss
+print(f"after warm-up: min {min(warm):.0f} MB, max {max(warm):.0f} MB, spread {100 * (max(warm) - min(warm)) / min(warm):.0f}%")
+PY
+psql -h "$work/data/pg" -p 5432 -U vigil -d vigil -Atc \
+  "select 'score table: ' || count(*) || ' rows, ' || pg_size_pretty(pg_total_relation_size('score')) from score"
+
+echo "== 2. held-connection attack: $HELD silent connections"
+python3 - "$PORT" "$HELD" <<'PY' &
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    except OSError:
+        break
+print(f"opened {len(held)} connections", flush=True)
+time.sleep(15)
+PY
+attack=$!
+sleep 5
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "127.0.0.1:$PORT/readyz" || true)
+echo "readyz during the attack: $code; vigil RSS $(rss) MB"
+wait "$attack" || true
+
+echo "== 3. remote-write bomb: 32 MiB of empty series"
+cargo run --quiet --release --example remote_write_bomb -- "$work/bomb.snappy"
+if [ -s "$work/bomb.snappy" ]; then
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/x-protobuf' \
+    -H 'content-encoding: snappy' --data-binary @"$work/bomb.snappy" "127.0.0.1:$PORT/api/v1/write")
+  echo "bomb answered $code; vigil RSS $(rss) MB; readyz $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$PORT/readyz")"
+fi
