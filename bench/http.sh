@@ -10,17 +10,11 @@
 # results/models (pipeline.py) in place. Needs wrk (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 PORT=${PORT:-18090}
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --quiet --bin vigil
-work=$(mktemp -d /tmp/vigil-http-XXXX)
-chmod 755 "$work"
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/serving.sh
+serving_setup http
 
 echo "== seed-baseline service (1 worker, luminol on), $CONNS connections, ${DURATION}s"
 ( cd "$SEED" && WORKERS=1 LUMINOL_MODES=1 CONNS=$CONNS DURATION=$DURATION OUT="$work/seed" ./load.sh >/dev/null )
@@ -28,15 +22,7 @@ seed=$(tail -n 1 "$work/seed/summary.jsonl")
 echo "$seed"
 
 echo "== vigil: train on the same data, register, serve"
-target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
-  -o "$work/bundle.json" >/dev/null
-export VIGIL_DATA_DIR="$work/data" VIGIL_TRAINING__SCHEDULE=""
-unset DATABASE_URL
-target/release/vigil models register "$work/bundle.json"
-target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
+serving_start "$work/data" "$PORT" "$work/serve.log"
 head -n 1 "$SEED/results/models/sample_requests.jsonl" | curl -sf -H 'content-type: application/json' --data-binary @- "127.0.0.1:$PORT/v1/score" >/dev/null
 wrk -t1 -c"$CONNS" -d3s -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" >/dev/null
 # CPU seconds (user + system) the vigil process has used: per request, it varies less than

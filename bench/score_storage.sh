@@ -10,28 +10,15 @@
 # SEED: as for bench/http.sh. Needs wrk and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
 DURATION=${DURATION:-20}
 CONNS=${CONNS:-64}
 PORT=${PORT:-18091}
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 command -v psql >/dev/null || { echo "psql not found: apt-get install -y postgresql-client" >&2; exit 1; }
-cargo build --release --quiet --bin vigil
-work=$(mktemp -d /tmp/vigil-storage-XXXX)
-chmod 755 "$work"
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
-  -o "$work/bundle.json" >/dev/null
-sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
-unset DATABASE_URL
+. bench/serving.sh
+serving_setup storage
 for every in true false; do
-  export VIGIL_DATA_DIR="$work/data-$every" VIGIL_TRAINING__SCHEDULE="" VIGIL_SCORING__EVERY_SCORE=$every
-  target/release/vigil models register "$work/bundle.json" >/dev/null
-  target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve-$every.log" &
-  server=$!
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+  export VIGIL_SCORING__EVERY_SCORE=$every
+  serving_start "$work/data-$every" "$PORT" "$work/serve-$every.log"
   wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" > "$work/wrk-$every.txt"
   sleep 2 # the writer flushes
   requests=$(sed -n 's/^RESULT //p' "$work/wrk-$every.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')

@@ -9,28 +9,14 @@
 # SEED: as for bench/http.sh. Needs wrk, psql and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
 DURATION=${DURATION:-120}
 CONNS=${CONNS:-64}
 HELD=${HELD:-3000}
 PORT=${PORT:-18092}
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --quiet --bin vigil
-work=$(mktemp -d /tmp/vigil-soak-XXXX)
-chmod 755 "$work"
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-target/release/vigil train --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
-  -o "$work/bundle.json" >/dev/null
-unset DATABASE_URL
-export VIGIL_DATA_DIR="$work/data" VIGIL_TRAINING__SCHEDULE=""
-target/release/vigil models register "$work/bundle.json" >/dev/null
-target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+. bench/serving.sh
+serving_setup soak
+serving_start "$work/data" "$PORT" "$work/serve.log"
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server/status"; }
-sed 's#"/score"#"/v1/score"#' "$SEED/post.lua" > "$work/post.lua"
 
 echo "== 1. soak: POST /v1/score for ${DURATION}s at $CONNS connections; vigil RSS (MB) every 5 s"
 wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" \

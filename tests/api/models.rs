@@ -139,22 +139,33 @@ async fn store_synthetic(store: &vigil::store::Store) {
     }
 }
 
+/// Settings that train quickly on the synthetic fleet, with artifacts under `data_dir`.
+fn small_training(data_dir: &std::path::Path) -> vigil::config::Settings {
+    let mut settings = vigil::config::Settings {
+        data_dir: data_dir.to_owned(),
+        ..Default::default()
+    };
+    settings.training = small_training_settings();
+    settings
+}
+
+/// Training settings small enough for the synthetic fleet.
+fn small_training_settings() -> TrainingSettings {
+    TrainingSettings {
+        window: 20,
+        stride: 3,
+        n_trees: 30,
+        ..TrainingSettings::default()
+    }
+}
+
 #[tokio::test]
 async fn training_from_the_database_registers_and_measures_the_champion() {
     let app = TestApp::spawn().await;
     let store = &app.db.store;
     store_synthetic(store).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = vigil::config::Settings {
-        data_dir: dir.path().to_owned(),
-        ..Default::default()
-    };
-    settings.training = TrainingSettings {
-        window: 20,
-        stride: 3,
-        n_trees: 30,
-        ..TrainingSettings::default()
-    };
+    let settings = small_training(dir.path());
     let first = train::run_once(store, &settings, |_| {}).await.unwrap();
     assert!(first.registration.activated);
     assert!(
@@ -236,11 +247,8 @@ async fn serve_retrains_on_its_schedule_and_serves_the_new_model() {
     let app = TestApp::spawn_on(db, move |settings| {
         settings.data_dir = data_dir;
         settings.training = TrainingSettings {
-            window: 20,
-            stride: 3,
-            n_trees: 30,
             schedule: "*/2 * * * * *".into(),
-            ..TrainingSettings::default()
+            ..small_training_settings()
         };
     })
     .await;
@@ -382,16 +390,7 @@ async fn training_over_a_broken_champion_says_so_and_replaces_it() {
     let store = &app.db.store;
     store_synthetic(store).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = vigil::config::Settings {
-        data_dir: dir.path().to_owned(),
-        ..Default::default()
-    };
-    settings.training = TrainingSettings {
-        window: 20,
-        stride: 3,
-        n_trees: 30,
-        ..TrainingSettings::default()
-    };
+    let settings = small_training(dir.path());
     let first = train::run_once(store, &settings, |_| {}).await.unwrap();
     std::fs::remove_file(&first.registration.artifact).unwrap();
     let second = train::run_once(store, &settings, |_| {}).await.unwrap();
