@@ -94,3 +94,76 @@ async fn a_database_that_stays_down_makes_healthz_fail_and_scoring_refuse() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn serve_applies_retention_to_samples_and_calm_scores_by_itself() {
+    let db = TestDb::migrated().await;
+    let now = chrono::Utc::now();
+    let assets = db
+        .store
+        .resolve_asset_ids(&["pump-1".into()])
+        .await
+        .unwrap();
+    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let mut batch = vigil::store::samples::SampleColumns::default();
+    for days_ago in [10, 1] {
+        let ts = now - chrono::Duration::days(days_ago);
+        batch.push_micros(
+            assets["pump-1"],
+            metrics["temp"],
+            ts.timestamp_micros(),
+            1.0,
+        );
+    }
+    db.store.insert_samples(&batch).await.unwrap();
+    let score = |days_ago: i64, is_alert: bool| vigil::store::scores::NewScore {
+        asset: "pump-1".into(),
+        model_id: None,
+        model_version: "test".into(),
+        window_end: now - chrono::Duration::days(days_ago),
+        probability: Some(if is_alert { 0.9 } else { 0.1 }),
+        anomaly_score: 0.1,
+        threshold: 0.5,
+        is_alert,
+        failure_kind: None,
+        kind_confidence: None,
+        explanation: serde_json::json!({}),
+    };
+    db.store
+        .insert_scores(&[score(40, false), score(40, true), score(1, false)])
+        .await
+        .unwrap();
+    // Serve with retention on; its first run comes at start, with no command from anyone.
+    let app = TestApp::spawn_on(db, |s| {
+        s.retention.samples_days = 5;
+        s.retention.scores_days = 30;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let scores: i64 = sqlx::query_scalar("select count(*) from score")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        if app.db.count_samples().await == 1 && scores == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not run within 30 s: {} samples, {scores} scores",
+            app.db.count_samples().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let kept: Vec<bool> = sqlx::query_scalar("select is_alert from score order by window_end")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        [true, false],
+        "the old alerting score and the recent calm one stay"
+    );
+    let runs = app.db.store.job_runs("retention", 5).await.unwrap();
+    assert!(runs.iter().any(|r| r.status == "succeeded"), "{runs:?}");
+}
