@@ -764,24 +764,17 @@ pub struct Registration {
     pub artifact: PathBuf,
 }
 
-/// Reads a registered model's artifact and checks it: the file its row names, its SHA-256,
-/// and that it parses as a bundle.
+/// Reads a registered model's artifact ([`ModelRecord::read_artifact`]: the file its row
+/// names, checked against its SHA-256) and checks that it parses as a bundle.
 pub fn load_bundle(record: &ModelRecord) -> Result<Bundle, TrainError> {
     let unloadable = |reason: String| TrainError::Unloadable {
         model_id: record.model_id,
         reason,
     };
-    let path = record
-        .artifact_path
-        .as_deref()
-        .ok_or_else(|| unloadable("it has no artifact".to_owned()))?;
-    let bytes = std::fs::read(path).map_err(|e| unloadable(format!("{path}: {e}")))?;
-    if let Some(expected) = &record.artifact_sha256
-        && hex::encode(sha2::Sha256::digest(&bytes)) != *expected
-    {
-        return Err(unloadable(format!("{path} does not match its SHA-256")));
-    }
-    Bundle::from_artifact(&bytes).map_err(|e| unloadable(format!("{path} is not a bundle: {e}")))
+    let bytes = record
+        .read_artifact()
+        .map_err(|e| unloadable(e.to_string()))?;
+    Bundle::from_artifact(&bytes).map_err(|e| unloadable(format!("not a bundle: {e}")))
 }
 
 /// The active bundle and its registry row, if there is one and its artifact loads (one that
@@ -1242,15 +1235,7 @@ mod tests {
     fn a_bundle_saved_with_the_whole_training_configuration_still_loads() {
         let data = synthetic(3, 2, 5);
         let settings = small_settings();
-        let bundle = train(
-            data.metrics.clone(),
-            &data.histories,
-            &data.failures,
-            &settings,
-            None,
-            &mut |_| {},
-        )
-        .unwrap();
+        let bundle = fit_small(&data, &settings);
         assert_eq!(bundle.params, training_params(&settings));
         // As bundles were saved before TrainingParams: the field named `settings`, holding
         // the configuration's struct, from before calibration_frac was a setting.
@@ -1271,6 +1256,19 @@ mod tests {
         assert_eq!(loaded.schema, bundle.schema);
     }
 
+    /// The fleet-wide bundle of `data`, no champion.
+    fn fit_small(data: &TrainingData, settings: &TrainingSettings) -> Bundle {
+        train(
+            data.metrics.clone(),
+            &data.histories,
+            &data.failures,
+            settings,
+            None,
+            &mut |_| {},
+        )
+        .unwrap()
+    }
+
     fn small_settings() -> TrainingSettings {
         TrainingSettings {
             window: 20,
@@ -1284,15 +1282,7 @@ mod tests {
     fn a_worse_challenger_loses_and_a_better_one_wins() {
         let data = synthetic(4, 3, 7);
         let settings = small_settings();
-        let champion = train(
-            data.metrics.clone(),
-            &data.histories,
-            &data.failures,
-            &settings,
-            None,
-            &mut |_| {},
-        )
-        .unwrap();
+        let champion = fit_small(&data, &settings);
         let params = dataset_params(&settings);
         let windows = dataset::build(&champion.schema, &data.histories, &data.failures, &params);
         let x = windows.all_features(&windows.validation);

@@ -73,27 +73,29 @@ pub fn spawn_score_writer(
     (tx, task)
 }
 
-/// Per asset and alert state, the grid step of the last stored score.
+/// Per asset, the grid step of the last stored calm and alerting score (indexed by
+/// `is_alert`). Looked up by name without allocating; a name is copied only when an asset
+/// is first seen.
 #[derive(Debug, Default)]
-struct LastSteps(HashMap<(String, bool), i64>);
+struct LastSteps(HashMap<String, [Option<i64>; 2]>);
 
 impl LastSteps {
     /// Whether `score` is stored: only in another step than the last stored score of its
     /// asset with the same alert state (which it then becomes).
     fn keep(&mut self, score: &NewScore, step_secs: i64) -> bool {
         let point = score.window_end.timestamp().div_euclid(step_secs.max(1));
-        let key = (score.asset.clone(), score.is_alert);
-        match self.0.get_mut(&key) {
-            Some(last) if *last == point => false,
-            Some(last) => {
-                *last = point;
-                true
-            }
+        let last = match self.0.get_mut(score.asset.as_str()) {
+            Some(steps) => &mut steps[usize::from(score.is_alert)],
             None => {
-                self.0.insert(key, point);
-                true
+                let steps = self.0.entry(score.asset.clone()).or_default();
+                &mut steps[usize::from(score.is_alert)]
             }
+        };
+        if *last == Some(point) {
+            return false;
         }
+        *last = Some(point);
+        true
     }
 }
 

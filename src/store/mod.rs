@@ -169,26 +169,49 @@ pub struct Store {
     health: std::sync::Arc<Health>,
 }
 
-/// What the health probe knows of the database: since when it has not answered.
+/// What the health probe knows of the database: since when it has not answered, in
+/// milliseconds since the Unix epoch (0: it answered last time). An atomic, because every
+/// score request reads it.
 #[derive(Debug, Default)]
 struct Health {
-    down_since: std::sync::Mutex<Option<std::time::Instant>>,
+    down_since_ms: std::sync::atomic::AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch, at least 1 (0 means "up").
+fn now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl Health {
     /// Records one probe's result.
     fn record(&self, answered: bool) {
-        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
-        match (answered, *down) {
-            (true, Some(_)) => {
+        use std::sync::atomic::Ordering;
+        if answered {
+            if self.down_since_ms.swap(0, Ordering::Relaxed) != 0 {
                 tracing::info!("the database answers again");
-                *down = None;
             }
-            (false, None) => {
-                tracing::warn!("the database does not answer");
-                *down = Some(std::time::Instant::now());
-            }
-            _ => {}
+        } else if self
+            .down_since_ms
+            .compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!("the database does not answer");
+        }
+    }
+
+    /// How long the database has not answered; `None` when it answered last time.
+    fn down_for(&self) -> Option<Duration> {
+        match self
+            .down_since_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            since => Some(Duration::from_millis(now_ms().saturating_sub(since))),
         }
     }
 }
@@ -273,11 +296,7 @@ impl Store {
     /// How long the database has not answered the health probe; `None` when it answered
     /// last time (or no probe runs).
     pub fn down_for(&self) -> Option<Duration> {
-        self.health
-            .down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|since| since.elapsed())
+        self.health.down_for()
     }
 
     /// Whether the database answers a query now.

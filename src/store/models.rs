@@ -6,11 +6,40 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use sha2::Digest;
 
 use super::{Error, Result, Store};
 
 /// Channel on which activations are announced; the payload is the model id.
 pub const ACTIVATION_CHANNEL: &str = "vigil_model_activated";
+
+impl ModelRecord {
+    /// The bytes of this model's artifact file, checked against its recorded SHA-256: a
+    /// missing file, no artifact at all, or altered bytes are [`Error::Artifact`].
+    pub fn read_artifact(&self) -> Result<Vec<u8>> {
+        let path = self.artifact_path.clone().unwrap_or_default();
+        let failed = |source| Error::Artifact {
+            path: path.clone(),
+            source,
+        };
+        if self.artifact_path.is_none() {
+            return Err(failed(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the model has no artifact",
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(failed)?;
+        if let Some(expected) = &self.artifact_sha256
+            && hex::encode(sha2::Sha256::digest(&bytes)) != *expected
+        {
+            return Err(failed(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file does not match its SHA-256",
+            )));
+        }
+        Ok(bytes)
+    }
+}
 
 /// A subscription to model activations announced by any replica (PostgreSQL `LISTEN` on
 /// [`ACTIVATION_CHANNEL`] over a connection of its own).
@@ -105,10 +134,10 @@ impl Store {
         let Some(record) = self.active_model(kind, None).await? else {
             return Ok(None);
         };
-        let Some(path) = record.artifact_path.clone() else {
+        if record.artifact_path.is_none() {
             return Ok(None);
-        };
-        let bytes = std::fs::read(&path).map_err(|source| Error::Artifact { path, source })?;
+        }
+        let bytes = record.read_artifact()?;
         Ok(Some((record, bytes)))
     }
 

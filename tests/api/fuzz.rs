@@ -5,6 +5,9 @@
 use rand08::{Rng, SeedableRng};
 use serde_json::json;
 
+use vigil::api::input::parse_json;
+use vigil::api::score::ScoreRequest;
+
 use crate::support::{TestApp, error_code};
 
 /// Requests per route: the valid body, then mutations of it.
@@ -199,4 +202,35 @@ async fn random_remote_write_bodies_never_get_a_5xx() {
             error_code(response).await;
         }
     }
+}
+
+/// `ScoreRequest::parse` takes a fast path for the usual shape and falls back to serde_json:
+/// on mutated bodies it must give what serde_json alone gives, request or error.
+#[test]
+fn the_fast_score_parser_agrees_with_serde_json_on_mutated_bodies() {
+    let valid = br#"{"asset":"web-1","window":{"cpu":[1.5,2,-3e2,0.25],"mem":[40,41.5,42,43]},"asset_class":"web"}"#;
+    let mut rng = rand08::rngs::SmallRng::seed_from_u64(7);
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let body = mutate(&mut rng, valid);
+        let text = String::from_utf8_lossy(&body);
+        // Debug prints every f64 so that it reads back to the same bits.
+        match (
+            ScoreRequest::parse(&body),
+            parse_json::<ScoreRequest>(&body),
+        ) {
+            (Ok(fast), Ok(serde)) => {
+                assert_eq!(format!("{fast:?}"), format!("{serde:?}"), "{text}");
+                parsed += 1;
+            }
+            (Err(fast), Err(serde)) => {
+                assert_eq!(fast.status_and_code(), serde.status_and_code(), "{text}")
+            }
+            (fast, serde) => panic!("{text}: fast {fast:?}, serde_json {serde:?}"),
+        }
+    }
+    assert!(
+        parsed > 1_000,
+        "the mutations left enough bodies valid: {parsed}"
+    );
 }
