@@ -770,7 +770,7 @@ impl Stream<'_> {
         self.set_fault(ReceiverFault::None);
         // Let the last actions settle and be verified, then label the last alerts.
         tokio::time::sleep(self.final_wait).await;
-        self.wait_for_running_actions().await?;
+        self.wait_for_actions_at_rest().await?;
         self.give_feedback(&retried).await?;
         let mut summary = self.summarize(failed.len()).await?;
         if self.chaos {
@@ -788,10 +788,8 @@ impl Stream<'_> {
                     chrono::DateTime::from_timestamp(self.live_from, 0).unwrap_or_default(),
                 )
                 .await?;
-            // Verification goes on in the background and may have started an action since
-            // the wait above: let it finish too, so that `running` here means a result that
-            // was never recorded.
-            self.wait_for_running_actions().await?;
+            // The wait above let verification and the actions it started finish, so that
+            // `running` here means a result that was never recorded.
             let actions = get(self.client, &format!("{}/v1/actions?limit=1000", self.url)).await?;
             let actions = actions["actions"].as_array().cloned().unwrap_or_default();
             summary.chaos = Some(ChaosReport {
@@ -808,25 +806,49 @@ impl Stream<'_> {
         Ok(summary)
     }
 
-    /// Waits until no action is `running`: each ends within its attempts' timeouts and has
-    /// its result recorded within the store's retries (or the sweeper marks it lost), but
-    /// on a busy machine one started just before the end of the stream may still be in
-    /// flight. Gives up when the sweeper should have marked it lost, and 5 s more (the
-    /// summary then counts what is still running).
-    async fn wait_for_running_actions(&self) -> anyhow::Result<()> {
-        let sweep = Duration::from_secs(self.settings.guard.sweep_every_secs.max(1));
-        let deadline = Instant::now()
-            + crate::actions::lost_after(&self.settings.actions)
-            + sweep
-            + Duration::from_secs(5);
+    /// Waits until the actions are at rest: none `running` and none succeeded and awaiting
+    /// verification. Each ends within its attempts' timeouts and has its result recorded
+    /// within the store's retries (or the sweeper marks it lost), then is verified once it
+    /// has settled; an action that did not heal may start the next one for its alert (the
+    /// breaker bounds that chain). On a busy machine those started near the end of the
+    /// stream may still be in flight, and the summary must count them once they are done.
+    /// Gives up when a step of that chain takes longer than the sweeper allows, and 5 s
+    /// more (the summary then counts what is still in flight). Against a Vigil of which
+    /// this process does not know the guard's timings (`simulate --live`), waits for
+    /// running actions only.
+    async fn wait_for_actions_at_rest(&self) -> anyhow::Result<()> {
+        let g = &self.settings.guard;
+        let own = self.store.is_some();
+        let verify = if own {
+            Duration::from_secs((g.settle_secs + g.verify_window_secs).max(0) as u64)
+        } else {
+            Duration::ZERO
+        };
+        let step = crate::actions::lost_after(&self.settings.actions)
+            + verify
+            + Duration::from_secs(2 * g.sweep_every_secs.max(1) + 5);
+        let mut deadline = Instant::now() + step;
+        let mut last = Vec::new();
         let url = format!("{}/v1/actions?limit=1000", self.url);
         loop {
             let actions = get(self.client, &url).await?;
-            let running = actions["actions"]
+            let in_flight: Vec<i64> = actions["actions"]
                 .as_array()
-                .is_some_and(|all| all.iter().any(|a| a["state"] == "running"));
-            if !running || Instant::now() >= deadline {
+                .into_iter()
+                .flatten()
+                .filter(|a| {
+                    a["state"] == "running"
+                        || (own && a["state"] == "succeeded" && a["verification"] == "pending")
+                })
+                .filter_map(|a| a["action_id"].as_i64())
+                .collect();
+            if in_flight.is_empty() || Instant::now() >= deadline {
                 return Ok(());
+            }
+            if in_flight != last {
+                // Progress: the next step of a chain gets its own time.
+                deadline = Instant::now() + step;
+                last = in_flight;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
