@@ -126,6 +126,103 @@ fn non_finite_token(bytes: &[u8], line: usize, column: usize) -> Option<&'static
         .find(|token| rest.find(token).is_some_and(|at| at <= 3))
 }
 
+/// Parses JSON like [`parse_json`], allowing at most `max_items` elements in all the
+/// [`Budgeted`] arrays of `T` together: past that, parsing stops at once with `too_many()`,
+/// so an oversized batch is refused after reading `max_items` elements, not after building
+/// the whole body in memory.
+pub fn parse_json_within<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_items: usize,
+    too_many: impl FnOnce() -> ApiError,
+) -> Result<T, ApiError> {
+    BUDGET.with(|b| b.set(Some(max_items)));
+    EXCEEDED.with(|e| e.set(false));
+    let parsed = parse_json(bytes);
+    BUDGET.with(|b| b.set(None));
+    if EXCEEDED.with(std::cell::Cell::take) {
+        return Err(too_many());
+    }
+    parsed
+}
+
+thread_local! {
+    /// Elements that [`Budgeted`] arrays may still take during [`parse_json_within`] on
+    /// this thread (`None`: no budget). Parsing is synchronous, so the budget cannot leak
+    /// to another request.
+    static BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Whether the budget ran out.
+    static EXCEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An array whose elements count against the budget of [`parse_json_within`] (outside
+/// it, a plain `Vec`).
+#[derive(Debug, Clone)]
+pub struct Budgeted<T>(pub Vec<T>);
+
+impl<T> Default for Budgeted<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> std::ops::Deref for Budgeted<T> {
+    type Target = Vec<T>;
+
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Budgeted<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Vec::<T>::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Vec::<T>::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        Vec::<T>::inline_schema()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Budgeted<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+            type Value = Budgeted<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Budgeted<T>, A::Error> {
+                let mut items = Vec::new();
+                loop {
+                    let spent = BUDGET.with(|b| match b.get() {
+                        None => Ok(()),
+                        Some(0) => Err(()),
+                        Some(n) => {
+                            b.set(Some(n - 1));
+                            Ok(())
+                        }
+                    });
+                    // Whether another element follows is only known by reading it; the
+                    // budget is checked before, so at most one element past it is read.
+                    let Some(item) = seq.next_element()? else {
+                        return Ok(Budgeted(items));
+                    };
+                    if spent.is_err() {
+                        EXCEEDED.with(|e| e.set(true));
+                        return Err(de::Error::custom("too many elements"));
+                    }
+                    items.push(item);
+                }
+            }
+        }
+        deserializer.deserialize_seq(SeqVisitor(std::marker::PhantomData))
+    }
+}
+
 /// The configured body limit, put in request extensions so that errors can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiPath, ApiQuery, Timestamp, check_name, parse_time_param};
+use super::input::{
+    ApiPath, ApiQuery, Budgeted, Timestamp, check_name, json_body, parse_json_within,
+    parse_time_param,
+};
 use crate::ingest::{self, IngestReport, Limits, NamedBatch};
 use crate::store::samples::{Aggregate, SampleQuery};
 
@@ -26,10 +29,10 @@ use crate::store::samples::{Aggregate, SampleQuery};
 pub struct SamplesBody {
     /// Columnar items.
     #[serde(default)]
-    series: Vec<SeriesItem>,
+    series: Budgeted<SeriesItem>,
     /// Row items.
     #[serde(default)]
-    rows: Vec<RowItem>,
+    rows: Budgeted<RowItem>,
 }
 
 /// One asset's metric with parallel timestamps and values.
@@ -38,8 +41,8 @@ pub struct SamplesBody {
 pub struct SeriesItem {
     asset: String,
     metric: String,
-    timestamps: Vec<Timestamp>,
-    values: Vec<Number>,
+    timestamps: Budgeted<Timestamp>,
+    values: Budgeted<Number>,
 }
 
 /// One sample.
@@ -87,6 +90,16 @@ impl<'de> Deserialize<'de> for Number {
     }
 }
 
+/// How many array elements a body may hold while it is parsed: each sample has a timestamp
+/// and a value (or is one row), and each series item counts once, so that a body of
+/// `max_batch_samples` samples parses and a larger one stops early.
+fn budget(limits: Limits) -> usize {
+    limits
+        .max_batch_samples
+        .saturating_mul(2)
+        .saturating_add(limits.max_batch_samples)
+}
+
 /// Builds a validated batch from a request body.
 pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, ApiError> {
     let mut batch = NamedBatch::new(limits);
@@ -109,7 +122,7 @@ pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, Api
         }
         let asset = batch.asset(&item.asset, || format!("series[{i}].asset"))?;
         let metric = batch.metric(&item.metric, || format!("series[{i}].metric"))?;
-        for (j, (ts, value)) in item.timestamps.iter().zip(&item.values).enumerate() {
+        for (j, (ts, value)) in item.timestamps.iter().zip(item.values.iter()).enumerate() {
             let ts =
                 ts.0.ok_or_else(|| bad_timestamp(format!("series[{i}].timestamps[{j}]")))?;
             batch.push(asset, metric, ts, value.0, || {
@@ -139,9 +152,17 @@ fn bad_timestamp(at: String) -> ingest::IngestError {
 /// `POST /v1/samples`: 200 with counts once the whole batch is durable.
 pub async fn post(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<SamplesBody>,
+    request: axum::extract::Request,
 ) -> Result<Json<IngestReport>, ApiError> {
     let limits = Limits::new(&state.settings.ingest, Utc::now());
+    let bytes = json_body(request, &state).await?;
+    let body: SamplesBody = parse_json_within(&bytes, budget(limits), || {
+        ingest::IngestError::TooLarge {
+            max: limits.max_batch_samples,
+        }
+        .into()
+    })?;
+    drop(bytes);
     let batch = build_batch(&body, limits)?;
     drop(body);
     let report = state.ingest.store(batch).await?;
