@@ -183,8 +183,19 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Largest accepted request body, in bytes. Default 64 MiB.
+    /// Largest accepted body of a bulk route (`POST /v1/samples`, `/api/v1/write`,
+    /// `/v1/score/batch`), in bytes. Default 64 MiB.
     pub body_limit_bytes: usize,
+    /// Largest accepted body of every other route, in bytes (at most `body_limit_bytes`).
+    /// Default 1 MiB.
+    pub small_body_limit_bytes: usize,
+    /// Bulk requests handled at once: the memory they may take is bounded by this times the
+    /// worst case of one (see the README's "Limits"). Further ones wait their turn for up to
+    /// `bulk_wait_secs`, without their body being read, then get 503 `busy` with
+    /// `Retry-After`. Default 4.
+    pub max_bulk_requests: usize,
+    /// How long a bulk request waits for its turn. Default 10.
+    pub bulk_wait_secs: u64,
     /// A request that takes longer is answered 503 `timeout`. Default 30.
     pub request_timeout_secs: u64,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish. Default 30.
@@ -202,6 +213,9 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             body_limit_bytes: 64 * 1024 * 1024,
+            small_body_limit_bytes: 1024 * 1024,
+            max_bulk_requests: 4,
+            bulk_wait_secs: 10,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             header_read_timeout_secs: 20,

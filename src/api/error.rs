@@ -71,6 +71,10 @@ pub enum ApiError {
     /// The database has been down longer than `database.unhealthy_after_secs`.
     #[error("unhealthy: the database has not answered for {0} s")]
     DatabaseDown(u64),
+    /// Every bulk request's turn is taken (`http.max_bulk_requests`) and none came free in
+    /// time: retry.
+    #[error("busy: {0} bulk requests are in progress; retry shortly")]
+    Busy(usize),
     /// The service is not ready (database unreachable or migrations pending).
     #[error("not ready: {0}")]
     NotReady(String),
@@ -160,6 +164,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::NonFinite(_) => (StatusCode::UNPROCESSABLE_ENTITY, "non_finite_value"),
             Self::Ingest(err) => match err {
                 crate::ingest::IngestError::TooLarge { .. } => {

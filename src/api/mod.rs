@@ -247,19 +247,38 @@ pub fn router(state: AppState) -> Router {
             auth::require,
         )
     };
-    // Every route comes from the one table that the OpenAPI document is built from.
+    let http = &state.settings.http;
+    let body_limit = http.body_limit_bytes;
+    let small_body_limit = http.small_body_limit_bytes.min(body_limit);
+    let turns = BulkTurns {
+        turns: Arc::new(tokio::sync::Semaphore::new(http.max_bulk_requests.max(1))),
+        max: http.max_bulk_requests.max(1),
+        wait: Duration::from_secs(http.bulk_wait_secs),
+    };
+    // Every route comes from the one table that the OpenAPI document is built from. A bulk
+    // route takes the large body limit and waits for a turn (after auth: a request without
+    // a token takes none); every other route has the small limit.
     let mut routes = Router::new();
     for endpoint in openapi::endpoints() {
-        let (path, access, handler) = endpoint.into_route();
-        let route = Router::new().route(path, handler);
-        routes = routes.merge(match access {
-            None => route,
-            Some(access) => route.route_layer(guarded(access)),
+        let route = endpoint.into_route();
+        let mut router = Router::new().route(route.path, route.handler);
+        router = if route.bulk {
+            router
+                .route_layer(middleware::from_fn_with_state(turns.clone(), take_turn))
+                .route_layer(Extension(BodyLimit(body_limit)))
+                .route_layer(DefaultBodyLimit::max(body_limit))
+        } else {
+            router
+                .route_layer(Extension(BodyLimit(small_body_limit)))
+                .route_layer(DefaultBodyLimit::max(small_body_limit))
+        };
+        routes = routes.merge(match route.access {
+            None => router,
+            Some(access) => router.route_layer(guarded(access)),
         });
     }
 
     let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
-    let body_limit = state.settings.http.body_limit_bytes;
     routes
         .route_layer(middleware::from_fn_with_state(timeout, enforce_timeout))
         .route_layer(middleware::from_fn_with_state(
@@ -268,8 +287,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(BodyLimit(body_limit)))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(BodyLimit(small_body_limit)))
+        .layer(DefaultBodyLimit::max(small_body_limit))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError::Internal("handler panicked".to_owned()).into_response()
@@ -286,6 +305,23 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Turns for bulk requests: at most `max` at once, each request waiting up to `wait`.
+#[derive(Clone)]
+struct BulkTurns {
+    turns: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    wait: Duration,
+}
+
+/// Runs a bulk request once it has a turn (its body is read only then), or answers 503
+/// `busy` when none comes free in time.
+async fn take_turn(State(turns): State<BulkTurns>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(turns.wait, turns.turns.acquire()).await {
+        Ok(Ok(_turn)) => next.run(req).await,
+        _ => ApiError::Busy(turns.max).into_response(),
+    }
 }
 
 async fn enforce_timeout(State(timeout): State<Duration>, req: Request, next: Next) -> Response {

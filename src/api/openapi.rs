@@ -51,6 +51,8 @@ pub struct Endpoint {
     body: Content,
     status: u16,
     answer: Content,
+    /// A bulk route: the large body limit, and a turn among `http.max_bulk_requests`.
+    bulk: bool,
 }
 
 impl Endpoint {
@@ -71,6 +73,7 @@ impl Endpoint {
             body: Content::Empty,
             status: 200,
             answer: Content::Empty,
+            bulk: false,
         }
     }
 
@@ -94,10 +97,30 @@ impl Endpoint {
         self
     }
 
-    /// The parts the router needs: path, access and handler.
-    pub fn into_route(self) -> (&'static str, Option<Access>, MethodRouter<AppState>) {
-        (self.path, self.access, self.handler)
+    fn bulk(mut self) -> Self {
+        self.bulk = true;
+        self
     }
+
+    /// The parts the router needs.
+    pub fn into_route(self) -> Route {
+        Route {
+            path: self.path,
+            access: self.access,
+            handler: self.handler,
+            bulk: self.bulk,
+        }
+    }
+}
+
+/// What the router needs of an [`Endpoint`].
+pub struct Route {
+    pub path: &'static str,
+    /// `None`: open to anyone.
+    pub access: Option<Access>,
+    pub handler: MethodRouter<AppState>,
+    /// A bulk route (see [`crate::config::HttpSettings::body_limit_bytes`]).
+    pub bulk: bool,
 }
 
 /// A JSON object of any shape.
@@ -178,6 +201,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Store a batch of samples, whole or not at all; repeated samples are stored once.",
             post(samples::post),
         )
+        .bulk()
         .body::<samples::SamplesBody>()
         .answers::<crate::ingest::IngestReport>(),
         Endpoint::new(
@@ -196,6 +220,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Prometheus remote-write 1.0; 204 once durable.",
             post(remote_write::write),
         )
+        .bulk()
         .body_other(
             "application/x-protobuf",
             "snappy-compressed prometheus.WriteRequest",
@@ -266,6 +291,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Up to 1000 windows with one model version; a bad window gets its own error item.",
             post(score::score_batch),
         )
+        .bulk()
         .body::<score::BatchRequest>()
         .answers::<score::BatchAnswer>(),
         Endpoint::new(

@@ -1,5 +1,6 @@
 //! Connections held open without a request: closed after the header timeout, and the cap on
-//! connections leaves room for a readiness probe.
+//! connections leaves room for a readiness probe. Bulk requests wait for one of a few turns;
+//! other routes take only small bodies.
 
 use std::time::{Duration, Instant};
 
@@ -72,4 +73,51 @@ async fn readiness_answers_while_held_connections_fill_the_cap() {
     let took = closed_within(&mut overflow, Duration::from_secs(10)).await;
     assert!(took.is_some_and(|t| t < Duration::from_secs(5)), "{took:?}");
     drop(held);
+}
+
+#[tokio::test]
+async fn bulk_requests_wait_for_a_turn_and_small_routes_take_small_bodies() {
+    let app = TestApp::spawn_with(|s| {
+        s.http.max_bulk_requests = 1;
+        s.http.bulk_wait_secs = 1;
+        s.http.small_body_limit_bytes = 4096;
+    })
+    .await;
+    // A bulk request that has sent half its body holds the only turn.
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/samples HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"rows\":[",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body =
+        serde_json::json!({"rows": [{"asset": "a", "metric": "m", "ts": 1.7e9, "value": 1.0}]});
+    let response = app.post_json("/v1/samples", &body).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "busy", "{error}");
+    // Other routes do not wait for bulk turns.
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    // A small route refuses a body over its own limit, though under the bulk one.
+    let big = serde_json::json!({"asset": "a", "kind": "x".repeat(5000)});
+    let response = app.post_json("/v1/incidents", &big).await;
+    assert_eq!(response.status(), 413);
+    // The turn comes back when the slow request ends.
+    drop(slow);
+    let mut stored = false;
+    for _ in 0..50 {
+        if app.post_json("/v1/samples", &body).await.status() == 200 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stored,
+        "the turn is given back once the slow request is gone"
+    );
+    assert_eq!(app.db.count_samples().await, 1);
 }

@@ -270,8 +270,11 @@ async fn an_outcome_listing_a_million_actions_is_refused_before_the_database() {
         .await
         .unwrap();
     let path = format!("/v1/incidents/{}/outcome", created["incident_id"]);
+    // A million entries (10 MB) pass the small routes' body limit.
     let many = json!({ "client_key": "k", "actions_tried": vec!["restart"; 1_000_000] });
-    expect_error(app.post_json(&path, &many).await, 422, "invalid_value").await;
+    expect_error(app.post_json(&path, &many).await, 413, "payload_too_large").await;
+    let over = json!({ "client_key": "k", "actions_tried": vec!["restart"; 101] });
+    expect_error(app.post_json(&path, &over).await, 422, "invalid_value").await;
     let hundred = json!({ "client_key": "k", "actions_tried": vec!["restart"; 100] });
     assert_eq!(app.post_json(&path, &hundred).await.status(), 201);
     assert_eq!(
