@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -244,6 +244,12 @@ pub struct AlertmanagerAnswer {
     skipped: u64,
 }
 
+/// An alert's `endsAt`, unless it is Go's zero time (`0001-01-01T00:00:00Z`), which
+/// Alertmanager sends for "not set".
+fn ends_at(alert: &AlertmanagerAlert) -> Option<DateTime<Utc>> {
+    alert.ends_at.filter(|t| t.year() > 1)
+}
+
 fn severity_of(labels: &BTreeMap<String, String>) -> String {
     match labels
         .get("severity")
@@ -292,6 +298,7 @@ pub async fn alertmanager(
     ApiJson(payload): ApiJson<AlertmanagerPayload>,
 ) -> Result<Json<AlertmanagerAnswer>, ApiError> {
     let settings = &state.settings.alertmanager;
+    let limits = crate::ingest::Limits::new(&state.settings.ingest, Utc::now());
     let mut skipped = 0;
     let mut named = Vec::new();
     for (i, alert) in payload.alerts.iter().enumerate() {
@@ -312,6 +319,14 @@ pub async fn alertmanager(
                 format!("alerts[{i}].status"),
                 "must be firing or resolved",
             ));
+        }
+        // Held to the range samples and incidents are (an `endsAt` of Go's zero time means
+        // none: the alert resolves now).
+        limits.check_time(alert.starts_at.timestamp_micros(), || {
+            format!("alerts[{i}].startsAt")
+        })?;
+        if let (true, Some(ends_at)) = (alert.status == "resolved", ends_at(alert)) {
+            limits.check_time(ends_at.timestamp_micros(), || format!("alerts[{i}].endsAt"))?;
         }
         named.push((asset.clone(), alert));
     }
@@ -336,7 +351,7 @@ pub async fn alertmanager(
                 fingerprint: Some(fingerprint_of(alert)),
                 labels: serde_json::to_value(&alert.labels).unwrap_or(Value::Null),
             };
-            match (alert.status.as_str(), alert.ends_at) {
+            match (alert.status.as_str(), ends_at(alert)) {
                 ("resolved", Some(ends_at)) => ExternalEvent::Resolved(incident, ends_at),
                 ("resolved", None) => ExternalEvent::Resolved(incident, Utc::now()),
                 _ => ExternalEvent::Firing(incident),
