@@ -251,9 +251,9 @@ pub struct RetentionSettings {
     /// Samples older than this many days are dropped, a whole day partition at a time.
     /// 0 keeps everything. Default 90.
     pub samples_days: u32,
-    /// Calm scores (not alerting) whose window ended more than this many days ago are
-    /// deleted; alerting scores and those alerts point at are kept. 0 keeps everything.
-    /// Default 30.
+    /// Scores whose window ended more than this many days ago are dropped, a whole day
+    /// partition at a time; the alerting ones move to `score_alerting` first. 0 keeps
+    /// everything. Default 30.
     pub scores_days: u32,
     /// How often `serve` applies retention, in seconds. Default 3600.
     pub interval_secs: u64,

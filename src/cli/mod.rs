@@ -395,7 +395,7 @@ async fn retention(settings: Settings, args: &RetentionArgs) -> anyhow::Result<(
         jobs::retention::run_once(&database.store, &settings.retention, now).await
     };
     let scores = if args.dry_run {
-        Ok(0)
+        Ok(Vec::new())
     } else {
         jobs::retention::prune_scores(&database.store, &settings.retention, now).await
     };
@@ -404,7 +404,10 @@ async fn retention(settings: Settings, args: &RetentionArgs) -> anyhow::Result<(
     if let Some(cutoff) = jobs::retention::scores_cutoff(&settings.retention, now)
         && !args.dry_run
     {
-        println!("deleted {} calm score(s) older than {cutoff}", scores?);
+        println!(
+            "dropped {} score partition(s) older than {cutoff} (alerting scores kept)",
+            scores?.len()
+        );
     }
     let verb = if args.dry_run {
         "would drop"

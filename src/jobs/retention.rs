@@ -1,6 +1,6 @@
-//! Retention: samples older than `retention.samples_days` are dropped a whole day partition
-//! at a time (never row by row), and calm scores older than `retention.scores_days` are
-//! deleted in bounded batches (alerting ones are kept), hourly in `serve` and on demand with
+//! Retention: samples older than `retention.samples_days` and scores older than
+//! `retention.scores_days` are dropped a whole day partition at a time (never row by row;
+//! alerting scores move to `score_alerting` first), hourly in `serve` and on demand with
 //! `vigil retention`. Each run is recorded in `job_run`.
 
 use std::time::Duration;
@@ -20,21 +20,21 @@ pub fn cutoff(settings: &RetentionSettings, now: DateTime<Utc>) -> Option<DateTi
         .then(|| now - chrono::Duration::days(i64::from(settings.samples_days)))
 }
 
-/// The oldest calm score kept, or `None` when score retention is off (`scores_days = 0`).
+/// The oldest score kept, or `None` when score retention is off (`scores_days = 0`).
 pub fn scores_cutoff(settings: &RetentionSettings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     (settings.scores_days > 0)
         .then(|| now - chrono::Duration::days(i64::from(settings.scores_days)))
 }
 
-/// Deletes the calm scores older than the scores cutoff; returns how many.
+/// Drops the score partitions older than the scores cutoff; returns their names.
 pub async fn prune_scores(
     store: &Store,
     settings: &RetentionSettings,
     now: DateTime<Utc>,
-) -> Result<u64, store::Error> {
+) -> Result<Vec<String>, store::Error> {
     match scores_cutoff(settings, now) {
-        Some(cutoff) => store.delete_calm_scores_before(cutoff).await,
-        None => Ok(0),
+        Some(cutoff) => store.drop_score_partitions_before(cutoff).await,
+        None => Ok(Vec::new()),
     }
 }
 
@@ -92,8 +92,10 @@ pub fn spawn(store: Store, settings: RetentionSettings) -> tokio::task::JoinHand
         loop {
             ticker.tick().await;
             match prune_scores(&store, &settings, Utc::now()).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "retention deleted calm scores"),
+                Ok(dropped) if !dropped.is_empty() => {
+                    tracing::info!(?dropped, "retention dropped score partitions");
+                }
+                Ok(_) => {}
                 Err(e) => tracing::warn!("score retention failed, will retry: {e}"),
             }
             match run_once(&store, &settings, Utc::now()).await {

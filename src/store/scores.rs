@@ -1,6 +1,8 @@
-//! Scores and alerts: every scored window is kept (written in batches, off the request
-//! path); an alert opens when an asset's score stays above the threshold and clears when it
-//! falls below the clear threshold. At most one alert per asset is open (a unique index).
+//! Scores and alerts: scored windows are written in batches, off the request path, into day
+//! partitions of `score` that retention drops whole (alerting rows moved to
+//! `score_alerting`); an alert opens when an asset's score stays above the threshold and
+//! clears when it falls below the clear threshold. At most one alert per asset is open (a
+//! unique index).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -44,6 +46,16 @@ impl Store {
         }
         let names: Vec<String> = scores.iter().map(|s| s.asset.clone()).collect();
         let ids = self.resolve_asset_ids(&names).await?;
+        // The day partitions the batch needs (a round trip that finds them all there in
+        // the usual case).
+        let mut days: Vec<chrono::NaiveDate> =
+            scores.iter().map(|s| s.window_end.date_naive()).collect();
+        days.sort_unstable();
+        days.dedup();
+        sqlx::query("select vigil_ensure_day_partitions('score', $1)")
+            .bind(&days)
+            .execute(&self.pool)
+            .await?;
         let mut buf = Vec::with_capacity(copy::HEADER.len() + scores.len() * 160);
         buf.extend_from_slice(copy::HEADER);
         for s in scores {
@@ -72,31 +84,17 @@ impl Store {
         Ok(copy::send(copy, buf).await?.finish().await?)
     }
 
-    /// Deletes calm scores (not alerting, not referenced by an alert) whose window ended
-    /// before `cutoff`, in batches of 10,000 rows so that no transaction grows with the
-    /// table; returns how many were deleted.
-    pub async fn delete_calm_scores_before(
+    /// Drops every day partition of `score` that ends at or before `cutoff`, after moving
+    /// its alerting scores to `score_alerting`; returns the dropped partitions' names.
+    pub async fn drop_score_partitions_before(
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64> {
-        let mut deleted = 0;
-        loop {
-            let batch = sqlx::query(
-                "delete from score where score_id in (\
-                     select s.score_id from score s \
-                     where s.window_end < $1 and not s.is_alert \
-                     and not exists (select 1 from alert a where a.score_id = s.score_id) \
-                     limit 10000)",
-            )
+    ) -> Result<Vec<String>> {
+        let dropped = sqlx::query_scalar("select vigil_drop_score_partitions($1)")
             .bind(cutoff)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            deleted += batch;
-            if batch < 10_000 {
-                return Ok(deleted);
-            }
-        }
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(dropped)
     }
 
     /// The end of the newest stored score's window, if any.

@@ -4,13 +4,14 @@ use vigil::store::{self, MIGRATOR};
 
 use crate::support::TestDb;
 
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "asset",
     "metric",
     "sample",
     "incident",
     "model",
     "score",
+    "score_alerting",
     "alert",
     "alert_feedback",
     "incident_outcome",
@@ -44,6 +45,66 @@ async fn migrations_apply_on_an_empty_database_and_are_idempotent() {
             .unwrap();
         assert!(exists, "table {table} exists");
     }
+}
+
+#[tokio::test]
+async fn scores_stored_before_partitioning_move_into_day_partitions() {
+    let db = TestDb::empty().await;
+    MIGRATOR.run_to(3, &db.pool).await.unwrap();
+    let asset: i64 =
+        sqlx::query_scalar("insert into asset (name) values ('pump-1') returning asset_id")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    for (day, alert) in [(1, false), (1, true), (3, false)] {
+        sqlx::query(
+            "insert into score (asset_id, model_version, window_end, probability, is_alert) \
+             values ($1, 'test', '2026-11-01T12:00:00Z'::timestamptz + make_interval(days => $2), 0.5, $3)",
+        )
+        .bind(asset)
+        .bind(day)
+        .bind(alert)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    db.store.migrate().await.unwrap();
+    let rows: Vec<(String, i64, bool)> = sqlx::query_as(
+        "select tableoid::regclass::text, score_id, is_alert from score order by score_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("score_p20261102".to_owned(), 1, false),
+            ("score_p20261102".to_owned(), 2, true),
+            ("score_p20261104".to_owned(), 3, false),
+        ]
+    );
+    // New scores go on numbering after the moved ones, into partitions made for them.
+    let score = vigil::store::scores::NewScore {
+        asset: "pump-1".into(),
+        model_id: None,
+        model_version: "test".into(),
+        window_end: Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
+        probability: Some(0.2),
+        anomaly_score: 0.1,
+        threshold: 0.5,
+        is_alert: false,
+        failure_kind: None,
+        kind_confidence: None,
+        explanation: serde_json::json!({}),
+    };
+    db.store.insert_scores(&[score]).await.unwrap();
+    let newest: (String, i64) = sqlx::query_as(
+        "select tableoid::regclass::text, score_id from score order by score_id desc limit 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(newest, ("score_p20261120".to_owned(), 4));
 }
 
 #[tokio::test]

@@ -457,7 +457,7 @@ async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
 }
 
 #[tokio::test]
-async fn scores_are_stored_once_per_step_and_alert_state_and_old_calm_ones_pruned() {
+async fn scores_are_stored_once_per_step_and_alert_state_and_old_days_dropped() {
     let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 1).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(2);
     let mut calm = window(550);
@@ -511,16 +511,31 @@ async fn scores_are_stored_once_per_step_and_alert_state_and_old_calm_ones_prune
         "the alert keeps its own record"
     );
 
-    // Retention deletes calm scores older than its cutoff and keeps alerting ones.
+    // Retention drops the day partitions older than its cutoff, and keeps their alerting
+    // scores in score_alerting.
     let settings = vigil::config::RetentionSettings {
         scores_days: 1,
         ..Default::default()
     };
-    let later = chrono::Utc::now() + chrono::Duration::days(1);
-    let deleted = vigil::jobs::retention::prune_scores(&app.db.store, &settings, later)
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let dropped = vigil::jobs::retention::prune_scores(&app.db.store, &settings, later)
         .await
         .unwrap();
-    assert!(deleted >= 1, "{deleted}");
+    let day = format!("score_p{}", marked.format("%Y%m%d"));
+    assert!(dropped.contains(&day), "{dropped:?}");
     assert_eq!(count(false).await, 0);
-    assert_eq!(count(true).await, 1);
+    assert_eq!(count(true).await, 0);
+    let kept: Vec<(bool, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("select is_alert, window_end from score_alerting")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        vec![(
+            true,
+            chrono::DateTime::from_timestamp(marked.timestamp(), 0).unwrap()
+        )],
+        "the alerting score is kept"
+    );
 }
