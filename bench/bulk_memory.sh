@@ -26,9 +26,13 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "
 unset DATABASE_URL
 export VIGIL_DATA_DIR="$work/data" VIGIL_TRAINING__SCHEDULE="" VIGIL_HTTP__MAX_BULK_REQUESTS="$TURNS" \
   VIGIL_HTTP__REQUEST_TIMEOUT_SECS=120 VIGIL_HTTP__BULK_WAIT_SECS=120
-target/release/vigil serve --listen "127.0.0.1:$PORT" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 300); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+start() {
+  target/release/vigil serve --listen "127.0.0.1:$PORT" 2>>"$work/serve.log" &
+  server=$!
+  for _ in $(seq 300); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && return; sleep 0.2; done
+  echo "vigil did not become ready: $(tail -5 "$work/serve.log")" >&2; exit 1
+}
+stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server/status"; }
 
 python3 - "$work" <<'PY'
@@ -61,24 +65,24 @@ post() { # shape path file content-type [encoding]
   [ -n "${5:-}" ] && extra=(-H "content-encoding: $5")
   pids=()
   for i in $(seq "$COPIES"); do
-    curl -s -o /dev/null -w '%{http_code}\n' -m 300 -H "content-type: $4" "${extra[@]}" \
-      --data-binary @"$work/$3" "127.0.0.1:$PORT$2" > "$work/code.$i" &
+    curl -sS -o /dev/null -w '%{http_code}\n' -m 300 -H 'Expect:' -H "content-type: $4" "${extra[@]}" \
+      --data-binary @"$work/$3" "127.0.0.1:$PORT$2" > "$work/code.$i" 2>>"$work/curl.log" &
     pids+=($!)
   done
 }
 running() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
-idle=$(rss)
-echo "idle RSS: $idle MB; $COPIES copies of each shape at once, $TURNS bulk turns"
-printf '%-10s %8s %-28s %16s %20s\n' shape body answers "peak RSS - idle" "per bulk request"
+echo "$COPIES copies of each shape at once, $TURNS bulk turns; a fresh vigil process per shape"
+printf '%-10s %8s %-22s %10s %16s %18s\n' shape body answers "idle RSS" "peak RSS - idle" "per bulk request"
 for shape in "rows /v1/samples rows.json application/json" \
   "zeros /v1/samples zeros.json application/json" \
   "max_batch /v1/samples max_batch.json application/json" \
   "score /v1/score/batch score.json application/json" \
   "bomb /api/v1/write bomb.snappy application/x-protobuf snappy"; do
   set -- $shape
-  base=$(rss)
+  start
+  idle=$(rss)
   post "$@"
-  peak=$base
+  peak=$idle
   while running; do
     r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
     sleep 0.1
@@ -86,7 +90,9 @@ for shape in "rows /v1/samples rows.json application/json" \
   answers=$(sort "$work"/code.* | uniq -c | awk '{printf "%s x%s ", $2, $1}')
   size=$(du -m "$work/$3" | cut -f1)
   used=$((peak - idle))
-  printf '%-10s %6s MB %-28s %13s MB %17s MB\n' "$1" "$size" "$answers" "$used" "$((used / TURNS))"
+  ready=$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$PORT/readyz")
+  printf '%-10s %6s MB %-22s %7s MB %13s MB %15s MB   readyz %s\n' "$1" "$size" "$answers" "$idle" "$used" "$((used / TURNS))" "$ready"
   rm -f "$work"/code.*
+  stop
 done
-echo "readyz after: $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$PORT/readyz"); RSS now $(rss) MB"
+[ -s "$work/curl.log" ] && { echo "client errors:"; sort "$work/curl.log" | uniq -c; }

@@ -3,8 +3,8 @@
 # seed-baseline's trained data, wrk posting the seed-baseline's request bodies to /v1/score at
 # 64 connections, once with every score stored (scoring.every_score = true, the behaviour
 # before the policy) and once with the default policy (one score per asset, grid step and
-# alert state). Prints requests, score rows and bytes of table `score` (with its
-# index and TOAST), per request and per minute of load.
+# alert state). Prints requests, score rows and bytes of the scores (every day partition
+# and score_alerting, with indexes and TOAST), per request and per minute of load.
 #
 #   SEED=/path/to/seed-baseline-copy bench/score_storage.sh
 # SEED: as for bench/http.sh. Needs wrk and psql.
@@ -22,8 +22,7 @@ for every in true false; do
   wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "http://127.0.0.1:$PORT/v1/score" -- "$SEED/results/models/sample_requests.jsonl" > "$work/wrk-$every.txt"
   sleep 2 # the writer flushes
   requests=$(sed -n 's/^RESULT //p' "$work/wrk-$every.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
-  read -r rows bytes < <(psql -h "$work/data-$every/pg" -p 5432 -U vigil -d vigil -Atc \
-    "select count(*), pg_total_relation_size('score') from score" | tr '|' ' ')
+  read -r rows bytes < <(score_table "$work/data-$every")
   python3 - "$every" "$requests" "$rows" "$bytes" "$DURATION" <<'PY'
 import sys
 every, requests, rows, size, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])

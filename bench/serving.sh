@@ -6,6 +6,8 @@
 #   $work/post.lua (the seed-baseline's wrk script, path /v1/score).
 # serving_start DATA_DIR PORT LOG: registers the bundle in DATA_DIR's embedded cluster,
 #   starts `vigil serve` on PORT (its pid in $server) and waits until it is ready.
+# score_table DATA_DIR: prints "ROWS BYTES" of the scores in DATA_DIR's embedded cluster
+#   (every day partition of `score` and `score_alerting`, with indexes and TOAST).
 
 serving_setup() {
   : "${SEED:?set SEED to a writable seed-baseline copy with .venv, results/data and results/models}"
@@ -32,4 +34,11 @@ serving_start() {
   target/release/vigil serve --listen "127.0.0.1:$2" 2>"$3" &
   server=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.2; done
+}
+
+score_table() {
+  psql -h "$1/pg" -p 5432 -U vigil -d vigil -Atc \
+    "select (select count(*) from score) + (select count(*) from score_alerting), \
+       (select coalesce(sum(pg_total_relation_size(inhrelid)), 0) from pg_inherits \
+        where inhparent = 'score'::regclass) + pg_total_relation_size('score_alerting')" | tr '|' ' '
 }

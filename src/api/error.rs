@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The database has been down longer than `database.unhealthy_after_secs`.
     #[error("unhealthy: the database has not answered for {0} s")]
     DatabaseDown(u64),
+    /// A score batch holds more values than it may.
+    #[error("the batch holds more than {0} values in all; split it")]
+    TooManyValues(usize),
     /// Every bulk request's turn is taken (`http.max_bulk_requests`) and none came free in
     /// time: retry.
     #[error("busy: {0} bulk requests are in progress; retry shortly")]
@@ -165,6 +168,7 @@ impl ApiError {
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::TooManyValues(_) => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
             Self::NonFinite(_) => (StatusCode::UNPROCESSABLE_ENTITY, "non_finite_value"),
             Self::Ingest(err) => match err {
                 crate::ingest::IngestError::TooLarge { .. } => {

@@ -288,7 +288,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::POST,
             "/v1/score/batch",
             SCORE,
-            "Up to 1000 windows with one model version; a bad window gets its own error item.",
+            "Up to 1000 windows (5,000,000 values in all) with one model version; a bad window gets its own error item.",
             post(score::score_batch),
         )
         .bulk()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use super::input::{ApiPath, json_body, parse_json};
+use super::input::{ApiPath, Budgeted, json_body, parse_json, parse_json_within};
 use crate::scoring::{ScoreAnswer, Window};
 
 mod fast;
@@ -21,7 +21,7 @@ mod fast;
 pub struct ScoreRequest {
     asset: String,
     /// Values per metric on the model's grid, oldest first.
-    window: BTreeMap<String, Vec<f64>>,
+    window: BTreeMap<String, Budgeted<f64>>,
     /// The window's timestamps; the last one dates the stored score (else: now). The window
     /// is taken as already on the grid.
     #[serde(default)]
@@ -39,7 +39,7 @@ impl ScoreRequest {
         Window {
             asset: self.asset,
             class: self.asset_class,
-            values: self.window,
+            values: self.window.into_iter().map(|(k, v)| (k, v.0)).collect(),
         }
     }
 
@@ -75,6 +75,11 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ScoreBody {
 /// Most windows in one `POST /v1/score/batch`.
 pub const MAX_BATCH_WINDOWS: usize = 1000;
 
+/// Most values in all the windows of one `POST /v1/score/batch` (40 MB as `f64`): parsing
+/// stops past them with 413 `batch_too_large`, so a batch's memory is bounded by this, not
+/// by the body limit. A thousand windows of 6 metrics of 830 values fit.
+pub const MAX_BATCH_VALUES: usize = 5_000_000;
+
 /// Body of `POST /v1/score/batch`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -108,7 +113,14 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for BatchBody {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        parse_with(&json_body(req, state).await?, fast::parse_batch).map(Self)
+        let bytes = json_body(req, state).await?;
+        match fast::parse_batch(&bytes, MAX_BATCH_VALUES) {
+            Some(request) => Ok(Self(request)),
+            None => parse_json_within(&bytes, MAX_BATCH_VALUES, || {
+                ApiError::TooManyValues(MAX_BATCH_VALUES)
+            })
+            .map(Self),
+        }
     }
 }
 

@@ -27,18 +27,21 @@ pub fn cold_start_min_points() -> usize {
 }
 
 /// Scores each series of `window` (or those `wanted`) with a fresh streaming detector that
-/// learns from the series' own earlier values; a metric's score is its highest over the
-/// last `recent` points (the likelihood stage's averaging span). `None` when no metric is
-/// long enough.
+/// learns from the series' own earlier values (its last `max_points`, so that a long posted
+/// window costs no more than a stored one); a metric's score is its highest over the last
+/// `recent` points (the likelihood stage's averaging span). `None` when no metric is long
+/// enough.
 pub fn cold_start(
     window: &BTreeMap<String, Vec<f64>>,
     wanted: impl Fn(&str) -> bool,
+    max_points: usize,
 ) -> Option<ColdStartScore> {
     let params = StreamingParams::default();
     let min_points = cold_start_min_points();
     let mut metrics = BTreeMap::new();
     let mut too_short = Vec::new();
     for (name, values) in window.iter().filter(|(name, _)| wanted(name)) {
+        let values = &values[values.len().saturating_sub(max_points.max(min_points))..];
         if values.len() < min_points {
             too_short.push(name.clone());
             continue;
@@ -59,4 +62,20 @@ pub fn cold_start(
         too_short,
         min_points,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_window_is_scored_on_its_last_points_only() {
+        let series: Vec<f64> = (0..5000).map(|i| ((i * 37) % 101) as f64).collect();
+        let long = BTreeMap::from([("m".to_owned(), series.clone())]);
+        let last = BTreeMap::from([("m".to_owned(), series[5000 - 300..].to_vec())]);
+        assert_eq!(
+            cold_start(&long, |_| true, 300),
+            cold_start(&last, |_| true, 300)
+        );
+    }
 }

@@ -285,6 +285,9 @@ impl Scoring {
         let model = self.model.current();
         let mut answers = Vec::with_capacity(windows.len());
         for w in windows {
+            // Each window is CPU work without a wait: let the runtime's other tasks (and
+            // this request's timeout) in between.
+            tokio::task::yield_now().await;
             let answer = match &w.class {
                 Some(c) => self.check_class(c).await,
                 None => Ok(()),
@@ -323,6 +326,7 @@ impl Scoring {
     ) -> Result<ScoreAnswer, ScoringError> {
         check_name("asset", &asset)?;
         let settings = &self.settings.scoring;
+        let history = settings.cold_start_history;
         // The trained model's score, or else the cold-start detector's (computed once).
         let scored = match model {
             Some(model) => match model
@@ -330,13 +334,15 @@ impl Scoring {
                 .score(&asset, class, window, settings.top_drivers)
             {
                 Ok(score) => Ok((model, score)),
-                Err(WindowError::NothingUsable(reason)) => match cold_start(window, |_| true) {
-                    Some(cold) => Err(cold),
-                    None => return Err(WindowError::NothingUsable(reason).into()),
-                },
+                Err(WindowError::NothingUsable(reason)) => {
+                    match cold_start(window, |_| true, history) {
+                        Some(cold) => Err(cold),
+                        None => return Err(WindowError::NothingUsable(reason).into()),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             },
-            None => Err(cold_start(window, |_| true).ok_or_else(|| {
+            None => Err(cold_start(window, |_| true, history).ok_or_else(|| {
                 ScoringError::invalid(
                     "window",
                     format!(
@@ -366,7 +372,11 @@ impl Scoring {
                     alert_opened: None,
                     clear_threshold: clear_at,
                     recommended_action,
-                    cold_start: cold_start(window, |name| ignored.iter().any(|m| m == name)),
+                    cold_start: cold_start(
+                        window,
+                        |name| ignored.iter().any(|m| m == name),
+                        history,
+                    ),
                     score: Some(score),
                 }
             }

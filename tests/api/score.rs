@@ -539,3 +539,17 @@ async fn scores_are_stored_once_per_step_and_alert_state_and_old_days_dropped() 
         "the alerting score is kept"
     );
 }
+
+#[tokio::test]
+async fn a_score_batch_over_its_values_is_refused_while_parsed() {
+    let app = TestApp::spawn().await;
+    let zeros = vec!["0"; vigil::api::score::MAX_BATCH_VALUES + 1].join(",");
+    // The fast parser's shape, and one it leaves to serde_json (`timestamps` first).
+    for extra in ["", r#""timestamps":[1],"#] {
+        let body = format!(r#"{{"windows":[{{"asset":"a",{extra}"window":{{"m":[{zeros}]}}}}]}}"#);
+        let response = app
+            .post_raw("/v1/score/batch", "application/json", body.into_bytes())
+            .await;
+        expect_error(response, 413, "batch_too_large").await;
+    }
+}

@@ -16,19 +16,28 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use super::{BatchRequest, ScoreRequest};
+use crate::api::input::Budgeted;
 
 /// The request, when `bytes` is in the shape this parser handles.
 pub(super) fn parse(bytes: &[u8]) -> Option<ScoreRequest> {
-    let mut c = Cursor { b: bytes, i: 0 };
+    let mut c = Cursor {
+        b: bytes,
+        i: 0,
+        budget: usize::MAX,
+    };
     let request = c.request()?;
     c.end()?;
     Some(request)
 }
 
 /// The batch (`{"windows": [requests]}`), when every window is in the shape this parser
-/// handles.
-pub(super) fn parse_batch(bytes: &[u8]) -> Option<BatchRequest> {
-    let mut c = Cursor { b: bytes, i: 0 };
+/// handles and the windows hold at most `max_values` numbers in all (past them it stops).
+pub(super) fn parse_batch(bytes: &[u8], max_values: usize) -> Option<BatchRequest> {
+    let mut c = Cursor {
+        b: bytes,
+        i: 0,
+        budget: max_values,
+    };
     c.eat(b'{')?;
     (c.string()? == "windows").then_some(())?;
     let mut windows = Vec::new();
@@ -44,6 +53,8 @@ pub(super) fn parse_batch(bytes: &[u8]) -> Option<BatchRequest> {
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
+    /// Numbers the windows may still hold.
+    budget: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -143,13 +154,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// `{"metric": [numbers], ...}`, each metric once.
-    fn window(&mut self) -> Option<BTreeMap<String, Vec<f64>>> {
+    fn window(&mut self) -> Option<BTreeMap<String, Budgeted<f64>>> {
         let mut window = BTreeMap::new();
         self.list(b'{', b'}', |c| {
             let Entry::Vacant(slot) = window.entry(c.string()?.to_owned()) else {
                 return None;
             };
-            slot.insert(c.colon()?.numbers()?);
+            slot.insert(Budgeted(c.colon()?.numbers()?));
             Some(())
         })?;
         Some(window)
@@ -159,6 +170,7 @@ impl<'a> Cursor<'a> {
     fn numbers(&mut self) -> Option<Vec<f64>> {
         let mut values = Vec::with_capacity(64);
         self.list(b'[', b']', |c| {
+            c.budget = c.budget.checked_sub(1)?;
             values.push(c.number()?);
             Some(())
         })?;
@@ -260,7 +272,7 @@ mod tests {
 
     /// The same request, every number to the bit.
     fn same(a: &ScoreRequest, b: &ScoreRequest) -> bool {
-        let bits = |w: &BTreeMap<String, Vec<f64>>| {
+        let bits = |w: &BTreeMap<String, Budgeted<f64>>| {
             w.iter()
                 .map(|(k, v)| (k.clone(), v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
                 .collect::<Vec<_>>()
@@ -366,7 +378,7 @@ mod tests {
                 r#" {"window": {}, "asset": "b", "asset_class": "c"}]} "#
             ),
         ] {
-            let fast = parse_batch(body.as_bytes()).expect(body);
+            let fast = parse_batch(body.as_bytes(), usize::MAX).expect(body);
             let serde: BatchRequest = parse_json(body.as_bytes()).expect(body);
             assert_eq!(fast.windows.len(), serde.windows.len(), "{body}");
             for (a, b) in fast.windows.iter().zip(&serde.windows) {
@@ -380,7 +392,7 @@ mod tests {
             r#"{"windows": {}}"#,
             r#"{"windows": []"#,
         ] {
-            assert!(parse_batch(body.as_bytes()).is_none(), "{body}");
+            assert!(parse_batch(body.as_bytes(), usize::MAX).is_none(), "{body}");
         }
     }
 
