@@ -15,7 +15,8 @@ use crate::sim::nab::{self, PROFILES, ProfileScore};
 /// Flags of `vigil detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// CSV file with a header and columns timestamp,value (NAB's format), oldest first.
+    /// CSV file with a header and columns timestamp,value (NAB's format), oldest first; rows
+    /// are scored in file order, also where the clock steps back.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
     /// Where to write timestamp,value,anomaly_score ("-" for standard output).
@@ -60,7 +61,8 @@ pub struct Series {
 }
 
 /// Reads columns `timestamp` and `column` of a CSV file with a header, with the same CSV
-/// reader as `vigil import` (quoted fields and all).
+/// reader as `vigil import` (quoted fields and all). Rows stay in file order, also where the
+/// clock steps back (a real NAB file's does, by an hour): NAB scores rows in file order.
 pub fn read_series(path: &Path, column: &str) -> anyhow::Result<Series> {
     use polars::prelude::DataType;
     let frame = crate::ingest::files::read_frame(path)?;
@@ -93,9 +95,6 @@ pub fn read_series(path: &Path, column: &str) -> anyhow::Result<Series> {
         let value = value
             .filter(|v| v.is_finite())
             .with_context(|| format!("{}: {column} is not a finite number", row()))?;
-        if series.micros.last().is_some_and(|&last| micros < last) {
-            bail!("{}: timestamps must not go back in time", row());
-        }
         series.text.push(stamp.to_owned());
         series.micros.push(micros);
         series.values.push(value);
@@ -131,6 +130,13 @@ impl Series {
 /// `vigil detect`.
 pub fn detect(args: &DetectArgs) -> anyhow::Result<()> {
     let series = read_series(&args.input, "value")?;
+    let back = series.micros.windows(2).filter(|w| w[1] < w[0]).count();
+    if back > 0 {
+        eprintln!(
+            "note: {}: the clock steps back {back} time(s); rows are scored in file order",
+            args.input.display()
+        );
+    }
     let scores = series.score()?;
     let mut out = String::with_capacity(series.values.len() * 40);
     out.push_str("timestamp,value,anomaly_score\n");
@@ -387,6 +393,27 @@ mod tests {
             err.contains("line 3") && err.contains("not a finite number"),
             "{err}"
         );
+        // A clock that steps back an hour (as a real NAB file's does): every row is scored,
+        // in file order.
+        let mut text = String::from("timestamp,value\n");
+        for i in 0..300 {
+            let hour = if i < 150 { i / 60 } else { i / 60 - 1 };
+            text.push_str(&format!(
+                "2024-01-01 {:02}:{:02}:00,{}\n",
+                hour,
+                i % 60,
+                i % 5
+            ));
+        }
+        std::fs::write(&input, &text).unwrap();
+        detect(&DetectArgs {
+            input: input.clone(),
+            output: output.clone(),
+        })
+        .unwrap();
+        let out = read_series(&output, "anomaly_score").unwrap();
+        assert_eq!(out.values.len(), 300);
+        assert_eq!(out.text[150], "2024-01-01 01:30:00");
         std::fs::write(&input, "time,value\n").unwrap();
         let err = format!("{:#}", read_series(&input, "value").unwrap_err());
         assert!(err.contains("no column \"timestamp\""), "{err}");
