@@ -371,12 +371,16 @@ mod tests {
         }
         std::fs::write(&input, &text).unwrap();
         let output = dir.path().join("out.csv");
-        detect(&DetectArgs {
-            input: input.clone(),
-            output: output.clone(),
-        })
-        .unwrap();
-        let out = read_series(&output, "anomaly_score").unwrap();
+        // `vigil detect` of the input, read back.
+        let detected = || {
+            detect(&DetectArgs {
+                input: input.clone(),
+                output: output.clone(),
+            })
+            .unwrap();
+            read_series(&output, "anomaly_score").unwrap()
+        };
+        let out = detected();
         assert_eq!(out.values.len(), 300);
         assert_eq!(out.text[0], "2024-01-01 00:00:00");
         let spike = out.values[250..256].iter().copied().fold(0.0, f64::max);
@@ -406,12 +410,7 @@ mod tests {
             ));
         }
         std::fs::write(&input, &text).unwrap();
-        detect(&DetectArgs {
-            input: input.clone(),
-            output: output.clone(),
-        })
-        .unwrap();
-        let out = read_series(&output, "anomaly_score").unwrap();
+        let out = detected();
         assert_eq!(out.values.len(), 300);
         assert_eq!(out.text[150], "2024-01-01 01:30:00");
         std::fs::write(&input, "time,value\n").unwrap();
