@@ -101,7 +101,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Write stored samples to a Parquet file (long form, readable by `vigil import`).
     Export(ExportArgs),
-    /// Drop sample partitions older than retention.samples_days now (serve does it hourly).
+    /// Drop day partitions of samples older than retention.samples_days and of scores older
+    /// than retention.scores_days (alerting scores kept) now; serve does it hourly.
     Retention(RetentionArgs),
     /// Train the anomaly and failure models once and print their validation measures.
     ///
