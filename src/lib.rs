@@ -10,6 +10,8 @@ pub mod api;
 pub mod cli;
 /// Settings layered from defaults, a TOML file, the environment and flags.
 pub mod config;
+/// Counters of what the service did, for `/metrics`.
+pub mod counters;
 /// Features: the one definition of a window's feature vector (training and scoring).
 pub mod features;
 /// Ingestion: validating samples from REST, remote-write and files into atomic batches.

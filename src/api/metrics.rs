@@ -1,5 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: request counts and latency histograms by
-//! route, method and status, database pool gauges, and build info. The registry belongs to
+//! route, method and status, what the service did ([`crate::counters`]: samples, scores,
+//! alerts), the active model, the last training run, database pool gauges, and build info. The registry belongs to
 //! one [`App`](super::App) rather than to the process, so that several apps in one process
 //! (the tests) keep separate counts.
 
@@ -156,6 +157,43 @@ pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     state.metrics.render_into(&mut out);
+    state.counters.render_into(&mut out);
+    out.push_str(
+        "# HELP vigil_model_active The model that answers scores (0: the cold-start detector).
+",
+    );
+    out.push_str(
+        "# TYPE vigil_model_active gauge
+",
+    );
+    match state.scoring.model().current() {
+        Some(model) => {
+            let _ = writeln!(
+                out,
+                "vigil_model_active{{model_id=\"{}\",version=\"{}\"}} 1",
+                model.model_id, model.version
+            );
+        }
+        None => out.push_str("vigil_model_active 0\n"),
+    }
+    // The last training run, when the database answers (a scrape never waits on it long).
+    let last = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.job_runs(crate::jobs::train::JOB, 1),
+    )
+    .await;
+    if let Ok(Ok(runs)) = last
+        && let Some(run) = runs.first()
+    {
+        out.push_str("# HELP vigil_training_last_run_timestamp_seconds When the last training run started, by its status.\n");
+        out.push_str("# TYPE vigil_training_last_run_timestamp_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "vigil_training_last_run_timestamp_seconds{{status=\"{}\"}} {}",
+            run.status,
+            run.started_at.timestamp()
+        );
+    }
     let (size, idle) = state.store.pool_stats();
     let max = state.settings.database.max_connections;
     out.push_str("# HELP vigil_db_pool_connections Open database connections.\n");

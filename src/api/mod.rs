@@ -72,6 +72,8 @@ pub struct StateParts {
     pub auth: Arc<Auth>,
     /// Request metrics.
     pub metrics: Arc<HttpMetrics>,
+    /// What the service did (samples, scores, alerts), shared with scoring and ingestion.
+    pub counters: Arc<crate::counters::Counters>,
     /// Start time, for uptime.
     pub started: Instant,
     /// The scoring service (model, hysteresis, policy cache, score writer).
@@ -136,9 +138,16 @@ impl App {
             settings.clone(),
             settings.guard.sample_seed.unwrap_or_else(rand_seed),
         ));
+        let counters = Arc::new(crate::counters::Counters::default());
         let state = AppState(Arc::new(StateParts {
-            scoring: crate::scoring::Scoring::new(store.clone(), settings.clone(), actions.clone()),
-            ingest: crate::ingest::Ingestor::new(store.clone()),
+            scoring: crate::scoring::Scoring::new(
+                store.clone(),
+                settings.clone(),
+                actions.clone(),
+                counters.clone(),
+            ),
+            ingest: crate::ingest::Ingestor::new(store.clone(), counters.clone()),
+            counters,
             store,
             settings,
             auth,
@@ -179,11 +188,12 @@ impl App {
         // events). Actions: the sweeper (expiry, lost actions, verification). Jobs: retention
         // and the training schedule.
         let store = self.state.store.clone();
+        let counters = self.state.counters.clone();
         let (ingest, ingested) = if self.state.settings.scoring.on_ingest {
-            let (ingest, events) = crate::ingest::Ingestor::watched(store.clone());
+            let (ingest, events) = crate::ingest::Ingestor::watched(store.clone(), counters);
             (ingest, Some(events))
         } else {
-            (crate::ingest::Ingestor::new(store.clone()), None)
+            (crate::ingest::Ingestor::new(store.clone(), counters), None)
         };
         let (scoring, scoring_tasks) = self.state.scoring.start(ingested);
         // The sweeper's re-scores verify healing; they are not stored as scores (the

@@ -57,6 +57,9 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
     drop(request);
     let report = state.ingest.store(batch).await?;
     state.store.merge_asset_labels(&labels).await?;
+    let counters = state.ingest.counters();
+    crate::counters::add(&counters.samples_skipped_non_finite, skipped.non_finite);
+    crate::counters::add(&counters.samples_skipped_unnamed, skipped.unnamed);
     if skipped.non_finite + skipped.unnamed > 0 {
         tracing::debug!(?skipped, "remote-write samples skipped");
     }

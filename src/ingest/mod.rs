@@ -10,10 +10,12 @@ pub mod files;
 pub mod remote_write;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::IngestSettings;
+use crate::counters::{self, Counters};
 use crate::store::samples::SampleColumns;
 use crate::store::{self, Store};
 
@@ -422,28 +424,39 @@ pub const INGESTED_QUEUE: usize = 1024;
 pub struct Ingestor {
     store: Store,
     watcher: Option<tokio::sync::mpsc::Sender<Ingested>>,
+    counters: Arc<Counters>,
 }
 
 impl Ingestor {
     /// An ingestor that tells nobody (commands, and the app before it serves).
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, counters: Arc<Counters>) -> Self {
         Self {
             store,
             watcher: None,
+            counters,
         }
     }
 
     /// An ingestor whose events arrive on the returned receiver; the receiver sees the end
     /// of the stream once every clone of the ingestor is gone.
-    pub fn watched(store: Store) -> (Self, tokio::sync::mpsc::Receiver<Ingested>) {
+    pub fn watched(
+        store: Store,
+        counters: Arc<Counters>,
+    ) -> (Self, tokio::sync::mpsc::Receiver<Ingested>) {
         let (tx, rx) = tokio::sync::mpsc::channel(INGESTED_QUEUE);
         (
             Self {
                 store,
                 watcher: Some(tx),
+                counters,
             },
             rx,
         )
+    }
+
+    /// The counters it adds to.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Stores `batch` whole or not at all, then publishes its [`Ingested`] event without
@@ -451,6 +464,8 @@ impl Ingestor {
     pub async fn store(&self, batch: NamedBatch) -> Result<IngestReport, store::Error> {
         let assets = batch.latest_per_asset();
         let report = store_batch(&self.store, batch, &mut |_| {}).await?;
+        counters::add(&self.counters.samples_received, report.received);
+        counters::add(&self.counters.samples_stored, report.stored);
         if let Some(tx) = &self.watcher
             && !assets.is_empty()
             && tx.try_send(Ingested { assets }).is_err()

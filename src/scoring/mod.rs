@@ -29,6 +29,7 @@ use self::slot::{ActiveModel, ModelSlot};
 use self::writer::ScoreSender;
 use crate::actions::Actions;
 use crate::config::Settings;
+use crate::counters::{self, Counters};
 use crate::features::{FeatureSchema, WindowError};
 use crate::ingest::Ingested;
 use crate::model::bundle::WindowScore;
@@ -165,6 +166,7 @@ pub struct Scoring {
     policy: Arc<PolicyCache>,
     actions: Arc<Actions>,
     scores: Option<ScoreSender>,
+    counters: Arc<Counters>,
 }
 
 /// The background tasks of a started [`Scoring`].
@@ -194,7 +196,12 @@ impl ScoringTasks {
 impl Scoring {
     /// A service that scores but neither stores scores nor follows activations until
     /// [`Scoring::start`].
-    pub fn new(store: Store, settings: Arc<Settings>, actions: Arc<Actions>) -> Self {
+    pub fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        actions: Arc<Actions>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             store,
             settings,
@@ -203,6 +210,7 @@ impl Scoring {
             policy: Arc::default(),
             actions,
             scores: None,
+            counters,
         }
     }
 
@@ -221,7 +229,8 @@ impl Scoring {
             Duration::from_secs(5),
         );
         let step = (!self.settings.scoring.every_score).then_some(self.settings.training.step_secs);
-        let (sender, writer) = writer::spawn_score_writer(self.store.clone(), step);
+        let (sender, writer) =
+            writer::spawn_score_writer(self.store.clone(), step, self.counters.clone());
         let started = Scoring {
             scores: Some(sender),
             ..self.clone()
@@ -240,6 +249,11 @@ impl Scoring {
     /// The slot of the active model.
     pub fn model(&self) -> &Arc<ModelSlot> {
         &self.model
+    }
+
+    /// The counters it adds to.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The cached policy (thresholds, classes, learned action outcomes).
@@ -353,6 +367,14 @@ impl Scoring {
                 )
             })?),
         };
+        counters::add(
+            if scored.is_ok() {
+                &self.counters.scores_trained
+            } else {
+                &self.counters.scores_cold_start
+            },
+            1,
+        );
         let answer = match scored {
             Ok((model, score)) => {
                 let ignored = score.ignored_metrics.clone();
@@ -446,6 +468,9 @@ impl Scoring {
         ) {
             Transition::Fire => {
                 answer.alert_opened = self.store.open_alert(&record).await?;
+                if answer.alert_opened.is_some() {
+                    counters::add(&self.counters.alerts_opened, 1);
+                }
                 // The alert is durable now; acting on it happens off the request path.
                 if let Some(alert_id) = answer.alert_opened
                     && !self.settings.actions.is_empty()
@@ -463,7 +488,9 @@ impl Scoring {
                 }
             }
             Transition::Clear => {
-                self.store.clear_alert(&answer.asset).await?;
+                if self.store.clear_alert(&answer.asset).await?.is_some() {
+                    counters::add(&self.counters.alerts_cleared, 1);
+                }
             }
             Transition::Stay => {}
         }

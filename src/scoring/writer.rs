@@ -2,8 +2,10 @@
 //! batches by one task.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::counters::{self, Counters};
 use crate::store::Store;
 use crate::store::scores::NewScore;
 
@@ -26,6 +28,7 @@ pub type ScoreSender = tokio::sync::mpsc::Sender<NewScore>;
 pub fn spawn_score_writer(
     store: Store,
     step_secs: Option<i64>,
+    counters: Arc<Counters>,
 ) -> (ScoreSender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(SCORE_QUEUE);
     let task = tokio::spawn(async move {
@@ -41,7 +44,9 @@ pub fn spawn_score_writer(
                 }
             }
             if let Some(step) = step_secs {
+                let before = batch.len();
                 batch.retain(|score| last.keep(score, step));
+                counters::add(&counters.scores_not_kept, (before - batch.len()) as u64);
                 if batch.is_empty() {
                     continue;
                 }
@@ -49,9 +54,10 @@ pub fn spawn_score_writer(
             let what = format!("store {} scores", batch.len());
             // Six retries wait 0.25 + 0.5 + 1 + 2 + 4 + 8 s.
             match crate::store::retry_unavailable(&what, 6, || store.insert_scores(&batch)).await {
-                Ok(_) => {}
+                Ok(_) => counters::add(&counters.scores_stored, batch.len() as u64),
                 Err(e @ crate::store::Error::Unavailable(_)) => {
                     tracing::warn!(scores = batch.len(), "cannot store scores: {e}");
+                    counters::add(&counters.scores_dropped, batch.len() as u64);
                 }
                 // The database refused the batch: one bad row must not cost the others, so
                 // each is sent alone and only a refused one is dropped.
@@ -61,8 +67,12 @@ pub fn spawn_score_writer(
                         "score batch refused ({e}); storing one by one"
                     );
                     for score in &batch {
-                        if let Err(e) = store.insert_scores(std::slice::from_ref(score)).await {
-                            tracing::warn!(asset = %score.asset, "cannot store a score: {e}");
+                        match store.insert_scores(std::slice::from_ref(score)).await {
+                            Ok(_) => counters::add(&counters.scores_stored, 1),
+                            Err(e) => {
+                                tracing::warn!(asset = %score.asset, "cannot store a score: {e}");
+                                counters::add(&counters.scores_dropped, 1);
+                            }
                         }
                     }
                 }

@@ -553,3 +553,66 @@ async fn a_score_batch_over_its_values_is_refused_while_parsed() {
         expect_error(response, 413, "batch_too_large").await;
     }
 }
+
+/// The value of the `/metrics` line that starts with `series` (name and labels).
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_scores_alerts_samples_and_show_the_model() {
+    let (app, _dir) = app_with_model(|s| {
+        s.scoring.fire_windows = 2;
+        s.scoring.every_score = true;
+    })
+    .await;
+    let trained = r#"vigil_scores_total{model="trained"}"#;
+    let before = metric(&app, trained).await;
+    for body in [window(195), window(195), window(550)] {
+        let _: Value = app.post_value("/v1/score", &body).await;
+    }
+    assert_eq!(metric(&app, trained).await, before + 3.0);
+    assert_eq!(
+        metric(&app, r#"vigil_alerts_total{transition="opened"}"#).await,
+        1.0
+    );
+    assert_eq!(
+        metric(&app, r#"vigil_alerts_total{transition="cleared"}"#).await,
+        1.0
+    );
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"vigil_model_active{model_id="1",version="1"} 1"#),
+        "{text}"
+    );
+    // The writer stores them shortly after.
+    let stored = r#"vigil_scores_written_total{outcome="stored"}"#;
+    let mut written = 0.0;
+    for _ in 0..50 {
+        written = metric(&app, stored).await;
+        if written >= before + 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written >= before + 3.0, "{written} stored");
+
+    let t0 = chrono::Utc::now().timestamp() - 600;
+    let samples = json!({ "rows": [
+        { "asset": "pump-1", "metric": "temp", "ts": t0, "value": 1.0 },
+        { "asset": "pump-1", "metric": "temp", "ts": t0 + 60, "value": 2.0 },
+    ]});
+    for _ in 0..2 {
+        assert_eq!(app.post_json("/v1/samples", &samples).await.status(), 200);
+    }
+    assert_eq!(metric(&app, "vigil_samples_received_total").await, 4.0);
+    assert_eq!(
+        metric(&app, "vigil_samples_stored_total").await,
+        2.0,
+        "a repeat stores nothing"
+    );
+}
