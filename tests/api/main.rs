@@ -15,6 +15,7 @@ mod incidents;
 mod ingest;
 mod models;
 mod openapi;
+mod prometheus;
 mod properties;
 mod remote_write;
 mod schema;
