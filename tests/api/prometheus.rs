@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::TestApp;
 
-/// A free loopback port (free when asked; the programs bind it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Three distinct free loopback ports (free when asked, all held until all are chosen; the
+/// programs bind them right after).
+fn free_ports() -> (u16, u16, u16) {
+    let held: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let port = |i: usize| held[i].local_addr().unwrap().port();
+    (port(0), port(1), port(2))
 }
 
 /// A started program, killed when dropped.
@@ -64,7 +65,7 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
     let app = TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (node, alertmanager, prometheus) = (free_port(), free_port(), free_port());
+    let (node, alertmanager, prometheus) = free_ports();
 
     let _node = start(
         "prometheus-node-exporter",
