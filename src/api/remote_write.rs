@@ -57,7 +57,7 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
     drop(request);
     let report = state.ingest.store(batch).await?;
     state.store.merge_asset_labels(&labels).await?;
-    let counters = state.ingest.counters();
+    let counters = &state.counters;
     crate::counters::add(&counters.samples_skipped_non_finite, skipped.non_finite);
     crate::counters::add(&counters.samples_skipped_unnamed, skipped.unnamed);
     if skipped.non_finite + skipped.unnamed > 0 {

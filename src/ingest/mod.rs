@@ -454,11 +454,6 @@ impl Ingestor {
         )
     }
 
-    /// The counters it adds to.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
     /// Stores `batch` whole or not at all, then publishes its [`Ingested`] event without
     /// waiting (a full queue drops the event: the asset is scored with its next batch).
     pub async fn store(&self, batch: NamedBatch) -> Result<IngestReport, store::Error> {

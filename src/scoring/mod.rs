@@ -251,11 +251,6 @@ impl Scoring {
         &self.model
     }
 
-    /// The counters it adds to.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
     /// The cached policy (thresholds, classes, learned action outcomes).
     pub fn policy(&self) -> &Arc<PolicyCache> {
         &self.policy

@@ -13,7 +13,7 @@ use vigil::policy::guard::Mode;
 use vigil::store::actions::ActionRow;
 use vigil::store::scores::NewScore;
 
-use crate::support::{TestApp, expect_error};
+use crate::support::{TestApp, expect_error, score_at};
 
 const SECRET: &str = "webhook-secret";
 
@@ -104,17 +104,10 @@ fn settings(actions: Vec<ActionSettings>, tweak: impl FnOnce(&mut Settings)) -> 
 /// Opens an alert on `asset` and returns its context.
 async fn alert(app: &TestApp, asset: &str) -> AlertContext {
     let score = NewScore {
-        asset: asset.to_owned(),
-        model_id: None,
-        model_version: "test".to_owned(),
-        window_end: chrono::Utc::now(),
-        probability: Some(0.9),
         anomaly_score: 0.5,
-        threshold: 0.5,
-        is_alert: true,
         failure_kind: Some("memory_leak".to_owned()),
         kind_confidence: Some(0.9),
-        explanation: json!({}),
+        ..score_at(asset, chrono::Utc::now(), true)
     };
     app.db.store.clear_alert(asset).await.unwrap();
     let alert_id = app.db.store.open_alert(&score).await.unwrap().unwrap();

@@ -5,22 +5,14 @@ use serde_json::{Value, json};
 use vigil::store::scores::NewScore;
 
 use crate::score::{app_with_model, window};
-use crate::support::{TestApp, expect_error};
+use crate::support::{TestApp, expect_error, score_at};
 
 /// Opens an alert on `asset` at probability `p` straight in the store.
 async fn alert(app: &TestApp, asset: &str, p: f64) -> i64 {
     let score = NewScore {
-        asset: asset.to_owned(),
-        model_id: None,
-        model_version: "test".to_owned(),
-        window_end: chrono::Utc::now(),
         probability: Some(p),
         anomaly_score: 0.5,
-        threshold: 0.5,
-        is_alert: true,
-        failure_kind: None,
-        kind_confidence: None,
-        explanation: json!({}),
+        ..score_at(asset, chrono::Utc::now(), true)
     };
     app.db.store.open_alert(&score).await.unwrap().unwrap()
 }

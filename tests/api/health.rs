@@ -1,4 +1,4 @@
-use crate::support::{TestApp, TestDb, expect_error};
+use crate::support::{TestApp, TestDb, expect_error, score_at};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_runs() {
@@ -99,35 +99,15 @@ async fn a_database_that_stays_down_makes_healthz_fail_and_scoring_refuse() {
 async fn serve_applies_retention_to_samples_and_scores_by_itself() {
     let db = TestDb::migrated().await;
     let now = chrono::Utc::now();
-    let assets = db
-        .store
-        .resolve_asset_ids(&["pump-1".into()])
-        .await
-        .unwrap();
-    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let (asset, metric) = db.asset_and_metric("pump-1", "temp").await;
     let mut batch = vigil::store::samples::SampleColumns::default();
     for days_ago in [10, 1] {
         let ts = now - chrono::Duration::days(days_ago);
-        batch.push_micros(
-            assets["pump-1"],
-            metrics["temp"],
-            ts.timestamp_micros(),
-            1.0,
-        );
+        batch.push_micros(asset, metric, ts.timestamp_micros(), 1.0);
     }
     db.store.insert_samples(&batch).await.unwrap();
-    let score = |days_ago: i64, is_alert: bool| vigil::store::scores::NewScore {
-        asset: "pump-1".into(),
-        model_id: None,
-        model_version: "test".into(),
-        window_end: now - chrono::Duration::days(days_ago),
-        probability: Some(if is_alert { 0.9 } else { 0.1 }),
-        anomaly_score: 0.1,
-        threshold: 0.5,
-        is_alert,
-        failure_kind: None,
-        kind_confidence: None,
-        explanation: serde_json::json!({}),
+    let score = |days_ago: i64, is_alert: bool| {
+        score_at("pump-1", now - chrono::Duration::days(days_ago), is_alert)
     };
     db.store
         .insert_scores(&[score(40, false), score(40, true), score(1, false)])

@@ -4,7 +4,7 @@ use serde_json::Value;
 use vigil::config::TrainingSettings;
 use vigil::jobs::train::{self, BUNDLE_KIND, ChampionComparison, synthetic};
 
-use crate::support::{TestApp, expect_error, trained};
+use crate::support::{TestApp, expect_error, last_days, trained};
 
 fn decided(bundle: &train::Bundle, challenger_wins: bool) -> train::Bundle {
     let mut bundle = bundle.clone();
@@ -22,10 +22,7 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
     let app = TestApp::spawn().await;
     let store = &app.db.store;
     let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
+    let range = last_days(3);
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
 
     let first = train::register(store, &bundle, dir.path(), range)
@@ -313,10 +310,7 @@ async fn no_model_row_is_visible_without_its_artifact() {
     let blocked = dir.path().join("models");
     std::fs::write(&blocked, b"not a directory").unwrap();
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(1),
-        chrono::Utc::now(),
-    );
+    let range = last_days(1);
     let err = train::register(store, &bundle, &blocked, range)
         .await
         .unwrap_err();
@@ -342,10 +336,7 @@ async fn a_model_that_cannot_load_is_never_activated_and_rollback_passes_over_it
     let app = TestApp::spawn().await;
     let store = &app.db.store;
     let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(1),
-        chrono::Utc::now(),
-    );
+    let range = last_days(1);
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let mut versions = Vec::new();
     for tag in ["1", "2", "3"] {

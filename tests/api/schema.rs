@@ -2,7 +2,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use vigil::store::samples::SampleColumns;
 use vigil::store::{self, MIGRATOR};
 
-use crate::support::TestDb;
+use crate::support::{TestDb, score_at};
 
 const TABLES: [&str; 17] = [
     "asset",
@@ -85,17 +85,12 @@ async fn scores_stored_before_partitioning_move_into_day_partitions() {
     );
     // New scores go on numbering after the moved ones, into partitions made for them.
     let score = vigil::store::scores::NewScore {
-        asset: "pump-1".into(),
-        model_id: None,
-        model_version: "test".into(),
-        window_end: Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
         probability: Some(0.2),
-        anomaly_score: 0.1,
-        threshold: 0.5,
-        is_alert: false,
-        failure_kind: None,
-        kind_confidence: None,
-        explanation: serde_json::json!({}),
+        ..score_at(
+            "pump-1",
+            Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap(),
+            false,
+        )
     };
     db.store.insert_scores(&[score]).await.unwrap();
     let newest: (String, i64) = sqlx::query_as(
@@ -129,21 +124,11 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
 }
 
 async fn batch_over_three_days(db: &TestDb) -> SampleColumns {
-    let assets = db
-        .store
-        .resolve_asset_ids(&["pump-1".into()])
-        .await
-        .unwrap();
-    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let (asset, metric) = db.asset_and_metric("pump-1", "temp").await;
     let mut batch = SampleColumns::default();
     for day in 1..=3 {
         for hour in [0, 12, 23] {
-            batch.push(
-                assets["pump-1"],
-                metrics["temp"],
-                at(day, hour),
-                f64::from(day * 100 + hour),
-            );
+            batch.push(asset, metric, at(day, hour), f64::from(day * 100 + hour));
         }
     }
     batch
@@ -207,16 +192,10 @@ async fn a_batch_with_one_bad_value_is_stored_not_at_all() {
 #[tokio::test]
 async fn concurrent_batches_into_new_days_create_each_partition_once() {
     let db = TestDb::migrated().await;
-    let assets = db
-        .store
-        .resolve_asset_ids(&["pump-1".into()])
-        .await
-        .unwrap();
-    let metrics = db.store.resolve_metric_ids(&["temp".into()]).await.unwrap();
+    let (asset, metric) = db.asset_and_metric("pump-1", "temp").await;
     let tasks: Vec<_> = (0..6)
         .map(|k| {
             let store = db.store.clone();
-            let (asset, metric) = (assets["pump-1"], metrics["temp"]);
             tokio::spawn(async move {
                 let mut batch = SampleColumns::default();
                 for day in 1..=4 {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use vigil::jobs::train::{self, synthetic};
 
-use crate::support::{TestApp, expect_error, trained};
+use crate::support::{TestApp, expect_error, last_days, trained};
 
 /// The synthetic fleet's asset-0 window of 20 minutes ending at `end_minute`.
 pub fn window(end_minute: usize) -> Value {
@@ -38,10 +38,7 @@ pub async fn app_with_model(
     let app = TestApp::spawn_with(tweak).await;
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
+    let range = last_days(3);
     train::register(&app.db.store, &bundle, dir.path(), range)
         .await
         .unwrap();
@@ -97,10 +94,7 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
 
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
+    let range = last_days(3);
     let registration = train::register(&app.db.store, &bundle, dir.path(), range)
         .await
         .unwrap();
@@ -301,10 +295,7 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
 
     // Register a second version through the first replica's store; both must switch.
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let range = (
-        chrono::Utc::now() - chrono::Duration::days(3),
-        chrono::Utc::now(),
-    );
+    let range = last_days(3);
     let v2 = train::register(&first.db.store, &bundle, dir.path(), range)
         .await
         .unwrap();

@@ -55,6 +55,17 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The ids of one asset and one metric, created on first sight.
+    pub async fn asset_and_metric(&self, asset: &str, metric: &str) -> (i64, i32) {
+        let assets = self.store.resolve_asset_ids(&[asset.into()]).await.unwrap();
+        let metrics = self
+            .store
+            .resolve_metric_ids(&[metric.into()])
+            .await
+            .unwrap();
+        (assets[asset], metrics[metric])
+    }
+
     /// A fresh database with all migrations applied.
     pub async fn migrated() -> TestDb {
         let db = Self::empty().await;
@@ -368,6 +379,35 @@ pub async fn error_code(response: reqwest::Response) -> String {
 }
 
 /// A small bundle trained on the synthetic fleet (window 20), for registry and scoring tests.
+/// The `days` up to now, as the time range a registered model was trained on.
+pub fn last_days(days: i64) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let now = chrono::Utc::now();
+    (now - chrono::Duration::days(days), now)
+}
+
+/// A score of `asset` for the window ending at `window_end`, by no registered model:
+/// probability 0.9 when alerting and 0.1 when calm, anomaly score 0.1, threshold 0.5, no
+/// diagnosis. Tests change fields with struct update syntax.
+pub fn score_at(
+    asset: &str,
+    window_end: chrono::DateTime<chrono::Utc>,
+    is_alert: bool,
+) -> vigil::store::scores::NewScore {
+    vigil::store::scores::NewScore {
+        asset: asset.to_owned(),
+        model_id: None,
+        model_version: "test".to_owned(),
+        window_end,
+        probability: Some(if is_alert { 0.9 } else { 0.1 }),
+        anomaly_score: 0.1,
+        threshold: 0.5,
+        is_alert,
+        failure_kind: None,
+        kind_confidence: None,
+        explanation: serde_json::json!({}),
+    }
+}
+
 pub fn trained() -> vigil::jobs::train::Bundle {
     let data = vigil::jobs::train::synthetic(4, 3, 7);
     let settings = vigil::config::TrainingSettings {
