@@ -275,6 +275,7 @@ fn remote_write_bodies(data: &Data, batch: usize) -> Vec<Vec<u8>> {
                         timestamp: data.ts[i] * 1000,
                     })
                     .collect(),
+                ..TimeSeries::default()
             });
             s = e;
         }

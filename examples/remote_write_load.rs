@@ -48,7 +48,9 @@ async fn main() {
                         timestamp: base + i,
                     })
                     .collect(),
+                ..TimeSeries::default()
             }],
+            ..WriteRequest::default()
         };
         next += per_request;
         let body = snap::raw::Encoder::new()

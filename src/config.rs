@@ -298,6 +298,16 @@ impl Default for IngestSettings {
 pub struct RemoteWriteSettings {
     /// Label whose value names the asset. Default `instance`.
     pub asset_label: String,
+    /// Cut the port off the asset label's value (`host:9100` -> `host`), so that the
+    /// exporters of one host are one asset. Default false: two exporters on one host that
+    /// expose the same metric would otherwise share its series.
+    pub drop_port: bool,
+    /// A template for the asset's name instead of `asset_label`, such as `{job}/{instance}`:
+    /// each `{label}` is that label's value. Default none.
+    pub asset_template: Option<String>,
+    /// Labels that describe the asset rather than a series: kept on the asset (first value
+    /// wins) and left out of series keys. Default `job`, `namespace`.
+    pub asset_labels: Vec<String>,
     /// Most bytes one request may decompress to (also at most 8x `http.body_limit_bytes`).
     /// Default 32 MiB; Prometheus sends far less (2,000 samples a request by default).
     pub max_decompressed_bytes: usize,
@@ -313,6 +323,9 @@ impl Default for RemoteWriteSettings {
     fn default() -> Self {
         Self {
             asset_label: "instance".to_owned(),
+            drop_port: false,
+            asset_template: None,
+            asset_labels: vec!["job".to_owned(), "namespace".to_owned()],
             max_decompressed_bytes: 32 << 20,
             max_series: 100_000,
             max_labels: 1_000_000,

@@ -18,6 +18,14 @@ pub struct Counters {
     pub samples_skipped_non_finite: AtomicU64,
     /// Remote-write samples skipped for want of the asset label.
     pub samples_skipped_unnamed: AtomicU64,
+    /// Remote-write samples skipped: their series could not be keyed (label limits, NUL).
+    pub samples_skipped_invalid_series: AtomicU64,
+    /// Remote-write exemplars (not stored).
+    pub exemplars_skipped: AtomicU64,
+    /// Remote-write native histogram samples (not stored).
+    pub histograms_skipped: AtomicU64,
+    /// Remote-write metadata entries of an unknown type.
+    pub metadata_skipped: AtomicU64,
     /// Windows scored by a trained model.
     pub scores_trained: AtomicU64,
     /// Windows scored by the cold-start detector.
@@ -68,6 +76,20 @@ impl Counters {
                     "reason=\"no_asset_label\"",
                     get(&self.samples_skipped_unnamed),
                 ),
+                (
+                    "reason=\"invalid_series\"",
+                    get(&self.samples_skipped_invalid_series),
+                ),
+            ],
+        );
+        family(
+            out,
+            "vigil_remote_write_skipped_total",
+            "Remote-write parts that are not samples and were not stored, by kind.",
+            &[
+                ("kind=\"exemplar\"", get(&self.exemplars_skipped)),
+                ("kind=\"histogram\"", get(&self.histograms_skipped)),
+                ("kind=\"metadata\"", get(&self.metadata_skipped)),
             ],
         );
         family(

@@ -82,6 +82,8 @@ pub struct StateParts {
     pub actions: Arc<crate::actions::Actions>,
     /// Stores sample batches and tells scoring what became durable.
     pub ingest: crate::ingest::Ingestor,
+    /// How remote-write labels map to assets and series.
+    pub remote_write: Arc<crate::ingest::remote_write::Mapping>,
 }
 
 /// Errors building the app.
@@ -132,6 +134,10 @@ impl App {
                  configure tokens (`vigil token new`) to expose it"
             );
         }
+        let remote_write = crate::ingest::remote_write::Mapping::from_settings(
+            &settings.remote_write,
+        )
+        .map_err(|e| crate::config::Error::Invalid(format!("remote_write.asset_template {e}")))?;
         let settings = Arc::new(settings);
         let actions = Arc::new(crate::actions::Actions::new(
             store.clone(),
@@ -147,6 +153,7 @@ impl App {
                 counters.clone(),
             ),
             ingest: crate::ingest::Ingestor::new(store.clone(), counters.clone()),
+            remote_write: Arc::new(remote_write),
             counters,
             store,
             settings,

@@ -49,25 +49,31 @@ pub async fn write(State(state): State<AppState>, req: Request) -> Result<Respon
     let request = remote_write::decode(&body, &limits)?;
     drop(body);
     let mut batch = NamedBatch::new(Limits::new(&state.settings.ingest, Utc::now()));
-    let (skipped, labels) = remote_write::add_to_batch(
-        &request,
-        &state.settings.remote_write.asset_label,
-        &mut batch,
-    )?;
+    let (mut skipped, labels) =
+        remote_write::add_to_batch(&request, &state.remote_write, &mut batch)?;
+    let families = remote_write::metadata_types(&request, &mut skipped);
     drop(request);
     let report = state.ingest.store(batch).await?;
     state.store.merge_asset_labels(&labels).await?;
+    state.store.record_metric_families(&families).await?;
     let counters = &state.counters;
     crate::counters::add(&counters.samples_skipped_non_finite, skipped.non_finite);
     crate::counters::add(&counters.samples_skipped_unnamed, skipped.unnamed);
-    if skipped.non_finite + skipped.unnamed > 0 {
-        tracing::debug!(?skipped, "remote-write samples skipped");
+    crate::counters::add(
+        &counters.samples_skipped_invalid_series,
+        skipped.invalid_series,
+    );
+    crate::counters::add(&counters.exemplars_skipped, skipped.exemplars);
+    crate::counters::add(&counters.histograms_skipped, skipped.histograms);
+    crate::counters::add(&counters.metadata_skipped, skipped.unknown_metadata);
+    if skipped != remote_write::Skipped::default() {
+        tracing::debug!(?skipped, "remote-write parts skipped");
     }
     let mut headers = HeaderMap::new();
     headers.insert("x-vigil-samples-stored", HeaderValue::from(report.stored));
     headers.insert(
         "x-vigil-samples-skipped",
-        HeaderValue::from(skipped.non_finite + skipped.unnamed),
+        HeaderValue::from(skipped.samples()),
     );
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }

@@ -272,8 +272,25 @@ impl NamedBatch {
         )
     }
 
-    /// Interns a metric name, checking it; returns its index in the batch.
+    /// Interns a metric name or series key (`name{k="v",...}`, stored by its canonical
+    /// text), checking it; returns its index in the batch.
     pub fn metric(&mut self, name: &str, at: impl FnOnce() -> String) -> Result<u32, IngestError> {
+        if let Some(&idx) = self.metric_index.get(name) {
+            return Ok(idx);
+        }
+        if name.contains('{') {
+            let key = crate::vocab::canonical_series_key(name)
+                .map_err(|reason| IngestError::Invalid { at: at(), reason })?;
+            let idx = intern(
+                &mut self.metric_names,
+                &mut self.metric_index,
+                &key,
+                "metric",
+                String::new,
+            )?;
+            self.metric_index.insert(name.to_owned(), idx);
+            return Ok(idx);
+        }
         intern(
             &mut self.metric_names,
             &mut self.metric_index,
@@ -281,6 +298,33 @@ impl NamedBatch {
             "metric",
             at,
         )
+    }
+
+    /// Interns a series key (already checked by [`crate::vocab::SeriesKey::checked`]);
+    /// returns its index in the batch.
+    pub fn series(
+        &mut self,
+        key: &crate::vocab::SeriesKey,
+        at: impl FnOnce() -> String,
+    ) -> Result<u32, IngestError> {
+        if key.labels.is_empty() {
+            return self.metric(&key.family, at);
+        }
+        if !is_valid_name(&key.family) {
+            return Err(IngestError::BadName {
+                at: at(),
+                what: "metric",
+                name: key.family.clone(),
+            });
+        }
+        let text = key.key();
+        if let Some(&idx) = self.metric_index.get(&text) {
+            return Ok(idx);
+        }
+        let idx = self.metric_names.len() as u32;
+        self.metric_names.push(text.clone());
+        self.metric_index.insert(text, idx);
+        Ok(idx)
     }
 
     /// Appends one sample after checking its value and timestamp.

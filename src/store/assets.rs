@@ -19,6 +19,10 @@ pub struct IdCache {
     assets: RwLock<HashMap<String, i64>>,
     metrics: RwLock<HashMap<String, i32>>,
     labels: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// Metric-family metadata this process has recorded.
+    families: Mutex<HashMap<String, crate::vocab::FamilyMeta>>,
+    /// (asset, metric) pairs known to be in the `series` table.
+    pub(super) series: RwLock<std::collections::HashSet<(i64, i32)>>,
 }
 
 /// Class given to assets created on first sight.
@@ -137,21 +141,26 @@ impl Store {
                          on conflict (name) do nothing returning name, asset_id) \
              select name, asset_id from existing union all select name, asset_id from created",
             names,
+            false,
         )
         .await
     }
 
-    /// Ids of the named metrics, creating those not seen before.
+    /// Ids of the named metrics (canonical series keys), creating those not seen before
+    /// with the labels their keys carry.
     pub async fn resolve_metric_ids(&self, names: &[String]) -> Result<HashMap<String, i32>> {
         self.resolve_ids(
             &self.ids.metrics,
-            "with input as (select distinct unnest($1::text[]) as name), \
+            "with input as (select distinct on (name) name, labels \
+                            from unnest($1::text[], $2::jsonb[]) as i(name, labels)), \
              existing as (select m.name, m.metric_id from metric m join input using (name)), \
-             created as (insert into metric (name) \
-                         select name from input where name not in (select name from existing) \
+             created as (insert into metric (name, labels) \
+                         select name, labels from input \
+                         where name not in (select name from existing) \
                          on conflict (name) do nothing returning name, metric_id) \
              select name, metric_id from existing union all select name, metric_id from created",
             names,
+            true,
         )
         .await
     }
@@ -194,6 +203,50 @@ impl Store {
         Ok(updated)
     }
 
+    /// Records remote-write metadata (type, help, unit) of metric families; writes only
+    /// families whose metadata this process has not recorded as it is.
+    pub async fn record_metric_families(
+        &self,
+        families: &std::collections::BTreeMap<String, crate::vocab::FamilyMeta>,
+    ) -> Result<u64> {
+        let (mut names, mut types, mut helps, mut units) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        {
+            let known = self.ids.families.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, meta) in families {
+                if known.get(name) != Some(meta) {
+                    names.push(name.as_str());
+                    types.push(meta.kind);
+                    helps.push(meta.help.as_deref());
+                    units.push(meta.unit.as_deref());
+                }
+            }
+        }
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let written = sqlx::query(
+            "insert into metric_family (name, type, help, unit) \
+             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+             on conflict (name) do update set type = excluded.type, help = excluded.help, \
+             unit = excluded.unit, updated_at = now() \
+             where (metric_family.type, metric_family.help, metric_family.unit) \
+             is distinct from (excluded.type, excluded.help, excluded.unit)",
+        )
+        .bind(&names)
+        .bind(&types)
+        .bind(&helps)
+        .bind(&units)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let mut known = self.ids.families.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            known.insert(name.to_owned(), families[name].clone());
+        }
+        Ok(written)
+    }
+
     /// Runs a create-or-select statement until every name has an id. A name inserted by a
     /// concurrent transaction that commits after this statement's snapshot is neither
     /// inserted nor seen; the next round sees it. Names found in `cache` are not looked up.
@@ -202,6 +255,7 @@ impl Store {
         cache: &RwLock<HashMap<String, T>>,
         sql: &'static str,
         names: &[String],
+        with_labels: bool,
     ) -> Result<HashMap<String, T>>
     where
         T: for<'r> sqlx::Decode<'r, sqlx::Postgres>
@@ -231,10 +285,19 @@ impl Store {
             if missing.is_empty() {
                 return Ok(ids);
             }
-            let rows: Vec<(String, T)> = sqlx::query_as(sql)
-                .bind(&missing)
-                .fetch_all(&self.pool)
-                .await?;
+            let mut query = sqlx::query_as(sql).bind(&missing);
+            if with_labels {
+                // A series key's labels, as the JSON object stored beside it.
+                let labels: Vec<Value> = missing
+                    .iter()
+                    .map(|name| {
+                        let key = crate::vocab::SeriesKey::parse(name).unwrap_or_default();
+                        serde_json::to_value(key.labels).unwrap_or_default()
+                    })
+                    .collect();
+                query = query.bind(labels);
+            }
+            let rows: Vec<(String, T)> = query.fetch_all(&self.pool).await?;
             cache
                 .write()
                 .unwrap_or_else(|e| e.into_inner())

@@ -206,6 +206,7 @@ impl Store {
             start = end;
         }
         let copied = copy.finish().await?;
+        let new_series = self.record_series(batch, &mut tx).await?;
         let inserted = if skip_existing {
             sqlx::query("insert into sample select * from sample_stage on conflict do nothing")
                 .execute(&mut *tx)
@@ -215,7 +216,62 @@ impl Store {
             copied
         };
         tx.commit().await?;
+        self.ids
+            .series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(new_series);
         Ok(inserted)
+    }
+
+    /// Adds the batch's (asset, metric) pairs that this process has not seen to `series`,
+    /// in the batch's transaction; returns them, for the cache once committed.
+    async fn record_series(
+        &self,
+        batch: &SampleColumns,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Vec<(i64, i32)>> {
+        let mut first: std::collections::HashMap<(i64, i32), i64> = Default::default();
+        {
+            let known = self.ids.series.read().unwrap_or_else(|e| e.into_inner());
+            let mut last = None;
+            for i in 0..batch.len() {
+                let pair = (batch.asset_ids[i], batch.metric_ids[i]);
+                let ts = batch.ts_micros[i];
+                if last == Some(pair) && !first.contains_key(&pair) {
+                    continue;
+                }
+                last = Some(pair);
+                if !known.contains(&pair) {
+                    let t = first.entry(pair).or_insert(ts);
+                    *t = (*t).min(ts);
+                }
+            }
+        }
+        if first.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In key order, so that concurrent batches lock the rows they share in one order.
+        let mut pairs: Vec<((i64, i32), i64)> = first.into_iter().collect();
+        pairs.sort_unstable();
+        let (mut assets, mut metrics, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        for &((a, m), ts) in &pairs {
+            assets.push(a);
+            metrics.push(m);
+            times.push(DateTime::from_timestamp_micros(ts).unwrap_or_default());
+        }
+        sqlx::query(
+            "insert into series (asset_id, metric_id, first_ts) \
+             select * from unnest($1::int8[], $2::int4[], $3::timestamptz[]) \
+             on conflict (asset_id, metric_id) \
+             do update set first_ts = least(series.first_ts, excluded.first_ts)",
+        )
+        .bind(&assets)
+        .bind(&metrics)
+        .bind(&times)
+        .execute(&mut *tx)
+        .await?;
+        Ok(pairs.into_iter().map(|(pair, _)| pair).collect())
     }
 
     /// Reads one asset's samples, raw or downsampled into `step_secs` buckets, grouped by
