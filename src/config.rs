@@ -117,6 +117,9 @@ pub struct Settings {
     pub alertmanager: AlertmanagerSettings,
     /// Windows, labels and model hyperparameters of training.
     pub training: TrainingSettings,
+    /// What the models see of stored series: derived metrics (`[[features.metrics]]`),
+    /// passthrough, rate range.
+    pub features: crate::vocab::ModelInputs,
     /// Real-time scoring.
     pub scoring: ScoringSettings,
     /// Feedback-tuned thresholds.
@@ -141,6 +144,7 @@ impl Default for Settings {
             remote_write: RemoteWriteSettings::default(),
             alertmanager: AlertmanagerSettings::default(),
             training: TrainingSettings::default(),
+            features: crate::vocab::ModelInputs::default(),
             policy: PolicySettings::default(),
             guard: GuardSettings::default(),
             actions: Vec::new(),
@@ -699,6 +703,36 @@ impl Settings {
                         self.training.schedule
                     ))
                 })?;
+        }
+        let mut inputs = std::collections::HashSet::new();
+        for metric in &self.features.metrics {
+            let bad = |reason: &str| {
+                Error::Invalid(format!(
+                    "features.metrics entry {:?}: {reason}",
+                    metric.as_name
+                ))
+            };
+            if !crate::vocab::is_valid_name(&metric.as_name) || !inputs.insert(&metric.as_name) {
+                return Err(bad("`as` names must be valid and unique"));
+            }
+            let selections = std::iter::once(metric.selection()).chain(metric.divide_by.clone());
+            for selection in selections {
+                if !selection.name.split('|').all(crate::vocab::is_valid_name) {
+                    return Err(bad("name must be a metric name or names as a|b"));
+                }
+                if !selection
+                    .matchers
+                    .keys()
+                    .all(|l| crate::vocab::is_label_name(l))
+                {
+                    return Err(bad("match keys must be label names"));
+                }
+            }
+        }
+        if self.features.rate_range_secs < 0 {
+            return Err(Error::Invalid(
+                "features.rate_range_secs must be 0 (four steps) or positive".to_owned(),
+            ));
         }
         let mut actions = std::collections::HashSet::new();
         for action in &self.actions {

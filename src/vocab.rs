@@ -306,3 +306,223 @@ mod tests {
         assert!(SeriesKey::parse(&long).is_err());
     }
 }
+
+/// How values combine: within a group of series, or across groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The sum.
+    #[default]
+    Sum,
+    /// The mean.
+    Avg,
+    /// The largest.
+    Max,
+    /// The smallest.
+    Min,
+    /// How many series (or groups) have a value.
+    Count,
+}
+
+/// Which series of an asset enter a derived metric, and how each is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// A metric family, or several as `a|b`.
+    pub name: String,
+    /// Label matchers: `"v"` equals v, `"a|b"` is one of them, `"!v"` and `"!a|b"` none of
+    /// them. A label the series lacks has the value `""`.
+    #[serde(default, rename = "match")]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    /// Read each series as its per-second rate (counters), resets handled as PromQL's
+    /// `rate()` does.
+    #[serde(default)]
+    pub rate: bool,
+    /// How the series of one group combine. Default sum.
+    #[serde(default)]
+    pub within: Combine,
+}
+
+/// One model input derived from an asset's stored series (`[[features.metrics]]`): the
+/// selected series (rates when `rate`), combined within groups of equal `by` labels,
+/// optionally divided group by group by another selection, then aggregated across groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedMetric {
+    /// The model input's name.
+    #[serde(rename = "as")]
+    pub as_name: String,
+    /// A metric family, or several as `a|b`.
+    pub name: String,
+    /// Label matchers, as in [`Selection::matchers`].
+    #[serde(default, rename = "match")]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    /// Rates of counters.
+    #[serde(default)]
+    pub rate: bool,
+    /// How the series of one group combine. Default sum.
+    #[serde(default)]
+    pub within: Combine,
+    /// The labels whose values make a group. Default none: one group of all.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// Divide each group by the same group of this selection.
+    #[serde(default)]
+    pub divide_by: Option<Selection>,
+    /// How the groups combine into the one value. Default avg.
+    #[serde(default = "default_across")]
+    pub aggregate: Combine,
+}
+
+fn default_across() -> Combine {
+    Combine::Avg
+}
+
+impl DerivedMetric {
+    /// The numerator as a selection.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            name: self.name.clone(),
+            matchers: self.matchers.clone(),
+            rate: self.rate,
+            within: self.within,
+        }
+    }
+}
+
+/// What the models see of an asset's stored series (`[features]`), saved with each model
+/// so that scoring derives exactly what training did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelInputs {
+    /// The derived metrics. Default: node_exporter's and Vigil's own (see
+    /// [`ModelInputs::default`]).
+    pub metrics: Vec<DerivedMetric>,
+    /// An asset none of whose series any derived metric selects keeps its unlabelled
+    /// series as model inputs (counters as `<name>:rate`). Default true.
+    pub passthrough: bool,
+    /// The range of rates, in seconds; 0 is four grid steps. Default 0.
+    pub rate_range_secs: i64,
+    /// Families read as counters besides those named `*_total`, `*_count`, `*_sum`:
+    /// training adds those that remote-write metadata calls counters.
+    pub counters: Vec<String>,
+}
+
+impl Default for ModelInputs {
+    fn default() -> Self {
+        let sel = |name: &str, matchers: &[(&str, &str)], rate: bool, within: Combine| Selection {
+            name: name.to_owned(),
+            matchers: matchers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            rate,
+            within,
+        };
+        let derived =
+            |as_name: &str, s: Selection, by: &[&str], divide_by: Option<Selection>, aggregate| {
+                DerivedMetric {
+                    as_name: as_name.to_owned(),
+                    name: s.name,
+                    matchers: s.matchers,
+                    rate: s.rate,
+                    within: s.within,
+                    by: by.iter().map(|b| (*b).to_owned()).collect(),
+                    divide_by,
+                    aggregate,
+                }
+            };
+        const VIRTUAL_FS: &str = "!tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|proc|sysfs|cgroup|cgroup2|autofs|fuse.lxcfs";
+        let cpu = "node_cpu_seconds_total";
+        Self {
+            metrics: vec![
+                derived(
+                    "cpu_busy_fraction",
+                    sel(cpu, &[("mode", "!idle|iowait|steal")], true, Combine::Sum),
+                    &["cpu"],
+                    Some(sel(cpu, &[], true, Combine::Sum)),
+                    Combine::Avg,
+                ),
+                derived(
+                    "memory_available_fraction",
+                    sel("node_memory_MemAvailable_bytes", &[], false, Combine::Sum),
+                    &[],
+                    Some(sel("node_memory_MemTotal_bytes", &[], false, Combine::Sum)),
+                    Combine::Avg,
+                ),
+                derived(
+                    "filesystem_free_fraction_min",
+                    sel(
+                        "node_filesystem_avail_bytes",
+                        &[("fstype", VIRTUAL_FS)],
+                        false,
+                        Combine::Sum,
+                    ),
+                    &["device", "mountpoint"],
+                    Some(sel(
+                        "node_filesystem_size_bytes",
+                        &[("fstype", VIRTUAL_FS)],
+                        false,
+                        Combine::Sum,
+                    )),
+                    Combine::Min,
+                ),
+                derived(
+                    "disk_io_time_fraction_max",
+                    sel("node_disk_io_time_seconds_total", &[], true, Combine::Sum),
+                    &["device"],
+                    None,
+                    Combine::Max,
+                ),
+                derived(
+                    "network_errors_per_second",
+                    sel(
+                        "node_network_receive_errs_total|node_network_transmit_errs_total",
+                        &[("device", "!lo")],
+                        true,
+                        Combine::Sum,
+                    ),
+                    &[],
+                    None,
+                    Combine::Sum,
+                ),
+                derived(
+                    "load1_per_core",
+                    sel("node_load1", &[], false, Combine::Sum),
+                    &[],
+                    Some(sel(cpu, &[("mode", "idle")], false, Combine::Count)),
+                    Combine::Avg,
+                ),
+                derived(
+                    "vigil_requests_per_second",
+                    sel("vigil_http_requests_total", &[], true, Combine::Sum),
+                    &[],
+                    None,
+                    Combine::Sum,
+                ),
+                derived(
+                    "vigil_server_error_fraction",
+                    sel(
+                        "vigil_http_requests_total",
+                        &[("status", "500|502|503|504")],
+                        true,
+                        Combine::Sum,
+                    ),
+                    &[],
+                    Some(sel("vigil_http_requests_total", &[], true, Combine::Sum)),
+                    Combine::Avg,
+                ),
+                derived(
+                    "vigil_samples_skipped_per_second",
+                    sel("vigil_samples_skipped_total", &[], true, Combine::Sum),
+                    &[],
+                    None,
+                    Combine::Sum,
+                ),
+            ],
+            passthrough: true,
+            rate_range_secs: 0,
+            counters: Vec::new(),
+        }
+    }
+}

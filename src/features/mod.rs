@@ -15,6 +15,7 @@
 //! This module does no IO: plain functions over slices.
 
 pub mod dataset;
+pub mod derive;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,10 @@ pub struct FeatureSchema {
     pub step_secs: i64,
     /// Most grid points a value is carried forward over a gap.
     pub max_fill: usize,
+    /// How the metrics derive from stored series ([`derive::derive`]); none in bundles made
+    /// before derived inputs (their metrics are stored series names, read as stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<crate::vocab::ModelInputs>,
 }
 
 impl FeatureSchema {
@@ -61,6 +66,7 @@ impl FeatureSchema {
             window,
             step_secs,
             max_fill,
+            inputs: None,
         }
     }
 

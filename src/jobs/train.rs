@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use crate::config::TrainingSettings;
-use crate::features::FeatureSchema;
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
+use crate::features::{FeatureSchema, derive};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
 pub use crate::model::bundle::{
@@ -132,6 +132,8 @@ pub struct TrainingData {
     pub samples: u64,
     /// Each asset's class, when known (the database knows; files do not).
     pub classes: BTreeMap<String, String>,
+    /// How `metrics` were derived from stored series (none: files, read as they are).
+    pub inputs: Option<crate::vocab::ModelInputs>,
 }
 
 /// Reads samples (long or wide CSV/Parquet) and incidents into histories and failures.
@@ -167,6 +169,7 @@ pub fn histories_from_files(
         failures,
         samples: n_samples,
         classes: BTreeMap::new(),
+        inputs: None,
     })
 }
 
@@ -240,17 +243,33 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
+    train_derived(
+        metrics, None, histories, failures, settings, champion, on_stage,
+    )
+}
+
+/// [`train`] of metrics derived from stored series by `inputs` (saved in the schema).
+fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
+    metrics: Vec<String>,
+    inputs: Option<crate::vocab::ModelInputs>,
+    histories: &[H],
+    failures: &[Failure],
+    settings: &TrainingSettings,
+    champion: Option<&Bundle>,
+    on_stage: &mut dyn FnMut(&str),
+) -> Result<Bundle, TrainError> {
     let mut report = TrainReport {
         assets: histories.len() as u64,
         failures: failures.len() as u64,
         ..TrainReport::default()
     };
-    let schema = FeatureSchema::new(
+    let mut schema = FeatureSchema::new(
         metrics,
         settings.window,
         settings.step_secs,
         settings.max_fill,
     );
+    schema.inputs = inputs;
     on_stage("features");
     let started = Instant::now();
     let params = dataset_params(settings);
@@ -396,8 +415,9 @@ pub fn train_fleet(
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
-    let mut bundle = train(
+    let mut bundle = train_derived(
         data.metrics.clone(),
+        data.inputs.clone(),
         &data.histories,
         &data.failures,
         settings,
@@ -472,7 +492,15 @@ fn train_class(
         &windows.validation.y,
     );
     let trained = if reported.len() == data.metrics.len() {
-        train(metrics, &mine, &failures, settings, None, &mut |_| {})
+        train_derived(
+            metrics,
+            data.inputs.clone(),
+            &mine,
+            &failures,
+            settings,
+            None,
+            &mut |_| {},
+        )
     } else {
         let subset: Vec<AssetHistory> = mine
             .iter()
@@ -481,7 +509,15 @@ fn train_class(
                 metrics: reported.iter().map(|&m| h.metrics[m].clone()).collect(),
             })
             .collect();
-        train(metrics, &subset, &failures, settings, None, &mut |_| {})
+        train_derived(
+            metrics,
+            data.inputs.clone(),
+            &subset,
+            &failures,
+            settings,
+            None,
+            &mut |_| {},
+        )
     };
     let model = match trained {
         Ok(model) => model,
@@ -686,36 +722,57 @@ pub async fn load_from_store(
     store: &Store,
     from: chrono::DateTime<Utc>,
     to: chrono::DateTime<Utc>,
+    inputs: &crate::vocab::ModelInputs,
+    settings: &TrainingSettings,
 ) -> Result<TrainingData, TrainError> {
     let dump = store.dump_samples(from, to).await?;
-    let mut metric_ids: Vec<i32> = dump.series.iter().map(|s| s.metric_id).collect();
-    metric_ids.sort_unstable();
-    metric_ids.dedup();
-    metric_ids.sort_by(|a, b| dump.metrics[a].cmp(&dump.metrics[b]));
-    let metrics: Vec<String> = metric_ids
-        .iter()
-        .map(|id| dump.metrics[id].clone())
-        .collect();
-    let position: std::collections::HashMap<i32, usize> = metric_ids
-        .iter()
-        .enumerate()
-        .map(|(pos, &id)| (id, pos))
-        .collect();
+    let mut inputs = inputs.clone();
+    inputs.counters.extend(store.counter_families().await?);
+    inputs.counters.sort();
+    inputs.counters.dedup();
     let samples = dump.samples();
-    let mut histories: Vec<AssetHistory> = Vec::new();
-    let mut current: Option<i64> = None;
+    let keys: std::collections::HashMap<i32, crate::vocab::SeriesKey> = dump
+        .metrics
+        .iter()
+        .map(|(&id, name)| {
+            let key = crate::vocab::SeriesKey::parse(name)
+                .unwrap_or_else(|_| crate::vocab::SeriesKey::plain(name));
+            (id, key)
+        })
+        .collect();
+    let lookback = settings.max_fill.max(1) as i64 * settings.step_secs;
+    let mut derived: Vec<(String, BTreeMap<String, MetricHistory>)> = Vec::new();
     // The series come ordered by asset, so each asset's are consecutive.
-    for series in dump.series {
-        if current != Some(series.asset_id) {
-            current = Some(series.asset_id);
-            histories.push(AssetHistory {
-                asset: dump.assets[&series.asset_id].clone(),
-                metrics: vec![None; metrics.len()],
-            });
-        }
-        let history = histories.last_mut().expect("pushed above");
-        history.metrics[position[&series.metric_id]] = Some(series.history);
+    for asset in dump.series.chunk_by(|a, b| a.asset_id == b.asset_id) {
+        let series: Vec<(crate::vocab::SeriesKey, &MetricHistory)> = asset
+            .iter()
+            .map(|s| (keys[&s.metric_id].clone(), &s.history))
+            .collect();
+        let first = series.iter().filter_map(|(_, h)| h.ts.first()).min();
+        let last = series.iter().filter_map(|(_, h)| h.ts.last()).max();
+        let (Some(&first), Some(&last)) = (first, last) else {
+            continue;
+        };
+        let grid = derive::Grid::covering(first, last, settings.step_secs, lookback);
+        derived.push((
+            dump.assets[&asset[0].asset_id].clone(),
+            derive::derive(&inputs, &series, &grid),
+        ));
     }
+    drop(dump);
+    let metrics: Vec<String> = derived
+        .iter()
+        .flat_map(|(_, d)| d.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let histories: Vec<AssetHistory> = derived
+        .into_iter()
+        .map(|(asset, mut d)| AssetHistory {
+            asset,
+            metrics: metrics.iter().map(|m| d.remove(m)).collect(),
+        })
+        .collect();
     let incidents = store
         .list_incidents(&crate::store::incidents::IncidentFilter {
             from: Some(from),
@@ -748,6 +805,7 @@ pub async fn load_from_store(
         failures,
         samples,
         classes,
+        inputs: Some(inputs),
     })
 }
 
@@ -925,6 +983,7 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
         failures,
         samples,
         classes: BTreeMap::new(),
+        inputs: None,
     }
 }
 
@@ -977,7 +1036,7 @@ async fn run(
     let to = Utc::now() + chrono::Duration::days(1);
     let from = Utc::now() - chrono::Duration::days(i64::from(settings.training.history_days));
     on_stage("loading samples from the database");
-    let data = load_from_store(store, from, to).await?;
+    let data = load_from_store(store, from, to, &settings.features, &settings.training).await?;
     if data.samples == 0 {
         return Err(TrainError::NotEnoughData(format!(
             "no samples in the last {} days (import some with `vigil import`)",

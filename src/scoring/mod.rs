@@ -540,36 +540,79 @@ impl Scoring {
                 training.max_fill,
             ),
         };
-        let span = (schema.window + schema.max_fill) as i64 * schema.step_secs;
+        // A trained model derives its inputs as it was trained to; the cold-start detector
+        // as configured now.
+        let inputs = match &model {
+            Some(m) => m.bundle.schema.inputs.clone(),
+            None => Some(self.settings.features.clone()),
+        };
+        let step = schema.step_secs;
+        let lookback = schema.max_fill.max(1) as i64 * step;
+        let grid_span = (schema.window + schema.max_fill) as i64 * step;
+        let reach = inputs.as_ref().map_or(0, |i| {
+            crate::features::derive::rate_range(i, step).max(lookback)
+        });
         let query = crate::store::samples::SampleQuery {
             asset_id: asset.asset_id,
             metric: None,
-            from: latest - chrono::Duration::seconds(span),
+            from: latest - chrono::Duration::seconds(grid_span + reach),
             to: latest + chrono::Duration::microseconds(1),
             step_secs: None,
             aggregate: crate::store::samples::Aggregate::Last,
             max_points: 1_000_000,
         };
-        let series = self.store.read_samples(&query).await?;
-        let end = latest.timestamp().div_euclid(schema.step_secs) * schema.step_secs;
-        let mut window = BTreeMap::new();
-        for s in series {
-            let ts: Vec<i64> = s
+        let stored = self.store.read_samples(&query).await?;
+        let end = latest.timestamp().div_euclid(step) * step;
+        let stored = stored.into_iter().map(|s| {
+            let ts = s
                 .ts_micros
                 .iter()
                 .map(|t| t.div_euclid(1_000_000))
                 .collect();
+            let history = crate::vocab::MetricHistory {
+                ts,
+                values: s.values,
+            };
+            (s.metric, history)
+        });
+        let series: Vec<(String, crate::vocab::MetricHistory)> = match &inputs {
+            None => stored.collect(),
+            Some(inputs) => {
+                let stored: Vec<(crate::vocab::SeriesKey, crate::vocab::MetricHistory)> = stored
+                    .map(|(name, h)| {
+                        let key = crate::vocab::SeriesKey::parse(&name)
+                            .unwrap_or_else(|_| crate::vocab::SeriesKey::plain(&name));
+                        (key, h)
+                    })
+                    .collect();
+                let refs: Vec<_> = stored.iter().map(|(k, h)| (k.clone(), h)).collect();
+                let grid = crate::features::derive::Grid {
+                    start: end - grid_span,
+                    end,
+                    step,
+                    lookback,
+                };
+                crate::features::derive::derive(inputs, &refs, &grid)
+                    .into_iter()
+                    .collect()
+            }
+        };
+        let mut window = BTreeMap::new();
+        for (metric, history) in series {
+            let ts = history.ts;
             if model.is_none() {
                 // The cold-start detector takes what history there is, from the first grid
                 // point that has a sample.
                 schema.window = cold_history;
                 if let Some(first) = ts.first() {
-                    let points = (end - first).div_euclid(schema.step_secs) + 1;
+                    let points = (end - first).div_euclid(step) + 1;
                     schema.window = schema.window.min(points.max(1) as usize);
                 }
             }
-            if let Ok(values) = crate::features::resample(&s.metric, &ts, &s.values, end, &schema) {
-                window.insert(s.metric, values);
+            if let Ok(values) =
+                crate::features::resample(&metric, &ts, &history.values, end, &schema)
+            {
+                window.insert(metric, values);
             }
         }
         let mut answer = self.evaluate(model.as_deref(), name, Some(&asset.class), &window)?;

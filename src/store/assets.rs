@@ -247,6 +247,15 @@ impl Store {
         Ok(written)
     }
 
+    /// The metric families remote-write metadata calls counters, by name.
+    pub async fn counter_families(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "select name from metric_family where type = 'counter' order by name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Runs a create-or-select statement until every name has an id. A name inserted by a
     /// concurrent transaction that commits after this statement's snapshot is neither
     /// inserted nor seen; the next round sees it. Names found in `cache` are not looked up.
