@@ -214,6 +214,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .query::<samples::ReadQuery>()
         .answers::<samples::ReadAnswer>(),
         Endpoint::new(
+            M::GET,
+            "/v1/assets/{name}/series",
+            ANY,
+            "An asset's series: key, family, labels, type, first sample.",
+            get(samples::series_list),
+        )
+        .answers::<samples::SeriesList>(),
+        Endpoint::new(
             M::POST,
             "/api/v1/write",
             INGEST,

@@ -6,6 +6,7 @@
 //! `values`) and/or row items (`rows`: one sample each). Timestamps are Unix seconds
 //! (integer or fractional) or RFC 3339 strings. Re-sending a batch stores nothing twice.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use axum::Json;
@@ -20,8 +21,10 @@ use super::input::{
     ApiPath, ApiQuery, Budgeted, Timestamp, check_name, json_body, parse_json_within,
     parse_time_param,
 };
+use crate::features::derive::rates_at;
 use crate::ingest::{self, IngestReport, Limits, NamedBatch};
 use crate::store::samples::{Aggregate, SampleQuery};
+use crate::vocab::{SeriesKey, canonical_series_key};
 
 /// Body of `POST /v1/samples`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -40,7 +43,11 @@ pub struct SamplesBody {
 #[serde(deny_unknown_fields)]
 pub struct SeriesItem {
     asset: String,
+    /// A metric name, or a series key `name{label="value",...}`.
     metric: String,
+    /// Labels that tell this series apart from others of the metric (added to the key).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     timestamps: Budgeted<Timestamp>,
     values: Budgeted<Number>,
 }
@@ -50,7 +57,11 @@ pub struct SeriesItem {
 #[serde(deny_unknown_fields)]
 pub struct RowItem {
     asset: String,
+    /// A metric name, or a series key `name{label="value",...}`.
     metric: String,
+    /// Labels that tell this series apart from others of the metric (added to the key).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     ts: Timestamp,
     value: Number,
 }
@@ -121,7 +132,9 @@ pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, Api
             .into());
         }
         let asset = batch.asset(&item.asset, || format!("series[{i}].asset"))?;
-        let metric = batch.metric(&item.metric, || format!("series[{i}].metric"))?;
+        let metric = series(&mut batch, &item.metric, &item.labels, || {
+            format!("series[{i}]")
+        })?;
         for (j, (ts, value)) in item.timestamps.iter().zip(item.values.iter()).enumerate() {
             let ts =
                 ts.0.ok_or_else(|| bad_timestamp(format!("series[{i}].timestamps[{j}]")))?;
@@ -132,7 +145,9 @@ pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, Api
     }
     for (i, row) in body.rows.iter().enumerate() {
         let asset = batch.asset(&row.asset, || format!("rows[{i}].asset"))?;
-        let metric = batch.metric(&row.metric, || format!("rows[{i}].metric"))?;
+        let metric = series(&mut batch, &row.metric, &row.labels, || {
+            format!("rows[{i}]")
+        })?;
         let ts = row
             .ts
             .0
@@ -140,6 +155,28 @@ pub fn build_batch(body: &SamplesBody, limits: Limits) -> Result<NamedBatch, Api
         batch.push(asset, metric, ts, row.value.0, || format!("rows[{i}]"))?;
     }
     Ok(batch)
+}
+
+/// Interns a metric with its labels, if any, as one series key.
+fn series(
+    batch: &mut NamedBatch,
+    metric: &str,
+    labels: &BTreeMap<String, String>,
+    at: impl Fn() -> String,
+) -> Result<u32, ingest::IngestError> {
+    if labels.is_empty() {
+        return batch.metric(metric, || format!("{}.metric", at()));
+    }
+    let invalid = |reason: String| ingest::IngestError::Invalid {
+        at: format!("{}.labels", at()),
+        reason,
+    };
+    let mut key = SeriesKey::parse(metric).map_err(invalid)?;
+    for (name, value) in labels {
+        key.insert(name, value.clone()).map_err(invalid)?;
+    }
+    let key = key.checked().map_err(invalid)?;
+    batch.series(&key, || format!("{}.metric", at()))
 }
 
 fn bad_timestamp(at: String) -> ingest::IngestError {
@@ -173,7 +210,13 @@ pub async fn post(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
+    /// One series: a metric name or series key (labels in any order).
     metric: Option<String>,
+    /// Every series of this metric family.
+    family: Option<String>,
+    /// Per-second rates (counters, resets handled as PromQL's `rate()`) over this range
+    /// (`30s`, `5m`, ...), evaluated every `step` from `from` to `to`.
+    rate: Option<String>,
     from: Option<String>,
     to: Option<String>,
     step: Option<String>,
@@ -234,24 +277,85 @@ pub async fn read(
     if from >= to {
         return Err(ApiError::invalid("from", "must be before to"));
     }
-    let step_secs = query.step.as_deref().map(parse_step).transpose()?;
+    let step_secs = query
+        .step
+        .as_deref()
+        .map(|s| parse_step("step", s))
+        .transpose()?;
+    let metric = query
+        .metric
+        .as_deref()
+        .map(|m| canonical_series_key(m).map_err(|e| ApiError::invalid("metric", e)))
+        .transpose()?;
+    if let Some(range) = query.rate.as_deref() {
+        let range = parse_step("rate", range)?;
+        let step = step_secs.ok_or_else(|| {
+            ApiError::invalid(
+                "step",
+                "rate needs step: rates are evaluated every step from `from` to `to`",
+            )
+        })?;
+        if query.agg.is_some() {
+            return Err(ApiError::invalid("agg", "does not apply to rate"));
+        }
+        let points = (to - from).num_seconds() / step + 1;
+        if points > MAX_POINTS {
+            return Err(ApiError::invalid(
+                "step",
+                format!("more than {MAX_POINTS} points: narrow the time range or widen step"),
+            ));
+        }
+        let raw = SampleQuery {
+            asset_id: asset.asset_id,
+            metric,
+            family: query.family,
+            from: from - chrono::Duration::seconds(range),
+            to: to + chrono::Duration::microseconds(1),
+            step_secs: None,
+            aggregate: Aggregate::Last,
+            max_points: MAX_POINTS,
+        };
+        let series = read_or_invalid(&state, &raw).await?;
+        let (start, step_us) = (from.timestamp_micros(), step * 1_000_000);
+        let series = series
+            .into_iter()
+            .map(|s| {
+                let ends = (0..points).map(|k| start + k * step_us);
+                let rates = rates_at(&s.ts_micros, &s.values, ends, range * 1_000_000, 1e6);
+                let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+                for (k, rate) in rates.into_iter().enumerate() {
+                    if let Some(rate) = rate {
+                        timestamps.push((start + k as i64 * step_us) as f64 / 1e6);
+                        values.push(rate);
+                    }
+                }
+                SeriesOut {
+                    metric: s.metric,
+                    timestamps,
+                    values,
+                }
+            })
+            .collect();
+        return Ok(Json(ReadAnswer {
+            asset: name,
+            from,
+            to,
+            step_secs: Some(step),
+            series,
+        }));
+    }
     let sample_query = SampleQuery {
         asset_id: asset.asset_id,
-        metric: query.metric,
+        metric,
+        family: query.family,
         from,
         to,
         step_secs,
         aggregate: query.agg.unwrap_or(Aggregate::Avg),
         max_points: MAX_POINTS,
     };
-    let series = match state.store.read_samples(&sample_query).await {
-        Ok(series) => series,
-        Err(crate::store::Error::Constraint { constraint }) => {
-            return Err(ApiError::invalid("step", constraint));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let series = series
+    let series = read_or_invalid(&state, &sample_query)
+        .await?
         .into_iter()
         .map(|s| SeriesOut {
             metric: s.metric,
@@ -268,8 +372,49 @@ pub async fn read(
     }))
 }
 
-/// Parses a step: plain seconds or a number with `s`, `m`, `h` or `d`.
-fn parse_step(text: &str) -> Result<i64, ApiError> {
+/// Reads samples; too many points is the caller's to fix (400).
+async fn read_or_invalid(
+    state: &AppState,
+    query: &SampleQuery,
+) -> Result<Vec<crate::store::samples::SeriesPoints>, ApiError> {
+    match state.store.read_samples(query).await {
+        Ok(series) => Ok(series),
+        Err(crate::store::Error::Constraint { constraint }) => {
+            Err(ApiError::invalid("step", constraint))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /v1/assets/{name}/series`: the asset's series, by key.
+pub async fn series_list(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<SeriesList>, ApiError> {
+    check_name("name", &name)?;
+    let asset = match state.store.asset_by_name(&name).await {
+        Ok(asset) => asset,
+        Err(crate::store::Error::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("asset {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let series = state.store.list_series(asset.asset_id).await?;
+    Ok(Json(SeriesList {
+        asset: name,
+        series,
+    }))
+}
+
+/// Answer of `GET /v1/assets/{name}/series`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SeriesList {
+    asset: String,
+    series: Vec<crate::store::assets::SeriesInfo>,
+}
+
+/// Parses a duration parameter: plain seconds or a number with `s`, `m`, `h` or `d`.
+fn parse_step(param: &str, text: &str) -> Result<i64, ApiError> {
     let (number, unit) = match text.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
         _ => (text, 's'),
@@ -288,8 +433,8 @@ fn parse_step(text: &str) -> Result<i64, ApiError> {
         .filter(|&secs| secs > 0)
         .ok_or_else(|| {
             ApiError::invalid(
-                "step",
-                format!("{text:?} is not a step such as 60, 30s, 5m, 1h or 1d"),
+                param,
+                format!("{text:?} is not a duration such as 60, 30s, 5m, 1h or 1d"),
             )
         })
 }
@@ -300,12 +445,12 @@ mod tests {
 
     #[test]
     fn steps_parse_with_units() {
-        assert_eq!(parse_step("60").unwrap(), 60);
-        assert_eq!(parse_step("5m").unwrap(), 300);
-        assert_eq!(parse_step("1d").unwrap(), 86_400);
-        assert!(parse_step("0").is_err());
-        assert!(parse_step("5w").is_err());
-        assert!(parse_step("soon").is_err());
+        assert_eq!(parse_step("step", "60").unwrap(), 60);
+        assert_eq!(parse_step("step", "5m").unwrap(), 300);
+        assert_eq!(parse_step("rate", "1d").unwrap(), 86_400);
+        assert!(parse_step("step", "0").is_err());
+        assert!(parse_step("step", "5w").is_err());
+        assert!(parse_step("step", "soon").is_err());
     }
 
     #[test]

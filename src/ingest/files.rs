@@ -268,6 +268,17 @@ pub fn read_samples(
     if long {
         let metrics = strings(column(&frame, path, &["metric"])?, path)?;
         let values = floats(column(&frame, path, &["value"])?, path)?;
+        // An optional `labels` column (`cpu="0",mode="idle"`) adds labels to the series key.
+        let labels = match frame.column("labels") {
+            Ok(c) => Some(strings(c, path)?),
+            Err(_) => None,
+        };
+        let label_at = |row: usize| {
+            labels
+                .as_ref()
+                .and_then(|l| l.get(row))
+                .filter(|l| !l.is_empty())
+        };
         batch.reserve(frame.height());
         // Rows usually come sorted by asset and metric: remember the last lookup.
         let mut last_asset: Option<(&str, u32)> = None;
@@ -289,11 +300,16 @@ pub fn read_samples(
                     _ => batch.asset(asset, row_at(row))?,
                 };
                 last_asset = Some((asset, asset_idx));
-                let metric_idx = match last_metric {
-                    Some((name, idx)) if name == metric => idx,
-                    _ => batch.metric(metric, row_at(row))?,
+                let metric_idx = match (label_at(row), last_metric) {
+                    (Some(labels), _) => {
+                        batch.metric(&format!("{metric}{{{labels}}}"), row_at(row))?
+                    }
+                    (None, Some((name, idx))) if name == metric => idx,
+                    (None, _) => batch.metric(metric, row_at(row))?,
                 };
-                last_metric = Some((metric, metric_idx));
+                if label_at(row).is_none() {
+                    last_metric = Some((metric, metric_idx));
+                }
                 batch.push(asset_idx, metric_idx, ts, value, row_at(row))
             })();
             if let Err(e) = result {
@@ -528,6 +544,7 @@ pub async fn export_parquet(
         let query = SampleQuery {
             asset_id: asset.asset_id,
             metric: filter.metric.clone(),
+            family: None,
             from: filter.from,
             to: filter.to,
             step_secs: None,
@@ -605,6 +622,34 @@ mod tests {
             reasons[2].starts_with("row 4") && reasons[2].contains("bad name"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn a_labels_column_and_keyed_metric_names_name_the_same_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "l.csv",
+            "asset,metric,labels,ts,value\n\
+             h,cpu_seconds_total,\"mode=\"\"idle\"\",cpu=\"\"0\"\"\",1704067200,1\n\
+             h,\"cpu_seconds_total{cpu=\"\"0\"\",mode=\"\"idle\"\"}\",,1704067260,2\n\
+             h,cpu_seconds_total,\"cpu=\"\"1\"\",mode=\"\"idle\"\"\",1704067200,3\n\
+             h,load1,,1704067200,0.5\n\
+             h,load1,\"bad label=\"\"x\"\"\",1704067260,0.5\n",
+        );
+        let mut batch = batch();
+        let (rows, rejections) = read_samples(&path, Layout::Auto, &mut batch).unwrap();
+        assert_eq!(rows, 5);
+        assert_eq!(rejections.count, 1, "{:?}", rejections.rows);
+        assert_eq!(
+            batch.metric_names(),
+            &[
+                r#"cpu_seconds_total{cpu="0",mode="idle"}"#.to_owned(),
+                r#"cpu_seconds_total{cpu="1",mode="idle"}"#.to_owned(),
+                "load1".to_owned(),
+            ]
+        );
+        assert_eq!(batch.len(), 4);
     }
 
     #[test]

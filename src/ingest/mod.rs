@@ -279,15 +279,9 @@ impl NamedBatch {
             return Ok(idx);
         }
         if name.contains('{') {
-            let key = crate::vocab::canonical_series_key(name)
+            let key = crate::vocab::SeriesKey::parse(name)
                 .map_err(|reason| IngestError::Invalid { at: at(), reason })?;
-            let idx = intern(
-                &mut self.metric_names,
-                &mut self.metric_index,
-                &key,
-                "metric",
-                String::new,
-            )?;
+            let idx = self.series(&key, String::new)?;
             self.metric_index.insert(name.to_owned(), idx);
             return Ok(idx);
         }

@@ -555,6 +555,7 @@ impl Scoring {
         let query = crate::store::samples::SampleQuery {
             asset_id: asset.asset_id,
             metric: None,
+            family: None,
             from: latest - chrono::Duration::seconds(grid_span + reach),
             to: latest + chrono::Duration::microseconds(1),
             step_secs: None,

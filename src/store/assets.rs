@@ -28,6 +28,21 @@ pub struct IdCache {
 /// Class given to assets created on first sight.
 pub const DEFAULT_CLASS: &str = "default";
 
+/// One series of an asset.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
+pub struct SeriesInfo {
+    /// The series key, `family{label="value",...}`: the `metric` of reads and writes.
+    pub key: String,
+    /// The metric name without labels.
+    pub family: String,
+    /// The labels that tell the series apart.
+    pub labels: Value,
+    /// The family's type from remote-write metadata (`counter`, `gauge`, ...), if known.
+    pub kind: Option<String>,
+    /// The first sample's time.
+    pub first_ts: DateTime<Utc>,
+}
+
 /// A stored asset.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Asset {
@@ -245,6 +260,19 @@ impl Store {
             known.insert(name.to_owned(), families[name].clone());
         }
         Ok(written)
+    }
+
+    /// An asset's series (from table `series`), by key.
+    pub async fn list_series(&self, asset_id: i64) -> Result<Vec<SeriesInfo>> {
+        Ok(sqlx::query_as(
+            "select m.name as key, m.family, m.labels, f.type as kind, s.first_ts \
+             from series s join metric m using (metric_id) \
+             left join metric_family f on f.name = m.family \
+             where s.asset_id = $1 order by m.name",
+        )
+        .bind(asset_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The metric families remote-write metadata calls counters, by name.

@@ -124,8 +124,10 @@ pub enum Aggregate {
 pub struct SampleQuery {
     /// Asset id.
     pub asset_id: i64,
-    /// Only this metric; all when `None`.
+    /// Only this metric (a series key); all when `None`.
     pub metric: Option<String>,
+    /// Only the series of this family; all when `None`.
+    pub family: Option<String>,
     /// Start, inclusive.
     pub from: DateTime<Utc>,
     /// End, exclusive.
@@ -287,7 +289,7 @@ impl Store {
             None => "select m.name, (extract(epoch from s.ts) * 1000000)::int8 as t, s.value as v \
                      from sample s join metric m using (metric_id) \
                      where s.asset_id = $1 and ($2::text is null or m.name = $2) \
-                     and s.ts >= $3 and s.ts < $4 order by m.name, s.ts limit $6"
+                     and ($7::text is null or m.family = $7) and s.ts >= $3 and s.ts < $4 order by m.name, s.ts limit $6"
                 .to_owned(),
             Some(_) => format!(
                 "select m.name, (extract(epoch from b.bucket) * 1000000)::int8 as t, b.v from ( \
@@ -295,7 +297,7 @@ impl Store {
                           {aggregate} as v \
                    from sample s join metric m using (metric_id) \
                    where s.asset_id = $1 and ($2::text is null or m.name = $2) \
-                   and s.ts >= $3 and s.ts < $4 group by 1, 2) b \
+                   and ($7::text is null or m.family = $7) and s.ts >= $3 and s.ts < $4 group by 1, 2) b \
                  join metric m using (metric_id) order by m.name, b.bucket limit $6"
             ),
         };
@@ -306,6 +308,7 @@ impl Store {
             .bind(query.to)
             .bind(query.step_secs.unwrap_or(1) as f64)
             .bind(query.max_points + 1)
+            .bind(&query.family)
             .fetch_all(&self.pool)
             .await?;
         if rows.len() as i64 > query.max_points {

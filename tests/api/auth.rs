@@ -14,6 +14,7 @@ pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::GET, "/v1/config", Some(Scope::Admin)),
         (Method::GET, "/v1/models", None),
         (Method::GET, "/v1/assets/web-01/samples", None),
+        (Method::GET, "/v1/assets/web-01/series", None),
         (Method::GET, "/v1/incidents", None),
         (Method::POST, "/v1/samples", Some(Scope::Ingest)),
         (Method::POST, "/api/v1/write", Some(Scope::Ingest)),

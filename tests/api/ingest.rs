@@ -214,3 +214,114 @@ async fn history_reads_raw_and_downsampled() {
     .await;
     expect_error(app.get("/v1/assets/nobody/samples").await, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn labelled_series_are_kept_apart_listed_and_read_by_key_and_as_rates() {
+    let app = TestApp::spawn().await;
+    let t0 = t0();
+    let ts: Vec<i64> = (0..13).map(|k| t0 + 10 * k).collect();
+    // A counter at 2/s on cpu 0 that resets once (after the 7th sample), and 1/s on cpu 1.
+    let cpu0: Vec<f64> = (0..13)
+        .map(|k| {
+            if k < 7 {
+                100.0 + 20.0 * k as f64
+            } else {
+                20.0 * (k - 6) as f64
+            }
+        })
+        .collect();
+    let cpu1: Vec<f64> = (0..13).map(|k| 10.0 * k as f64).collect();
+    let body = json!({
+        "series": [
+            {"asset": "h", "metric": "cpu_seconds_total", "labels": {"mode": "user", "cpu": "0"},
+             "timestamps": ts, "values": cpu0},
+            {"asset": "h", "metric": "cpu_seconds_total{cpu=\"1\",mode=\"user\"}",
+             "timestamps": ts, "values": cpu1}
+        ],
+        "rows": [
+            {"asset": "h", "metric": "cpu_seconds_total{mode=\"user\",cpu=\"1\"}", "ts": t0 + 130, "value": 130.0},
+            {"asset": "h", "metric": "load1", "ts": t0, "value": 0.5}
+        ]
+    });
+    let response = app.post_json("/v1/samples", &body).await;
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["stored"], 28);
+    assert_eq!(report["metrics"], 3, "{report}");
+
+    let listed: Value = app.get_value("/v1/assets/h/series").await;
+    let keys: Vec<&str> = listed["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            r#"cpu_seconds_total{cpu="0",mode="user"}"#,
+            r#"cpu_seconds_total{cpu="1",mode="user"}"#,
+            "load1"
+        ]
+    );
+    assert_eq!(listed["series"][0]["family"], "cpu_seconds_total");
+    assert_eq!(
+        listed["series"][0]["labels"],
+        json!({"cpu": "0", "mode": "user"})
+    );
+    assert!(listed["series"][2]["first_ts"].is_string());
+
+    // One series by its key in another label order; a family's series together.
+    let window = format!("from={t0}&to={}", t0 + 200);
+    let one: Value = app
+        .get_value(&format!(
+            "/v1/assets/h/samples?metric=cpu_seconds_total%7Bmode%3D%22user%22%2Ccpu%3D%221%22%7D&{window}"
+        ))
+        .await;
+    assert_eq!(one["series"].as_array().unwrap().len(), 1);
+    assert_eq!(one["series"][0]["values"].as_array().unwrap().len(), 14);
+    let family: Value = app
+        .get_value(&format!(
+            "/v1/assets/h/samples?family=cpu_seconds_total&{window}"
+        ))
+        .await;
+    assert_eq!(family["series"].as_array().unwrap().len(), 2);
+
+    // Rates over 60 s every 30 s: cpu 0 is 2/s through its reset, cpu 1 1/s.
+    let rates: Value = app
+        .get_value(&format!(
+            "/v1/assets/h/samples?family=cpu_seconds_total&rate=60s&step=30s&from={}&to={}",
+            t0 + 65,
+            t0 + 125
+        ))
+        .await;
+    for (series, expected) in rates["series"].as_array().unwrap().iter().zip([2.0, 1.0]) {
+        let values: Vec<f64> = serde_json::from_value(series["values"].clone()).unwrap();
+        assert_eq!(values.len(), 3, "{series}");
+        // Samples 10 s apart within 60 s: 5 s to each range end, extrapolated exactly.
+        for v in values {
+            assert!((v - expected).abs() < 1e-9, "{series}");
+        }
+    }
+    expect_error(
+        app.get("/v1/assets/h/samples?family=cpu_seconds_total&rate=60s")
+            .await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let bad = json!({"rows": [{"asset": "h", "metric": "m", "labels": {"bad label": "x"}, "ts": t0, "value": 1}]});
+    expect_error(
+        app.post_json("/v1/samples", &bad).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+    let bad = json!({"rows": [{"asset": "h", "metric": "m{a=\"x\"", "ts": t0, "value": 1}]});
+    expect_error(
+        app.post_json("/v1/samples", &bad).await,
+        422,
+        "invalid_value",
+    )
+    .await;
+}
