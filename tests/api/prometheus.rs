@@ -2,8 +2,11 @@
 //! `prometheus-node-exporter` and `prometheus-alertmanager`, installed by
 //! `.ci/install-observability`), started on loopback ports against a running Vigil:
 //! Prometheus scrapes node_exporter and remote-writes to Vigil, and a rule that always fires
-//! reaches Vigil through Alertmanager's webhook as an incident. Where the programs are absent
-//! the test says it skipped.
+//! reaches Vigil through Alertmanager's webhook as an incident. After about a minute of
+//! scraping: each CPU series is its own stored series, the asset carries only `job`, stored
+//! counters read as rates match Prometheus' own `rate()` within 1%, and the default
+//! node_exporter inputs are derived and scored. Where the programs are absent the test says
+//! it skipped.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -62,7 +65,9 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
         eprintln!("skipped: {missing} is not installed (run .ci/install-observability)");
         return;
     }
-    let app = TestApp::spawn().await;
+    // A one-second grid, so that a minute of scraping is a window the cold-start detector
+    // scores.
+    let app = TestApp::spawn_with(|s| s.training.step_secs = 1).await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let (node, alertmanager, prometheus) = free_ports();
@@ -160,4 +165,207 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
         "the firing rule is one incident; alertmanager log:\n{}",
         log("alertmanager.log")
     );
+
+    // About a minute of scraping.
+    let span = |app: &TestApp| {
+        let pool = app.db.pool.clone();
+        let asset = asset.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<f64>>(
+                "select extract(epoch from max(ts) - min(ts))::float8 from sample s \
+                 join asset a using (asset_id) join metric m using (metric_id) \
+                 where a.name = $1 and m.name = 'node_load1'",
+            )
+            .bind(&asset)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .unwrap_or(0.0)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while span(&app).await < 60.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let asset_path = asset.replace(':', "%3A");
+    series_are_kept_apart(&app, &asset, &asset_path, prometheus).await;
+    rates_match_prometheus(&app, &asset, &asset_path, prometheus).await;
+    node_inputs_are_scored(&app, &asset_path).await;
+}
+
+/// An instant query's vector from the real Prometheus.
+async fn prometheus_query(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    params: &[(&str, String)],
+) -> Vec<serde_json::Value> {
+    let answer: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .query(params)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    answer["data"]["result"].as_array().unwrap().clone()
+}
+
+/// Each of node_exporter's CPU series is its own stored series, and the asset's labels hold
+/// only `job`.
+async fn series_are_kept_apart(app: &TestApp, asset: &str, asset_path: &str, prometheus: u16) {
+    let listed: serde_json::Value = app
+        .get_value(&format!("/v1/assets/{asset_path}/series"))
+        .await;
+    let cpu: Vec<&serde_json::Value> = listed["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["family"] == "node_cpu_seconds_total")
+        .collect();
+    let in_prometheus = prometheus_query(
+        &app.client,
+        prometheus,
+        "/api/v1/query",
+        &[(
+            "query",
+            format!("node_cpu_seconds_total{{instance=\"{asset}\"}}"),
+        )],
+    )
+    .await;
+    assert!(in_prometheus.len() >= 2, "{in_prometheus:?}");
+    assert_eq!(
+        cpu.len(),
+        in_prometheus.len(),
+        "one stored series per Prometheus series"
+    );
+    for s in &cpu {
+        let labels = s["labels"].as_object().unwrap();
+        let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["cpu", "mode"], "{s}");
+    }
+    assert_eq!(
+        cpu.iter().filter(|s| s["kind"] == "counter").count(),
+        cpu.len(),
+        "metadata types the family"
+    );
+    let described: serde_json::Value = app.get_value(&format!("/v1/assets/{asset_path}")).await;
+    assert_eq!(
+        described["labels"],
+        serde_json::json!({"job": "node"}),
+        "{described}"
+    );
+}
+
+/// A stored counter's rates match Prometheus' own `rate()` over the same range and times
+/// within 1%.
+async fn rates_match_prometheus(app: &TestApp, asset: &str, asset_path: &str, prometheus: u16) {
+    let newest: f64 = sqlx::query_scalar(
+        "select extract(epoch from max(ts))::float8 from sample s join asset a using (asset_id) \
+         join metric m using (metric_id) where a.name = $1 and m.family = 'node_context_switches_total'",
+    )
+    .bind(asset)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    // Between scrapes (half a second after one), so that no sample sits on a range's edge.
+    let (end, start) = (newest - 2.5, newest - 32.5);
+    let mut compared = 0;
+    for (family, selector) in [
+        ("node_context_switches_total", String::new()),
+        ("node_cpu_seconds_total", ",mode=\"idle\"".to_owned()),
+    ] {
+        let theirs = prometheus_query(
+            &app.client,
+            prometheus,
+            "/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    format!("rate({family}{{instance=\"{asset}\"{selector}}}[10s])"),
+                ),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", "5".to_owned()),
+            ],
+        )
+        .await;
+        let ours: serde_json::Value = app
+            .get_value(&format!(
+                "/v1/assets/{asset_path}/samples?family={family}&rate=10s&step=5s&from={start:.3}&to={end:.3}"
+            ))
+            .await;
+        assert!(!theirs.is_empty(), "{family}: Prometheus has no rates");
+        for series in &theirs {
+            let metric = &series["metric"];
+            let ours = ours["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| {
+                    let key = s["metric"].as_str().unwrap();
+                    ["cpu", "mode"].iter().all(|l| match metric[l].as_str() {
+                        Some(v) => key.contains(&format!("{l}=\"{v}\"")),
+                        None => !key.contains(&format!("{l}=")),
+                    })
+                })
+                .unwrap_or_else(|| panic!("{family}: no stored series for {metric}"));
+            let points: Vec<(f64, f64)> = series["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_f64().unwrap(),
+                        p[1].as_str().unwrap().parse().unwrap(),
+                    )
+                })
+                .collect();
+            assert!(points.len() >= 5, "{family}: {points:?}");
+            for (t, theirs) in points {
+                let k = ours["timestamps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .position(|u| (u.as_f64().unwrap() - t).abs() < 1e-3)
+                    .unwrap_or_else(|| panic!("{family}: no rate of ours at {t}: {ours}"));
+                let mine = ours["values"][k].as_f64().unwrap();
+                assert!(
+                    (mine - theirs).abs() <= 0.01 * theirs.abs().max(1e-9),
+                    "{family} {metric} at {t}: ours {mine}, Prometheus {theirs}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 10, "{compared} rates compared");
+}
+
+/// The default node_exporter inputs are derived and the window scored.
+async fn node_inputs_are_scored(app: &TestApp, asset_path: &str) {
+    let response = app.get(&format!("/v1/assets/{asset_path}/score")).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    let cold = &answer["cold_start"];
+    let scored: Vec<&str> = cold["metrics"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for input in [
+        "cpu_busy_fraction",
+        "memory_available_fraction",
+        "load1_per_core",
+    ] {
+        assert!(scored.contains(&input), "{input} not scored: {answer}");
+    }
+    assert!(
+        !scored.iter().any(|m| m.starts_with("node_")),
+        "only derived inputs are model inputs: {scored:?}"
+    );
+    let score = cold["anomaly_score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score), "{answer}");
 }
