@@ -19,6 +19,7 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use vigil::config::Settings;
 use vigil::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 use vigil::store::{EmbeddedPostgres, Store};
+use vigil::vocab::SeriesKey;
 
 struct Args {
     samples: usize,
@@ -28,6 +29,7 @@ struct Args {
     json_batch: usize,
     rw_batch: usize,
     concurrency: usize,
+    labelled: bool,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +41,7 @@ fn parse_args() -> Args {
         json_batch: 50_000,
         rw_batch: 10_000,
         concurrency: 4,
+        labelled: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,10 +54,12 @@ fn parse_args() -> Args {
             "--json-batch" => args.json_batch = value().parse().expect("--json-batch N"),
             "--rw-batch" => args.rw_batch = value().parse().expect("--rw-batch N"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
+            "--labelled" => args.labelled = true,
             "--help" | "-h" => {
                 println!(
                     "ingest_bench [--samples N=4000000] [--assets 50] [--metrics 8] [--vigil PATH]\n\
-                     \x20            [--json-batch 50000] [--rw-batch 10000] [--concurrency 4]"
+                     \x20            [--json-batch 50000] [--rw-batch 10000] [--concurrency 4]\n\
+                     \x20            [--labelled]   (node_exporter-shaped series: node_cpu_seconds_total{{cpu,mode}})"
                 );
                 std::process::exit(0);
             }
@@ -96,7 +101,16 @@ fn generate(args: &Args) -> Data {
         .take(args.metrics)
         .enumerate()
         .map(|(i, m)| {
-            if i < 8 {
+            if args.labelled {
+                let modes = [
+                    "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice",
+                ];
+                format!(
+                    "node_cpu_seconds_total{{cpu=\"{}\",mode=\"{}\"}}",
+                    i / 8,
+                    modes[i % 8]
+                )
+            } else if i < 8 {
                 m.to_string()
             } else {
                 format!("{m}_{i}")
@@ -263,12 +277,15 @@ fn remote_write_bodies(data: &Data, batch: usize) -> Vec<Vec<u8>> {
             while e < end && data.asset[e] == data.asset[s] && data.metric[e] == data.metric[s] {
                 e += 1;
             }
+            let key = SeriesKey::parse(&data.metrics[data.metric[s] as usize]).unwrap();
+            let mut labels = vec![
+                label("__name__", &key.family),
+                label("instance", &data.assets[data.asset[s] as usize]),
+                label("job", "bench"),
+            ];
+            labels.extend(key.labels.iter().map(|(k, v)| label(k, v)));
             request.timeseries.push(TimeSeries {
-                labels: vec![
-                    label("__name__", &data.metrics[data.metric[s] as usize]),
-                    label("instance", &data.assets[data.asset[s] as usize]),
-                    label("job", "bench"),
-                ],
+                labels,
                 samples: (s..e)
                     .map(|i| Sample {
                         value: data.values[i],
@@ -289,6 +306,15 @@ fn remote_write_bodies(data: &Data, batch: usize) -> Vec<Vec<u8>> {
     bodies
 }
 
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
+}
+
 fn write_csvs(
     data: &Data,
     dir: &Path,
@@ -306,7 +332,10 @@ fn write_csvs(
         writeln!(
             named,
             "{},{},{},{}",
-            data.assets[a], data.metrics[m], data.ts[i], data.values[i]
+            data.assets[a],
+            csv_field(&data.metrics[m]),
+            data.ts[i],
+            data.values[i]
         )
         .unwrap();
         let ts = chrono::DateTime::from_timestamp(data.ts[i], 0)
