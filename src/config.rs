@@ -346,6 +346,14 @@ pub struct AlertmanagerSettings {
     pub asset_label: String,
     /// Label whose value is the incident kind. Default `alertname`.
     pub kind_label: String,
+    /// Alertmanagers that Vigil pushes its own alerts to (`http://host:9093`; Vigil posts to
+    /// `<url>/api/v2/alerts`). Default none.
+    pub push_urls: Vec<String>,
+    /// How often open alerts are re-sent (and cleared ones resolved). Default 30.
+    pub push_interval_secs: u64,
+    /// How long after clearing an alert is still sent, resolved, so that an Alertmanager
+    /// that missed a push still resolves it. Default 900.
+    pub push_resolved_secs: u64,
 }
 
 impl Default for AlertmanagerSettings {
@@ -353,6 +361,9 @@ impl Default for AlertmanagerSettings {
         Self {
             asset_label: "instance".to_owned(),
             kind_label: "alertname".to_owned(),
+            push_urls: Vec::new(),
+            push_interval_secs: 30,
+            push_resolved_secs: 900,
         }
     }
 }
@@ -703,6 +714,18 @@ impl Settings {
                         self.training.schedule
                     ))
                 })?;
+        }
+        for url in &self.alertmanager.push_urls {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(Error::Invalid(format!(
+                    "alertmanager.push_urls {url:?}: expected http://host:port"
+                )));
+            }
+        }
+        if self.alertmanager.push_interval_secs == 0 {
+            return Err(Error::Invalid(
+                "alertmanager.push_interval_secs must be positive".to_owned(),
+            ));
         }
         let mut inputs = std::collections::HashSet::new();
         for metric in &self.features.metrics {

@@ -40,6 +40,10 @@ pub struct Counters {
     pub alerts_opened: AtomicU64,
     /// Alerts cleared.
     pub alerts_cleared: AtomicU64,
+    /// Pushes of the alert list to an Alertmanager that it accepted.
+    pub alert_pushes_ok: AtomicU64,
+    /// Pushes that failed (unreachable, or not a 2xx).
+    pub alert_pushes_failed: AtomicU64,
 }
 
 /// Adds `n` to `counter`.
@@ -118,6 +122,15 @@ impl Counters {
             &[
                 ("transition=\"opened\"", get(&self.alerts_opened)),
                 ("transition=\"cleared\"", get(&self.alerts_cleared)),
+            ],
+        );
+        family(
+            out,
+            "vigil_alertmanager_pushes_total",
+            "Pushes of Vigil's alerts to Alertmanager's API, by outcome.",
+            &[
+                ("outcome=\"ok\"", get(&self.alert_pushes_ok)),
+                ("outcome=\"failed\"", get(&self.alert_pushes_failed)),
             ],
         );
     }

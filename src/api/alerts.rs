@@ -72,6 +72,7 @@ pub async fn list(
             state: query.state,
             has_feedback,
             before_id: query.before,
+            open_or_cleared_since: None,
             limit,
         })
         .await?;

@@ -209,7 +209,11 @@ impl App {
             self.state.scoring.rescore(),
             Duration::from_secs(self.state.settings.guard.sweep_every_secs.max(1)),
         );
-        let jobs = crate::jobs::spawn(store, self.state.settings.clone());
+        let jobs = crate::jobs::spawn(
+            store,
+            self.state.settings.clone(),
+            self.state.counters.clone(),
+        );
         // The health probe: how long the database has not answered (`/healthz`, scoring).
         let probe = self.state.store.spawn_health_probe(Duration::from_secs(2));
         let mut parts = StateParts::clone(&self.state);

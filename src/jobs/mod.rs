@@ -1,7 +1,8 @@
-//! Jobs that `serve` runs in the background and the CLI runs on demand: retention and
-//! training. Each job exposes `run_once`, so that tests and `vigil <job>` never wait for a
-//! schedule; [`spawn`] starts the schedules of both for `serve`.
+//! Jobs that `serve` runs in the background and the CLI runs on demand: retention,
+//! training and the alert push to Alertmanager. Each job exposes `run_once`, so that tests
+//! and `vigil <job>` never wait for a schedule; [`spawn`] starts their schedules for `serve`.
 
+pub mod alert_push;
 pub mod retention;
 pub mod train;
 
@@ -15,6 +16,7 @@ use crate::store::Store;
 pub struct Jobs {
     retention: tokio::task::JoinHandle<()>,
     training: Option<tokio::task::JoinHandle<()>>,
+    alert_push: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Jobs {
@@ -25,14 +27,23 @@ impl Jobs {
         if let Some(training) = &self.training {
             training.abort();
         }
+        if let Some(push) = &self.alert_push {
+            push.abort();
+        }
     }
 }
 
-/// Starts retention (`retention.interval_secs`, off when `retention.samples_days` is 0) and
-/// retraining on `training.schedule` (off when empty), each in a task of its own.
-pub fn spawn(store: Store, settings: Arc<Settings>) -> Jobs {
+/// Starts retention (`retention.interval_secs`, off when `retention.samples_days` is 0),
+/// retraining on `training.schedule` (off when empty) and the alert push
+/// (`alertmanager.push_urls`, off when none), each in a task of its own.
+pub fn spawn(
+    store: Store,
+    settings: Arc<Settings>,
+    counters: Arc<crate::counters::Counters>,
+) -> Jobs {
     Jobs {
         retention: retention::spawn(store.clone(), settings.retention.clone()),
+        alert_push: alert_push::spawn(store.clone(), settings.alertmanager.clone(), counters),
         training: train::spawn_schedule(store, (*settings).clone()),
     }
 }

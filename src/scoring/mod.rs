@@ -448,6 +448,8 @@ impl Scoring {
                 serde_json::json!({
                     "drivers": answer.score.as_ref().map(|s| &s.drivers),
                     "diagnosis": diagnosis,
+                    "time_to_failure": answer.score.as_ref().map(|s| &s.time_to_failure),
+                    "recommended_action": answer.recommended_action,
                     "cold_start": answer.cold_start,
                 })
             } else {

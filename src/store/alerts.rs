@@ -51,6 +51,8 @@ pub struct AlertFilter {
     pub has_feedback: Option<bool>,
     /// Only ids below this one (keyset pagination).
     pub before_id: Option<i64>,
+    /// Only alerts open, or cleared at or after this time.
+    pub open_or_cleared_since: Option<DateTime<Utc>>,
     /// At most this many.
     pub limit: i64,
 }
@@ -84,7 +86,8 @@ pub struct NewFeedback {
 }
 
 /// Alerts with asset and latest feedback, filtered by asset ($1), state ($2), whether they
-/// have feedback ($3), below an id ($4), by id ($6); newest first, at most $5.
+/// have feedback ($3), below an id ($4), by id ($6), open or cleared since ($7); newest
+/// first, at most $5.
 const ALERT_QUERY: &str = "select * from (select a.alert_id, s.name as asset, \
      s.class as asset_class, a.state, a.opened_at, a.cleared_at, a.probability, a.anomaly_score, \
      a.threshold, a.model_version, a.failure_kind, a.explanation, a.incident_id, \
@@ -94,6 +97,7 @@ const ALERT_QUERY: &str = "select * from (select a.alert_id, s.name as asset, \
      where ($1::text is null or asset = $1) and ($2::text is null or state = $2) \
      and ($3::bool is null or (feedback is not null) = $3) \
      and ($4::bigint is null or alert_id < $4) and ($6::bigint is null or alert_id = $6) \
+     and ($7::timestamptz is null or cleared_at is null or cleared_at >= $7) \
      order by alert_id desc limit $5";
 
 impl Store {
@@ -106,6 +110,7 @@ impl Store {
             .bind(filter.before_id)
             .bind(filter.limit)
             .bind(None::<i64>)
+            .bind(filter.open_or_cleared_since)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows)
@@ -120,6 +125,7 @@ impl Store {
             .bind(None::<i64>)
             .bind(1_i64)
             .bind(alert_id)
+            .bind(None::<DateTime<Utc>>)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("alert {alert_id}")))

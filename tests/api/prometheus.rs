@@ -5,8 +5,9 @@
 //! reaches Vigil through Alertmanager's webhook as an incident. After about a minute of
 //! scraping: each CPU series is its own stored series, the asset carries only `job`, stored
 //! counters read as rates match Prometheus' own `rate()` within 1%, and the default
-//! node_exporter inputs are derived and scored. Where the programs are absent the test says
-//! it skipped.
+//! node_exporter inputs are derived and scored; an alert Vigil opens is pushed to
+//! Alertmanager's API and resolves there when cleared. Where the programs are absent the
+//! test says it skipped.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -55,7 +56,7 @@ fn installed(program: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incident() {
+async fn prometheus_node_exporter_and_alertmanager_work_with_vigil_both_ways() {
     let programs = [
         "prometheus",
         "prometheus-node-exporter",
@@ -65,12 +66,17 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
         eprintln!("skipped: {missing} is not installed (run .ci/install-observability)");
         return;
     }
+    let (node, alertmanager, prometheus) = free_ports();
     // A one-second grid, so that a minute of scraping is a window the cold-start detector
-    // scores.
-    let app = TestApp::spawn_with(|s| s.training.step_secs = 1).await;
+    // scores; Vigil's own alerts pushed to the Alertmanager every second.
+    let app = TestApp::spawn_with(|s| {
+        s.training.step_secs = 1;
+        s.alertmanager.push_urls = vec![format!("http://127.0.0.1:{alertmanager}")];
+        s.alertmanager.push_interval_secs = 1;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (node, alertmanager, prometheus) = free_ports();
 
     let _node = start(
         "prometheus-node-exporter",
@@ -80,8 +86,9 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
     std::fs::write(
         path("alertmanager.yml"),
         format!(
-            "route: {{receiver: vigil, group_wait: 1s, group_interval: 1s, repeat_interval: 1h}}\n\
-             receivers:\n- name: vigil\n  webhook_configs:\n  - url: {}\n    send_resolved: true\n",
+            "route:\n  receiver: vigil\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             \x20 routes:\n  - receiver: nowhere\n    matchers: ['source=\"vigil\"']\n\
+             receivers:\n- name: nowhere\n- name: vigil\n  webhook_configs:\n  - url: {}\n    send_resolved: true\n",
             app.url("/v1/alertmanager")
         ),
     )
@@ -191,16 +198,92 @@ async fn prometheus_remote_writes_node_exporter_and_alertmanager_opens_an_incide
     series_are_kept_apart(&app, &asset, &asset_path, prometheus).await;
     rates_match_prometheus(&app, &asset, &asset_path, prometheus).await;
     node_inputs_are_scored(&app, &asset_path).await;
+    alerts_reach_alertmanager(&app, alertmanager).await;
 }
 
-/// An instant query's vector from the real Prometheus.
-async fn prometheus_query(
+/// Vigil's alert with `asset` as Alertmanager lists it (active ones only), if there.
+async fn listed_in_alertmanager(
+    app: &TestApp,
+    port: u16,
+    asset: &str,
+) -> Option<serde_json::Value> {
+    let filter = [("filter", "source=\"vigil\"".to_owned())];
+    let listed = get_json(&app.client, port, "/api/v2/alerts", &filter).await;
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["asset"] == asset)
+        .cloned()
+}
+
+/// An alert Vigil opens appears in Alertmanager with its labels and annotations, and
+/// resolves there once cleared.
+async fn alerts_reach_alertmanager(app: &TestApp, port: u16) {
+    let asset = "pump-17";
+    let opened = app
+        .db
+        .store
+        .open_alert(&vigil::store::scores::NewScore {
+            asset: asset.to_owned(),
+            model_id: None,
+            model_version: "bundle/v1".to_owned(),
+            window_end: chrono::Utc::now(),
+            probability: Some(0.95),
+            anomaly_score: 0.8,
+            threshold: 0.5,
+            is_alert: true,
+            failure_kind: Some("bearing".to_owned()),
+            kind_confidence: Some(0.8),
+            explanation: serde_json::json!({
+                "drivers": [{"text": "vibration mean 4.1 sd above training"}],
+                "time_to_failure": {"secs": 3600.0, "cap_secs": 21600},
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(opened.is_some());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = None;
+    while seen.is_none() && Instant::now() < deadline {
+        seen = listed_in_alertmanager(app, port, asset).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let seen = seen.expect("Vigil's alert reaches Alertmanager within 30 s");
+    assert_eq!(seen["labels"]["alertname"], "VigilFailureRisk", "{seen}");
+    assert_eq!(seen["labels"]["severity"], "critical", "{seen}");
+    assert_eq!(seen["labels"]["failure_kind"], "bearing", "{seen}");
+    assert_eq!(seen["annotations"]["time_to_failure"], "60 min", "{seen}");
+    assert_eq!(
+        seen["annotations"]["drivers"], "vibration mean 4.1 sd above training",
+        "{seen}"
+    );
+    assert_eq!(seen["status"]["state"], "active", "{seen}");
+
+    app.db.store.clear_alert(asset).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listed_in_alertmanager(app, port, asset).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the cleared alert still active in Alertmanager"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !metrics.contains("vigil_alertmanager_pushes_total{outcome=\"ok\"} 0\n"),
+        "pushes are counted"
+    );
+}
+
+/// A JSON answer of a program on a loopback port.
+async fn get_json(
     client: &reqwest::Client,
     port: u16,
     path: &str,
     params: &[(&str, String)],
-) -> Vec<serde_json::Value> {
-    let answer: serde_json::Value = client
+) -> serde_json::Value {
+    client
         .get(format!("http://127.0.0.1:{port}{path}"))
         .query(params)
         .send()
@@ -208,7 +291,17 @@ async fn prometheus_query(
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A query's result from the real Prometheus.
+async fn prometheus_query(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    params: &[(&str, String)],
+) -> Vec<serde_json::Value> {
+    let answer = get_json(client, port, path, params).await;
     assert_eq!(answer["status"], "success", "{answer}");
     answer["data"]["result"].as_array().unwrap().clone()
 }
