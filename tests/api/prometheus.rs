@@ -6,8 +6,9 @@
 //! scraping: each CPU series is its own stored series, the asset carries only `job`, stored
 //! counters read as rates match Prometheus' own `rate()` within 1%, and the default
 //! node_exporter inputs are derived and scored; an alert Vigil opens is pushed to
-//! Alertmanager's API and resolves there when cleared. Where the programs are absent the
-//! test says it skipped.
+//! Alertmanager's API and resolves there when cleared. A second test cuts the database for
+//! 20 s under remote-write and counts Prometheus' samples against the stored ones. Where the
+//! programs are absent the tests say they skipped.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -44,6 +45,21 @@ fn start(program: &str, args: &[String], log: &std::path::Path) -> Running {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+    )
+}
+
+/// Prometheus with `dir/prometheus.yml`, its data and log in `dir`, on `port`.
+fn start_prometheus(dir: &std::path::Path, port: u16) -> Running {
+    start(
+        "prometheus",
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            // Alerts go to Alertmanager within seconds, not the default minute.
+            "--rules.alert.resend-delay=1s".to_owned(),
+        ],
+        &dir.join("prometheus.log"),
     )
 }
 
@@ -122,17 +138,7 @@ async fn prometheus_node_exporter_and_alertmanager_work_with_vigil_both_ways() {
         ),
     )
     .unwrap();
-    let _prometheus = start(
-        "prometheus",
-        &[
-            format!("--config.file={}", path("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", path("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prometheus}"),
-            // Alerts go to Alertmanager within seconds, not the default minute.
-            "--rules.alert.resend-delay=1s".to_owned(),
-        ],
-        &path("prometheus.log"),
-    );
+    let _prometheus = start_prometheus(dir.path(), prometheus);
 
     // node_exporter's load average arrives as a series of the scraped instance, and the
     // always-firing rule as an incident of its `instance` label.
@@ -461,4 +467,206 @@ async fn node_inputs_are_scored(app: &TestApp, asset_path: &str) {
     );
     let score = cold["anomaly_score"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&score), "{answer}");
+}
+
+/// A TCP proxy to the test server that the test can cut: while down it drops every open
+/// connection and refuses new ones, as a database outage looks to Vigil.
+struct Proxy {
+    port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(db: &crate::support::TestDb) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        let (socket, host, server_port) = db.server_address();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                let (socket, host) = (socket.clone(), host.clone());
+                tokio::spawn(async move {
+                    let forward = async {
+                        match &socket {
+                            Some(path) => {
+                                let mut server = tokio::net::UnixStream::connect(path).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                            }
+                            None => {
+                                let mut server =
+                                    tokio::net::TcpStream::connect((host.as_str(), server_port))
+                                        .await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                            }
+                        }
+                        Ok::<_, std::io::Error>(())
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, up, task }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Samples of `node_load1` stored for `asset` with timestamps in `(from, to]` (Unix seconds).
+async fn stored_between(app: &TestApp, asset: &str, from: f64, to: f64) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from sample s join asset a using (asset_id) join metric m \
+         using (metric_id) where a.name = $1 and m.name = 'node_load1' \
+         and ts > to_timestamp($2) and ts <= to_timestamp($3)",
+    )
+    .bind(asset)
+    .bind(from)
+    .bind(to)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+/// The first and newest stored `node_load1` sample times of `asset`, Unix seconds.
+async fn stored_range(app: &TestApp, asset: &str) -> (f64, f64) {
+    sqlx::query_as::<_, (Option<f64>, Option<f64>)>(
+        "select extract(epoch from min(ts))::float8, extract(epoch from max(ts))::float8 \
+         from sample s join asset a using (asset_id) join metric m using (metric_id) \
+         where a.name = $1 and m.name = 'node_load1'",
+    )
+    .bind(asset)
+    .fetch_one(&app.db.pool)
+    .await
+    .map(|(a, b)| (a.unwrap_or(0.0), b.unwrap_or(0.0)))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_under_remote_write_loses_nothing() {
+    if let Some(missing) = ["prometheus", "prometheus-node-exporter"]
+        .iter()
+        .find(|p| !installed(p))
+    {
+        eprintln!("skipped: {missing} is not installed (run .ci/install-observability)");
+        return;
+    }
+    let db = std::sync::Arc::new(crate::support::TestDb::migrated().await);
+    let proxy = Proxy::start(&db).await;
+    let store = vigil::store::Store::connect(
+        db.options_via(proxy.port),
+        &vigil::config::Settings::default(),
+    )
+    .await
+    .unwrap();
+    let app = TestApp::spawn_over(db, store, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (node, prometheus, _) = free_ports();
+    let _node = start(
+        "prometheus-node-exporter",
+        &[format!("--web.listen-address=127.0.0.1:{node}")],
+        &path("node.log"),
+    );
+    std::fs::write(
+        path("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s}}\n\
+             scrape_configs:\n- job_name: node\n  static_configs:\n  - targets: ['127.0.0.1:{node}']\n\
+             remote_write:\n- url: {write}\n  queue_config: {{batch_send_deadline: 1s}}\n",
+            write = app.url("/api/v1/write"),
+        ),
+    )
+    .unwrap();
+    let _prometheus = start_prometheus(dir.path(), prometheus);
+    let asset = format!("127.0.0.1:{node}");
+    let log = || std::fs::read_to_string(path("prometheus.log")).unwrap_or_default();
+    let wait_for = |what: &'static str, secs: u64, done: f64| {
+        let app = &app;
+        let asset = asset.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            loop {
+                let (first, newest) = stored_range(app, &asset).await;
+                if first > 0.0 && newest >= done.max(first + 10.0) {
+                    return (first, newest);
+                }
+                assert!(Instant::now() < deadline, "{what}: newest sample {newest}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    wait_for("ten seconds before the outage", 60, 0.0).await;
+
+    // The database is unreachable for 20 s.
+    proxy.up.send_replace(false);
+    let cut = chrono::Utc::now().timestamp() as f64;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.up.send_replace(true);
+    let restored = chrono::Utc::now().timestamp() as f64;
+    let (first, newest) = wait_for("ten seconds after it", 90, restored + 10.0).await;
+    assert!(
+        stored_between(&app, &asset, cut + 2.0, restored - 2.0).await >= 10,
+        "what was scraped during the outage arrived after it"
+    );
+
+    // Everything Prometheus scraped from the first stored sample to a second before the
+    // newest: the same count stored (boundaries half a scrape from any sample).
+    let (from, to) = (first + 0.5, newest - 1.5);
+    let range_ms = ((to - from) * 1000.0).round() as i64;
+    let theirs = prometheus_query(
+        &app.client,
+        prometheus,
+        "/api/v1/query",
+        &[
+            (
+                "query",
+                format!("count_over_time(node_load1{{instance=\"{asset}\"}}[{range_ms}ms])"),
+            ),
+            ("time", format!("{to:.3}")),
+        ],
+    )
+    .await;
+    let theirs: i64 = theirs[0]["value"][1].as_str().unwrap().parse().unwrap();
+    let ours = stored_between(&app, &asset, to - range_ms as f64 / 1000.0, to).await;
+    assert_eq!(
+        ours, theirs,
+        "samples stored against scraped across the outage"
+    );
+    assert!(
+        theirs >= 30,
+        "{theirs} samples scraped; prometheus log:\n{}",
+        log()
+    );
+    assert!(
+        cut > from && restored < to,
+        "the outage lies inside the compared range"
+    );
+    let retried = get_text(prometheus, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("prometheus_remote_storage_samples_retried_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(retried > 0.0, "Prometheus retried during the outage");
+}
+
+/// A text answer of a program on a loopback port.
+async fn get_text(port: u16, path: &str) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

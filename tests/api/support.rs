@@ -118,6 +118,25 @@ impl TestDb {
         }
     }
 
+    /// Where the test server listens: a Unix socket path, or a TCP host and port.
+    pub fn server_address(&self) -> (Option<std::path::PathBuf>, String, u16) {
+        let port = self.admin.get_port();
+        let socket = self
+            .admin
+            .get_socket()
+            .map(|dir| dir.join(format!(".s.PGSQL.{port}")));
+        (socket, self.admin.get_host().to_owned(), port)
+    }
+
+    /// Connection options of this database through `127.0.0.1:port` (a proxy).
+    pub fn options_via(&self, port: u16) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username(self.admin.get_username())
+            .database(&self.name)
+    }
+
     /// Samples stored.
     pub async fn count_samples(&self) -> i64 {
         self.store
@@ -212,6 +231,17 @@ impl TestApp {
         db: std::sync::Arc<TestDb>,
         tweak: impl FnOnce(&mut Settings),
     ) -> TestApp {
+        let store = db.store.clone();
+        Self::spawn_over(db, store, tweak).await
+    }
+
+    /// Served over `store` (connected some other way to `db`'s database, such as through a
+    /// proxy the test can cut).
+    pub async fn spawn_over(
+        db: std::sync::Arc<TestDb>,
+        store: Store,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Settings::default()
@@ -221,9 +251,7 @@ impl TestApp {
         settings.retention.samples_days = 0;
         settings.retention.scores_days = 0;
         tweak(&mut settings);
-        let app = App::build(settings, db.store.clone())
-            .await
-            .expect("app builds");
+        let app = App::build(settings, store).await.expect("app builds");
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.serve(async {
