@@ -40,6 +40,11 @@ pub struct Counters {
     pub alerts_opened: AtomicU64,
     /// Alerts cleared.
     pub alerts_cleared: AtomicU64,
+    /// Windows scoring on ingest passed over because the asset was still being scored (a
+    /// later batch scores it again).
+    pub on_ingest_skipped: AtomicU64,
+    /// Events of stored batches waiting for the ingest scorer (a gauge).
+    pub on_ingest_queue: AtomicU64,
     /// Pushes of the alert list to an Alertmanager that it accepted.
     pub alert_pushes_ok: AtomicU64,
     /// Pushes that failed (unreachable, or not a 2xx).
@@ -123,6 +128,18 @@ impl Counters {
                 ("transition=\"opened\"", get(&self.alerts_opened)),
                 ("transition=\"cleared\"", get(&self.alerts_cleared)),
             ],
+        );
+        family(
+            out,
+            "vigil_scoring_on_ingest_skipped_total",
+            "Assets scoring on ingest passed over while their previous scoring ran.",
+            &[("", get(&self.on_ingest_skipped))],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vigil_scoring_on_ingest_queue Stored batches waiting for scoring on ingest.\n\
+             # TYPE vigil_scoring_on_ingest_queue gauge\nvigil_scoring_on_ingest_queue {}",
+            get(&self.on_ingest_queue)
         );
         family(
             out,

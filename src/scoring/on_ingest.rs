@@ -34,6 +34,10 @@ pub fn spawn_ingest_scorer(
         // Take everything queued at once: when scoring lags, each asset jumps to its newest
         // window instead of working through stale ones.
         while events.recv_many(&mut received, INGESTED_QUEUE).await > 0 {
+            scoring
+                .counters
+                .on_ingest_queue
+                .store(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut assets: BTreeMap<String, i64> = BTreeMap::new();
             for (name, ts) in received.drain(..).flat_map(|e| e.assets) {
                 let slot = assets.entry(name).or_insert(ts);
@@ -46,6 +50,7 @@ pub fn spawn_ingest_scorer(
                     .in_flight
                     .insert(name.clone())
                 {
+                    crate::counters::add(&scoring.counters.on_ingest_skipped, 1);
                     continue;
                 }
                 let Ok(permit) = permits.clone().acquire_owned().await else {

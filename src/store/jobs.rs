@@ -62,3 +62,72 @@ impl Store {
         Ok(runs)
     }
 }
+
+/// What `/metrics` shows from the database: alerts, actions, guard blocks, training runs,
+/// thresholds. Counts are over all replicas (the database's, not this process's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperationsSnapshot {
+    /// Open alerts by asset class.
+    pub open_alerts: Vec<(String, i64)>,
+    /// Actions by state.
+    pub actions: Vec<(String, i64)>,
+    /// Blocked actions by the rule that refused them.
+    pub guard_blocks: Vec<(String, i64)>,
+    /// Training runs by status, with their summed duration in seconds (finished ones).
+    pub training_runs: Vec<(String, i64, f64)>,
+    /// The latest finished training run's duration in seconds.
+    pub last_training_secs: Option<f64>,
+    /// Thresholds by class: (class, fire at, clear at).
+    pub thresholds: Vec<(String, f64, f64)>,
+}
+
+impl Store {
+    /// The operations snapshot for `/metrics`.
+    pub async fn operations_snapshot(&self, training_job: &str) -> Result<OperationsSnapshot> {
+        let open_alerts = sqlx::query_as(
+            "select s.class, count(*) from alert a join asset s using (asset_id) \
+             where a.state = 'open' group by s.class order by s.class",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let actions =
+            sqlx::query_as("select state, count(*) from action group by state order by state")
+                .fetch_all(&self.pool)
+                .await?;
+        let guard_blocks = sqlx::query_as(
+            "select c->>'rule', count(*) from action, \
+             jsonb_array_elements(guard_decision->'checks') c \
+             where (c->>'passed')::boolean = false group by 1 order by 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let training_runs = sqlx::query_as(
+            "select status, count(*), \
+             coalesce(sum(extract(epoch from finished_at - started_at)), 0)::float8 \
+             from job_run where job = $1 group by status order by status",
+        )
+        .bind(training_job)
+        .fetch_all(&self.pool)
+        .await?;
+        let last_training_secs = sqlx::query_scalar(
+            "select extract(epoch from finished_at - started_at)::float8 from job_run \
+             where job = $1 and finished_at is not null order by started_at desc limit 1",
+        )
+        .bind(training_job)
+        .fetch_optional(&self.pool)
+        .await?;
+        let thresholds = sqlx::query_as(
+            "select asset_class, fire_at, clear_at from threshold order by asset_class",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(OperationsSnapshot {
+            open_alerts,
+            actions,
+            guard_blocks,
+            training_runs,
+            last_training_secs,
+            thresholds,
+        })
+    }
+}

@@ -563,9 +563,20 @@ async fn metrics_count_scores_alerts_samples_and_show_the_model() {
     .await;
     let trained = r#"vigil_scores_total{model="trained"}"#;
     let before = metric(&app, trained).await;
-    for body in [window(195), window(195), window(550)] {
+    for body in [window(195), window(195)] {
         let _: Value = app.post_value("/v1/score", &body).await;
     }
+    // The open alert as the database counts it, and the process' own figures.
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let open: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_alerts_open{class="))
+        .and_then(|rest| rest.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no vigil_alerts_open: {text}"));
+    assert_eq!(open, 1.0);
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(text.contains("\nvigil_scoring_on_ingest_queue "), "{text}");
+    let _: Value = app.post_value("/v1/score", &window(550)).await;
     assert_eq!(metric(&app, trained).await, before + 3.0);
     assert_eq!(
         metric(&app, r#"vigil_alerts_total{transition="opened"}"#).await,
