@@ -69,11 +69,11 @@ impl Store {
 pub struct OperationsSnapshot {
     /// Open alerts by asset class.
     pub open_alerts: Vec<(String, i64)>,
-    /// Actions by state.
+    /// Actions by state (every state, 0 when none).
     pub actions: Vec<(String, i64)>,
-    /// Blocked actions by the rule that refused them.
+    /// Blocked actions by the rule that refused them (every rule, 0 when none).
     pub guard_blocks: Vec<(String, i64)>,
-    /// Training runs by status, with their summed duration in seconds (finished ones).
+    /// Training runs by status (every status), with their summed duration in seconds.
     pub training_runs: Vec<(String, i64, f64)>,
     /// The latest finished training run's duration in seconds.
     pub last_training_secs: Option<f64>,
@@ -90,21 +90,26 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let actions =
-            sqlx::query_as("select state, count(*) from action group by state order by state")
-                .fetch_all(&self.pool)
-                .await?;
+        let actions = sqlx::query_as(
+            "select s, count(a.action_id) from unnest(array['recommended', 'awaiting_approval', \
+             'approved', 'rejected', 'expired', 'blocked', 'running', 'succeeded', 'failed']) s \
+             left join action a on a.state = s group by s order by s",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let guard_blocks = sqlx::query_as(
-            "select c->>'rule', count(*) from action, \
+            "select r, count(c.rule) from unnest(array['kill_switch', 'breaker', 'cooldown', \
+             'rate_limit', 'budget']) r left join (select c->>'rule' as rule from action, \
              jsonb_array_elements(guard_decision->'checks') c \
-             where (c->>'passed')::boolean = false group by 1 order by 1",
+             where (c->>'passed')::boolean = false) c on c.rule = r group by r order by r",
         )
         .fetch_all(&self.pool)
         .await?;
         let training_runs = sqlx::query_as(
-            "select status, count(*), \
-             coalesce(sum(extract(epoch from finished_at - started_at)), 0)::float8 \
-             from job_run where job = $1 group by status order by status",
+            "select s, count(j.job_run_id), \
+             coalesce(sum(extract(epoch from j.finished_at - j.started_at)), 0)::float8 \
+             from unnest(array['running', 'succeeded', 'failed']) s \
+             left join job_run j on j.status = s and j.job = $1 group by s order by s",
         )
         .bind(training_job)
         .fetch_all(&self.pool)

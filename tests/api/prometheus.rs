@@ -132,7 +132,9 @@ async fn prometheus_node_exporter_and_alertmanager_work_with_vigil_both_ways() {
              rule_files: [{rules}]\n\
              alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:{alertmanager}']\n\
              scrape_configs:\n- job_name: node\n  static_configs:\n  - targets: ['127.0.0.1:{node}']\n\
+             - job_name: vigil\n  static_configs:\n  - targets: ['{vigil}']\n\
              remote_write:\n- url: {write}\n  queue_config: {{batch_send_deadline: 1s}}\n",
+            vigil = app.addr,
             rules = path("rules.yml").display(),
             write = app.url("/api/v1/write"),
         ),
@@ -204,7 +206,7 @@ async fn prometheus_node_exporter_and_alertmanager_work_with_vigil_both_ways() {
     series_are_kept_apart(&app, &asset, &asset_path, prometheus).await;
     rates_match_prometheus(&app, &asset, &asset_path, prometheus).await;
     node_inputs_are_scored(&app, &asset_path).await;
-    alerts_reach_alertmanager(&app, alertmanager).await;
+    alerts_reach_alertmanager(&app, alertmanager, prometheus).await;
 }
 
 /// Vigil's alert with `asset` as Alertmanager lists it (active ones only), if there.
@@ -225,7 +227,7 @@ async fn listed_in_alertmanager(
 
 /// An alert Vigil opens appears in Alertmanager with its labels and annotations, and
 /// resolves there once cleared.
-async fn alerts_reach_alertmanager(app: &TestApp, port: u16) {
+async fn alerts_reach_alertmanager(app: &TestApp, port: u16, prometheus: u16) {
     let asset = "pump-17";
     let opened = app
         .db
@@ -266,6 +268,10 @@ async fn alerts_reach_alertmanager(app: &TestApp, port: u16) {
     );
     assert_eq!(seen["status"]["state"], "active", "{seen}");
 
+    // While the alert is open: every query of the Grafana dashboard has data in the real
+    // Prometheus that scrapes Vigil.
+    dashboard_queries_return_data(app, prometheus).await;
+
     app.db.store.clear_alert(asset).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while listed_in_alertmanager(app, port, asset).await.is_some() {
@@ -279,6 +285,50 @@ async fn alerts_reach_alertmanager(app: &TestApp, port: u16) {
     assert!(
         !metrics.contains("vigil_alertmanager_pushes_total{outcome=\"ok\"} 0\n"),
         "pushes are counted"
+    );
+}
+
+/// Runs every query of `deploy/grafana/vigil.json` against Prometheus (after a few scrapes
+/// of Vigil) and asserts that each returns data.
+async fn dashboard_queries_return_data(app: &TestApp, prometheus: u16) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/vigil.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    let mut empty = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        empty.clear();
+        for expr in &exprs {
+            let query = expr
+                .replace("$__rate_interval", "30s")
+                .replace("$job", "vigil");
+            let result = prometheus_query(
+                &app.client,
+                prometheus,
+                "/api/v1/query",
+                &[("query", query)],
+            )
+            .await;
+            if result.is_empty() {
+                empty.push(expr.clone());
+            }
+        }
+        if empty.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
     );
 }
 
