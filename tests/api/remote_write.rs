@@ -121,7 +121,7 @@ async fn a_prometheus_write_request_is_stored() {
     assert_eq!(
         asset.labels,
         serde_json::json!({ "job": "node" }),
-        "other labels are kept on the asset"
+        "job describes the asset; no other label goes on it"
     );
     let metrics = app
         .db
@@ -208,4 +208,102 @@ async fn a_decompression_bomb_of_empty_series_is_a_413_and_vigil_stays_ready() {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(app.db.count_samples().await, 0);
+}
+
+#[tokio::test]
+async fn odd_series_metadata_exemplars_and_histograms_are_skipped_and_counted_never_refused() {
+    let app = TestApp::spawn().await;
+    let pool = pool();
+    let now_ms = chrono::Utc::now().timestamp_millis() / 1000 * 1000 - 600_000;
+    let series = |labels: Vec<Value>, n: i64| {
+        let mut ts = DynamicMessage::new(message(&pool, "TimeSeries"));
+        ts.set_field_by_name("labels", Value::List(labels));
+        let samples = (0..n)
+            .map(|k| {
+                let mut s = DynamicMessage::new(message(&pool, "Sample"));
+                s.set_field_by_name("value", Value::F64(100.0 + k as f64));
+                s.set_field_by_name("timestamp", Value::I64(now_ms + 15_000 * k));
+                Value::Message(s)
+            })
+            .collect();
+        ts.set_field_by_name("samples", Value::List(samples));
+        ts
+    };
+    let base = |cpu: &str| {
+        vec![
+            label(&pool, "__name__", "node_cpu_seconds_total"),
+            label(&pool, "cpu", cpu),
+            label(&pool, "instance", "db-1:9100"),
+            label(&pool, "job", "node"),
+            label(&pool, "mode", "idle"),
+        ]
+    };
+    let cpu0 = series(base("0"), 2);
+    let mut cpu1 = series(base("1"), 2);
+    let mut histogram = DynamicMessage::new(message(&pool, "Histogram"));
+    histogram.set_field_by_name("count_int", Value::U64(3));
+    histogram.set_field_by_name("sum", Value::F64(1.5));
+    histogram.set_field_by_name("timestamp", Value::I64(now_ms));
+    cpu1.set_field_by_name("histograms", Value::List(vec![Value::Message(histogram)]));
+    // 40 labels, over the limit of 32; a value that makes the key longer than 1,000 bytes.
+    let mut many = base("2");
+    many.extend((0..40).map(|i| label(&pool, &format!("l{i:02}"), "x")));
+    let too_many = series(many, 3);
+    let mut long = base("3");
+    long.push(label(&pool, "path", &"p".repeat(1100)));
+    let too_long = series(long, 4);
+    let mut metadata = DynamicMessage::new(message(&pool, "MetricMetadata"));
+    metadata.set_field_by_name("type", Value::EnumNumber(42));
+    metadata.set_field_by_name("metric_family_name", Value::String("node_weird".into()));
+    let mut counter = DynamicMessage::new(message(&pool, "MetricMetadata"));
+    counter.set_field_by_name("type", Value::EnumNumber(1));
+    counter.set_field_by_name(
+        "metric_family_name",
+        Value::String("node_cpu_seconds_total".into()),
+    );
+    let mut request = DynamicMessage::new(message(&pool, "WriteRequest"));
+    request.set_field_by_name(
+        "timeseries",
+        Value::List(
+            [cpu0, cpu1, too_many, too_long]
+                .into_iter()
+                .map(Value::Message)
+                .collect(),
+        ),
+    );
+    request.set_field_by_name(
+        "metadata",
+        Value::List(vec![Value::Message(metadata), Value::Message(counter)]),
+    );
+    let response = send(&app, snappy(&request.encode_to_vec())).await;
+    assert_eq!(response.status(), 204, "odd parts never fail the batch");
+    assert_eq!(response.headers()["x-vigil-samples-stored"], "4");
+    assert_eq!(response.headers()["x-vigil-samples-skipped"], "7");
+
+    let listed = app.get_value("/v1/assets/db-1:9100/series").await;
+    let keys: Vec<&str> = listed["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#,
+            r#"node_cpu_seconds_total{cpu="1",mode="idle"}"#
+        ]
+    );
+    assert_eq!(
+        listed["series"][0]["kind"], "counter",
+        "metadata types the family"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "vigil_samples_skipped_total{reason=\"invalid_series\"} 7",
+        "vigil_remote_write_skipped_total{kind=\"histogram\"} 1",
+        "vigil_remote_write_skipped_total{kind=\"metadata\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
