@@ -249,13 +249,7 @@ async fn labelled_series_are_kept_apart_listed_and_read_by_key_and_as_rates() {
     assert_eq!(report["stored"], 28);
     assert_eq!(report["metrics"], 3, "{report}");
 
-    let listed: Value = app.get_value("/v1/assets/h/series").await;
-    let keys: Vec<&str> = listed["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let (listed, keys) = app.series_keys("h").await;
     assert_eq!(
         keys,
         vec![

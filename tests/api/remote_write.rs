@@ -280,13 +280,7 @@ async fn odd_series_metadata_exemplars_and_histograms_are_skipped_and_counted_ne
     assert_eq!(response.headers()["x-vigil-samples-stored"], "4");
     assert_eq!(response.headers()["x-vigil-samples-skipped"], "7");
 
-    let listed = app.get_value("/v1/assets/db-1:9100/series").await;
-    let keys: Vec<&str> = listed["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let (listed, keys) = app.series_keys("db-1:9100").await;
     assert_eq!(
         keys,
         vec![

@@ -294,6 +294,18 @@ impl TestApp {
             .len()
     }
 
+    /// An asset's series (`GET /v1/assets/{name}/series`): the answer and the keys in order.
+    pub async fn series_keys(&self, asset: &str) -> (serde_json::Value, Vec<String>) {
+        let listed = self.get_value(&format!("/v1/assets/{asset}/series")).await;
+        let keys = listed["series"]
+            .as_array()
+            .expect("a list of series")
+            .iter()
+            .map(|s| s["key"].as_str().expect("a key").to_owned())
+            .collect();
+        (listed, keys)
+    }
+
     /// GET without a token, answered with JSON.
     pub async fn get_value(&self, path: &str) -> serde_json::Value {
         self.get(path)
