@@ -1,12 +1,12 @@
-//! `GET /metrics` in the Prometheus text format: request counts and latency histograms by
-//! route, method and status, what the service did ([`crate::counters`]: samples, scores,
-//! alerts), the active model, the last training run, database pool gauges, and build info. The registry belongs to
-//! one [`App`](super::App) rather than to the process, so that several apps in one process
-//! (the tests) keep separate counts.
+//! `GET /metrics` in the Prometheus text format: what the service did, from the app's own
+//! recorder ([`crate::counters`]: requests and latency by route, method and status, samples,
+//! scores, alerts), then what is read at scrape time: the active model, the last training
+//! run, the database's operations snapshot, pool gauges, build info and `process_*`. The
+//! recorder belongs to one [`App`](super::App) rather than to the process, so that several
+//! apps in one process (the tests) keep separate counts.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,116 +15,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-
-/// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS_SECS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+use crate::counters::Counters;
 
 /// Route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct SeriesKey {
-    route: String,
-    method: String,
-    status: u16,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Series {
-    count: u64,
-    sum_secs: f64,
-    buckets: [u64; BUCKETS_SECS.len()],
-}
-
-/// Per-app HTTP request metrics.
-#[derive(Debug, Default)]
+/// Per-app HTTP request metrics, recorded into the app's [`Counters`].
+#[derive(Debug)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<SeriesKey, Series>>,
+    counters: Arc<Counters>,
 }
 
 impl HttpMetrics {
+    /// Records into `counters`.
+    pub fn new(counters: Arc<Counters>) -> Self {
+        Self { counters }
+    }
+
     /// Records one finished request.
     pub fn record(&self, route: &str, method: &str, status: u16, secs: f64) {
-        let key = SeriesKey {
-            route: route.to_owned(),
-            method: method.to_owned(),
-            status,
-        };
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = series.entry(key).or_default();
-        entry.count += 1;
-        entry.sum_secs += secs;
-        for (bucket, bound) in entry.buckets.iter_mut().zip(BUCKETS_SECS) {
-            if secs <= bound {
-                *bucket += 1;
-            }
-        }
+        self.counters.record_request(route, method, status, secs);
     }
-
-    /// Total requests recorded for a route and status (for tests and diagnostics).
-    pub fn count(&self, route: &str, status: u16) -> u64 {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        series
-            .iter()
-            .filter(|(k, _)| k.route == route && k.status == status)
-            .map(|(_, s)| s.count)
-            .sum()
-    }
-
-    fn render_into(&self, out: &mut String) {
-        let series = self
-            .series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        out.push_str("# HELP vigil_http_requests_total HTTP requests answered, by route, method and status.\n");
-        out.push_str("# TYPE vigil_http_requests_total counter\n");
-        for (key, s) in &series {
-            let _ = writeln!(
-                out,
-                "vigil_http_requests_total{{{}}} {}",
-                labels(key),
-                s.count
-            );
-        }
-        out.push_str("# HELP vigil_http_request_duration_seconds Time to answer HTTP requests.\n");
-        out.push_str("# TYPE vigil_http_request_duration_seconds histogram\n");
-        for (key, s) in &series {
-            let labels = labels(key);
-            for (bound, n) in BUCKETS_SECS.iter().zip(s.buckets) {
-                let _ = writeln!(
-                    out,
-                    "vigil_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "vigil_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "vigil_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_secs
-            );
-            let _ = writeln!(
-                out,
-                "vigil_http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
-        }
-    }
-}
-
-fn labels(key: &SeriesKey) -> String {
-    format!(
-        "route=\"{}\",method=\"{}\",status=\"{}\"",
-        escape(&key.route),
-        escape(&key.method),
-        key.status
-    )
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -157,7 +68,6 @@ pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
-    state.metrics.render_into(&mut out);
     state.counters.render_into(&mut out);
     out.push_str(
         "# HELP vigil_model_active The model that answers scores (0: the cold-start detector).
@@ -453,22 +363,5 @@ mod tests {
         assert!(out.contains("vigil_training_runs{status=\"succeeded\"} 4\n"));
         assert!(out.contains("vigil_training_run_seconds_sum{status=\"succeeded\"} 12.5\n"));
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let metrics = HttpMetrics::default();
-        metrics.record("/healthz", "GET", 200, 0.003);
-        metrics.record("/healthz", "GET", 200, 0.2);
-        let mut out = String::new();
-        metrics.render_into(&mut out);
-        assert!(out.contains(
-            r#"vigil_http_requests_total{route="/healthz",method="GET",status="200"} 2"#
-        ));
-        assert!(out.contains(r#"le="0.0025"} 0"#));
-        assert!(out.contains(r#"le="0.005"} 1"#));
-        assert!(out.contains(r#"le="0.25"} 2"#));
-        assert!(out.contains(r#"le="+Inf"} 2"#));
-        assert_eq!(metrics.count("/healthz", 200), 2);
     }
 }

@@ -154,11 +154,11 @@ impl App {
             ),
             ingest: crate::ingest::Ingestor::new(store.clone(), counters.clone()),
             remote_write: Arc::new(remote_write),
+            metrics: Arc::new(HttpMetrics::new(counters.clone())),
             counters,
             store,
             settings,
             auth,
-            metrics: Arc::new(HttpMetrics::default()),
             started: Instant::now(),
             actions,
         }));

@@ -17,6 +17,7 @@ pub struct Jobs {
     retention: tokio::task::JoinHandle<()>,
     training: Option<tokio::task::JoinHandle<()>>,
     alert_push: Option<tokio::task::JoinHandle<()>>,
+    metrics_upkeep: tokio::task::JoinHandle<()>,
 }
 
 impl Jobs {
@@ -30,20 +31,32 @@ impl Jobs {
         if let Some(push) = &self.alert_push {
             push.abort();
         }
+        self.metrics_upkeep.abort();
     }
 }
 
 /// Starts retention (`retention.interval_secs`, off when `retention.samples_days` is 0),
 /// retraining on `training.schedule` (off when empty) and the alert push
-/// (`alertmanager.push_urls`, off when none), each in a task of its own.
+/// (`alertmanager.push_urls`, off when none), each in a task of its own; and every 5 s the
+/// metrics recorder's upkeep (latency samples into buckets, so memory stays bounded when
+/// nobody scrapes).
 pub fn spawn(
     store: Store,
     settings: Arc<Settings>,
     counters: Arc<crate::counters::Counters>,
 ) -> Jobs {
+    let upkept = counters.clone();
+    let metrics_upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkept.run_upkeep();
+        }
+    });
     Jobs {
         retention: retention::spawn(store.clone(), settings.retention.clone()),
         alert_push: alert_push::spawn(store.clone(), settings.alertmanager.clone(), counters),
         training: train::spawn_schedule(store, (*settings).clone()),
+        metrics_upkeep,
     }
 }

@@ -34,10 +34,7 @@ pub fn spawn_ingest_scorer(
         // Take everything queued at once: when scoring lags, each asset jumps to its newest
         // window instead of working through stale ones.
         while events.recv_many(&mut received, INGESTED_QUEUE).await > 0 {
-            scoring
-                .counters
-                .on_ingest_queue
-                .store(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            scoring.counters.on_ingest_queue.set(events.len() as f64);
             let mut assets: BTreeMap<String, i64> = BTreeMap::new();
             for (name, ts) in received.drain(..).flat_map(|e| e.assets) {
                 let slot = assets.entry(name).or_insert(ts);
