@@ -238,11 +238,22 @@ pub enum ModelsCommand {
     },
     /// Re-activate the model that was active before the current one.
     Rollback,
-    /// Register a bundle trained offline (`vigil train --input ... -o FILE`) as a new
-    /// version; it becomes active if it is the first or at least as good by its report.
+    /// Import a bundle (trained offline with `vigil train --input ... -o FILE`, or written
+    /// by `vigil models export`) as a new version, stored in the database; it becomes active
+    /// if it is the first or at least as good by its report.
+    #[command(name = "import", visible_alias = "register")]
     Register {
         /// The bundle JSON.
         file: PathBuf,
+    },
+    /// Write a model's artifact (the bundle JSON, from the database) to a file: a copy to
+    /// keep, inspect or import elsewhere.
+    Export {
+        /// Model id.
+        id: i64,
+        /// Where to write it.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
     },
 }
 

@@ -92,7 +92,6 @@ async fn train_from_database(
     print_summary(bundle, outcome.load_secs, started.elapsed().as_secs_f64());
     print_rules(bundle, rules);
     let model = &outcome.registration.model;
-    let artifact = outcome.registration.artifact.display();
     let decision = bundle
         .report
         .champion
@@ -100,12 +99,12 @@ async fn train_from_database(
         .map_or("", |d| d.reason.as_str());
     if outcome.registration.activated {
         println!(
-            "model {} (bundle v{}) is now active ({decision}); artifact {artifact}",
+            "model {} (bundle v{}) is now active ({decision}); stored in the database",
             model.model_id, model.version
         );
     } else {
         println!(
-            "model {} (bundle v{}) stays a candidate: it is worse than active model {} on the same validation windows; artifact {artifact}",
+            "model {} (bundle v{}) stays a candidate: it is worse than active model {} on the same validation windows",
             model.model_id,
             model.version,
             outcome
@@ -165,9 +164,7 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
                     at(bundle.report.data_range.0),
                     at(bundle.report.data_range.1),
                 );
-                let registration =
-                    train::register(store, &bundle, &settings.data_dir.join("models"), range)
-                        .await?;
+                let registration = train::register(store, &bundle, range).await?;
                 let m = &registration.model;
                 let state = if registration.activated {
                     "active"
@@ -179,6 +176,20 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
                     file.display(),
                     m.model_id,
                     m.version
+                );
+            }
+            ModelsCommand::Export { id, output } => {
+                let record = store.model(*id).await?;
+                let bytes = store.model_artifact(&record).await?;
+                std::fs::write(output, &bytes)
+                    .with_context(|| format!("writing {}", output.display()))?;
+                println!(
+                    "model {} ({} v{}) written to {} ({} bytes; `vigil models import` reads it)",
+                    record.model_id,
+                    record.kind,
+                    record.version,
+                    output.display(),
+                    bytes.len()
                 );
             }
             ModelsCommand::Rollback => {

@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use std::path::PathBuf;
-
 use chrono::Utc;
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -818,19 +816,18 @@ pub struct Registration {
     pub model: ModelRecord,
     /// Whether it became the active model.
     pub activated: bool,
-    /// Where the artifact was written.
-    pub artifact: PathBuf,
 }
 
-/// Reads a registered model's artifact ([`ModelRecord::read_artifact`]: the file its row
-/// names, checked against its SHA-256) and checks that it parses as a bundle.
-pub fn load_bundle(record: &ModelRecord) -> Result<Bundle, TrainError> {
+/// Reads a registered model's artifact ([`Store::model_artifact`]: from the database,
+/// checked against its SHA-256) and checks that it parses as a bundle.
+pub async fn load_bundle(store: &Store, record: &ModelRecord) -> Result<Bundle, TrainError> {
     let unloadable = |reason: String| TrainError::Unloadable {
         model_id: record.model_id,
         reason,
     };
-    let bytes = record
-        .read_artifact()
+    let bytes = store
+        .model_artifact(record)
+        .await
         .map_err(|e| unloadable(e.to_string()))?;
     Bundle::from_artifact(&bytes).map_err(|e| unloadable(format!("not a bundle: {e}")))
 }
@@ -841,7 +838,7 @@ pub async fn active_bundle(store: &Store) -> Result<Option<(ModelRecord, Bundle)
     let Some(record) = store.active_model(BUNDLE_KIND, None).await? else {
         return Ok(None);
     };
-    match load_bundle(&record) {
+    match load_bundle(store, &record).await {
         Ok(bundle) => Ok(Some((record, bundle))),
         Err(e) => {
             tracing::warn!("the active model cannot be compared: {e}");
@@ -854,7 +851,7 @@ pub async fn active_bundle(store: &Store) -> Result<Option<(ModelRecord, Bundle)
 /// that could not serve is refused and the active one stays.
 pub async fn activate(store: &Store, model_id: i64) -> Result<ModelRecord, TrainError> {
     let record = store.model(model_id).await?;
-    load_bundle(&record)?;
+    load_bundle(store, &record).await?;
     Ok(store.activate_model(model_id).await?)
 }
 
@@ -862,7 +859,7 @@ pub async fn activate(store: &Store, model_id: i64) -> Result<ModelRecord, Train
 /// `None` when there is none.
 pub async fn rollback(store: &Store) -> Result<Option<ModelRecord>, TrainError> {
     for record in store.previous_active_models(BUNDLE_KIND, None).await? {
-        match load_bundle(&record) {
+        match load_bundle(store, &record).await {
             Ok(_) => return Ok(Some(store.activate_model(record.model_id).await?)),
             Err(e) => tracing::warn!("rollback passes over a model: {e}"),
         }
@@ -872,27 +869,15 @@ pub async fn rollback(store: &Store) -> Result<Option<ModelRecord>, TrainError> 
 
 /// Registers a bundle as a new version and activates it when it is at least as good as the
 /// champion (else it stays a candidate, with the reason in its metrics). The artifact is
-/// written under `models_dir` first (named by its SHA-256, through a temporary file renamed
-/// into place), and the row is inserted with its path and checksum in one statement: no row
-/// is ever visible without its artifact. A crash leaves at most an unregistered file.
+/// stored with the row, in one transaction (`model_artifact`): no row is ever visible
+/// without its artifact, and any replica loads it by id.
 pub async fn register(
     store: &Store,
     bundle: &Bundle,
-    models_dir: &Path,
     range: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
 ) -> Result<Registration, TrainError> {
     let bytes = serde_json::to_vec(bundle).unwrap_or_default();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let io_error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| TrainError::Artifact { path, source }
-    };
-    std::fs::create_dir_all(models_dir).map_err(io_error(models_dir))?;
-    let artifact = models_dir.join(format!("bundle-{}.json", &sha[..16]));
-    let partial = models_dir.join(format!(".bundle-{}.json.partial", &sha[..16]));
-    std::fs::write(&partial, &bytes).map_err(io_error(&partial))?;
-    std::fs::rename(&partial, &artifact).map_err(io_error(&artifact))?;
-    let artifact = artifact.canonicalize().unwrap_or(artifact);
     let decision = bundle.report.champion.clone();
     let wins = decision.as_ref().is_none_or(|d| d.challenger_wins);
     let mut metrics = serde_json::to_value(&bundle.report).unwrap_or_default();
@@ -911,8 +896,9 @@ pub async fn register(
         train_from: Some(range.0),
         train_to: Some(range.1),
         metrics,
-        artifact_path: Some(artifact.display().to_string()),
+        artifact_path: None,
         artifact_sha256: Some(sha),
+        artifact: Some(bytes),
     };
     let record = store.register_model(&new).await?;
     let model = if wins {
@@ -923,7 +909,6 @@ pub async fn register(
     Ok(Registration {
         model,
         activated: wins,
-        artifact,
     })
 }
 
@@ -1048,7 +1033,7 @@ async fn run(
     // model replaces it (never "no active model").
     let (champion_id, champion, broken) = match store.active_model(BUNDLE_KIND, None).await? {
         None => (None, None, None),
-        Some(record) => match load_bundle(&record) {
+        Some(record) => match load_bundle(store, &record).await {
             Ok(bundle) => (Some(record.model_id), Some(bundle), None),
             Err(e) => (Some(record.model_id), None, Some(e.to_string())),
         },
@@ -1068,13 +1053,7 @@ async fn run(
             reason: format!("{reason}, so the new model replaces it"),
         });
     }
-    let registration = register(
-        store,
-        &bundle,
-        &settings.data_dir.join("models"),
-        (from, to),
-    )
-    .await?;
+    let registration = register(store, &bundle, (from, to)).await?;
     Ok(RunOutcome {
         bundle,
         registration,

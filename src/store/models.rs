@@ -14,8 +14,9 @@ use super::{Error, Result, Store};
 pub const ACTIVATION_CHANNEL: &str = "vigil_model_activated";
 
 impl ModelRecord {
-    /// The bytes of this model's artifact file, checked against its recorded SHA-256: a
-    /// missing file, no artifact at all, or altered bytes are [`Error::Artifact`].
+    /// The bytes of this model's artifact file (rows registered before artifacts moved into
+    /// the database), checked against its recorded SHA-256: a missing file, no artifact at
+    /// all, or altered bytes are [`Error::Artifact`]. [`Store::model_artifact`] reads any.
     pub fn read_artifact(&self) -> Result<Vec<u8>> {
         let path = self.artifact_path.clone().unwrap_or_default();
         let failed = |source| Error::Artifact {
@@ -106,10 +107,13 @@ pub struct NewModel {
     pub train_to: Option<DateTime<Utc>>,
     /// Validation metrics.
     pub metrics: Value,
-    /// Artifact location.
+    /// Artifact location (a file; rows registered before artifacts moved into the
+    /// database). `None` for new models.
     pub artifact_path: Option<String>,
     /// Artifact hash.
     pub artifact_sha256: Option<String>,
+    /// The artifact, stored with the row in `model_artifact` (compressed).
+    pub artifact: Option<Vec<u8>>,
 }
 
 const MODEL_COLUMNS: &str = "model_id, kind, asset_class, version, status, params, seed, \
@@ -125,8 +129,8 @@ impl Store {
         Ok(ActivationListener(listener))
     }
 
-    /// The active model of `kind` (any class) with the bytes of its artifact file; `None`
-    /// when no model is active or the active one has no artifact.
+    /// The active model of `kind` (any class) with the bytes of its artifact
+    /// ([`Store::model_artifact`]); `None` when no model is active.
     pub async fn active_model_artifact(
         &self,
         kind: &str,
@@ -134,14 +138,12 @@ impl Store {
         let Some(record) = self.active_model(kind, None).await? else {
             return Ok(None);
         };
-        if record.artifact_path.is_none() {
-            return Ok(None);
-        }
-        let bytes = record.read_artifact()?;
+        let bytes = self.model_artifact(&record).await?;
         Ok(Some((record, bytes)))
     }
 
-    /// Registers a candidate with the next version of its kind and class. Two concurrent
+    /// Registers a candidate with the next version of its kind and class, and its artifact
+    /// in the same transaction: no row is ever visible without its artifact. Two concurrent
     /// registrations cannot take the same version: the loser retries.
     pub async fn register_model(&self, model: &NewModel) -> Result<ModelRecord> {
         let sql = format!(
@@ -151,8 +153,18 @@ impl Store {
              from model where kind = $1 and asset_class is not distinct from $2 \
              returning {MODEL_COLUMNS}"
         );
+        let compressed = match &model.artifact {
+            Some(bytes) => Some(snap::raw::Encoder::new().compress_vec(bytes).map_err(|e| {
+                Error::Artifact {
+                    path: "model artifact".to_owned(),
+                    source: std::io::Error::other(e),
+                }
+            })?),
+            None => None,
+        };
         let mut attempt = 0;
         loop {
+            let mut tx = self.pool.begin().await?;
             let result = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(&model.kind)
                 .bind(&model.asset_class)
@@ -164,14 +176,61 @@ impl Store {
                 .bind(&model.metrics)
                 .bind(&model.artifact_path)
                 .bind(&model.artifact_sha256)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(Error::from);
-            match result {
-                Err(Error::Duplicate { .. }) if attempt < 5 => attempt += 1,
-                other => return other,
+            let record = match result {
+                Err(Error::Duplicate { .. }) if attempt < 5 => {
+                    attempt += 1;
+                    continue;
+                }
+                other => other?,
+            };
+            if let (Some(compressed), Some(raw)) = (&compressed, &model.artifact) {
+                sqlx::query(
+                    "insert into model_artifact (model_id, encoding, size, bytes) \
+                     values ($1, 'snappy', $2, $3)",
+                )
+                .bind(record.model_id)
+                .bind(raw.len() as i64)
+                .bind(compressed)
+                .execute(&mut *tx)
+                .await?;
             }
+            tx.commit().await?;
+            return Ok(record);
         }
+    }
+
+    /// A model's artifact: from `model_artifact` (decompressed), else from the file of a
+    /// row registered before artifacts moved into the database; checked against the row's
+    /// SHA-256. Missing, undecodable or altered bytes are [`Error::Artifact`].
+    pub async fn model_artifact(&self, record: &ModelRecord) -> Result<Vec<u8>> {
+        let stored: Option<(String, Vec<u8>)> =
+            sqlx::query_as("select encoding, bytes from model_artifact where model_id = $1")
+                .bind(record.model_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((_snappy, compressed)) = stored else {
+            return record.read_artifact();
+        };
+        let place = format!("model {} in the database", record.model_id);
+        let failed = |kind, reason: String| Error::Artifact {
+            path: place.clone(),
+            source: std::io::Error::new(kind, reason),
+        };
+        let bytes = snap::raw::Decoder::new()
+            .decompress_vec(&compressed)
+            .map_err(|e| failed(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        if let Some(expected) = &record.artifact_sha256
+            && hex::encode(sha2::Sha256::digest(&bytes)) != *expected
+        {
+            return Err(failed(
+                std::io::ErrorKind::InvalidData,
+                "the artifact does not match its SHA-256".to_owned(),
+            ));
+        }
+        Ok(bytes)
     }
 
     /// Makes the model the active one of its kind and class, retiring the previous one, and

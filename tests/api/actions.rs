@@ -578,7 +578,7 @@ async fn a_command_runs_its_template_only() {
 
 #[tokio::test]
 async fn an_alert_from_scoring_is_acted_on_and_verified_without_anyone_clicking() {
-    let (app, _dir) = crate::score::app_with_model(|s| {
+    let app = crate::score::app_with_model(|s| {
         s.scoring.fire_windows = 1;
         s.actions = vec![dry_run("restart")];
         // The risky window's own score is stored just after the action; settling for a

@@ -27,7 +27,7 @@ async fn feedback(app: &TestApp, alert_id: i64, label: &str, key: &str) -> reqwe
 
 #[tokio::test]
 async fn feedback_counts_once_and_false_alarms_raise_the_class_threshold() {
-    let (app, _dir) = app_with_model(|s| {
+    let app = app_with_model(|s| {
         s.policy.min_labels = 6;
         s.policy.max_step = 0.1;
     })

@@ -16,7 +16,7 @@ async fn readyz_is_ready_when_migrations_are_applied() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["schema_version"], 5);
+    assert_eq!(body["schema_version"], 6);
 }
 
 #[tokio::test]

@@ -21,20 +21,24 @@ fn decided(bundle: &train::Bundle, challenger_wins: bool) -> train::Bundle {
 async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous_version() {
     let app = TestApp::spawn().await;
     let store = &app.db.store;
-    let dir = tempfile::tempdir().unwrap();
     let range = last_days(3);
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
 
-    let first = train::register(store, &bundle, dir.path(), range)
-        .await
-        .unwrap();
+    let first = train::register(store, &bundle, range).await.unwrap();
     assert!(first.activated, "the first model becomes active");
-    assert!(first.artifact.is_file());
+    assert_eq!(
+        artifact_size(&app, first.model.model_id).await,
+        Some(serde_json::to_vec(&bundle).unwrap().len() as i64)
+    );
+    assert!(
+        first.model.artifact_path.is_none(),
+        "no file: the database holds it"
+    );
     let reloaded = train::active_bundle(store).await.unwrap().unwrap();
     assert_eq!(reloaded.0.model_id, first.model.model_id);
     assert_eq!(reloaded.1.schema, bundle.schema);
 
-    let worse = train::register(store, &decided(&bundle, false), dir.path(), range)
+    let worse = train::register(store, &decided(&bundle, false), range)
         .await
         .unwrap();
     assert!(!worse.activated);
@@ -50,7 +54,7 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
         "the champion stays active"
     );
 
-    let better = train::register(store, &decided(&bundle, true), dir.path(), range)
+    let better = train::register(store, &decided(&bundle, true), range)
         .await
         .unwrap();
     assert!(better.activated);
@@ -177,10 +181,14 @@ async fn training_from_the_database_registers_and_measures_the_champion() {
             > 0.9
     );
     assert!(
-        first
-            .registration
-            .artifact
-            .starts_with(dir.path().canonicalize().unwrap())
+        artifact_size(&app, first.registration.model.model_id)
+            .await
+            .is_some(),
+        "the artifact is stored with its row"
+    );
+    assert!(
+        !dir.path().join("models").exists(),
+        "nothing is written under the data directory"
     );
 
     let second = train::run_once(store, &settings, |_| {}).await.unwrap();
@@ -270,7 +278,10 @@ async fn serve_retrains_on_its_schedule_and_serves_the_new_model() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     assert_eq!(active.status, "active");
-    assert!(active.artifact_path.is_some(), "{active:?}");
+    assert!(
+        artifact_size(&app, active.model_id).await.is_some(),
+        "{active:?}"
+    );
     let runs = store.job_runs(train::JOB, 10).await.unwrap();
     assert!(
         runs.iter().any(|r| r.status == "succeeded"),
@@ -305,42 +316,73 @@ fn tagged(bundle: &train::Bundle, tag: &str) -> train::Bundle {
 async fn no_model_row_is_visible_without_its_artifact() {
     let app = TestApp::spawn().await;
     let store = &app.db.store;
-    let dir = tempfile::tempdir().unwrap();
-    // The models directory cannot be created: a file stands where it should be.
-    let blocked = dir.path().join("models");
-    std::fs::write(&blocked, b"not a directory").unwrap();
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let range = last_days(1);
-    let err = train::register(store, &bundle, &blocked, range)
+    // The artifact cannot be stored (a constraint the test adds refuses it): the row is not
+    // kept either.
+    sqlx::query("alter table model_artifact add constraint test_refuses check (size < 0)")
+        .execute(&app.db.pool)
         .await
-        .unwrap_err();
-    assert!(matches!(err, train::TrainError::Artifact { .. }), "{err}");
+        .unwrap();
+    let err = train::register(store, &bundle, range).await.unwrap_err();
+    assert!(matches!(err, train::TrainError::Store(_)), "{err}");
     assert!(
         store.list_models().await.unwrap().is_empty(),
         "no row without its artifact"
     );
-    let registered = train::register(store, &bundle, &dir.path().join("ok"), range)
+    sqlx::query("alter table model_artifact drop constraint test_refuses")
+        .execute(&app.db.pool)
         .await
         .unwrap();
+    let registered = train::register(store, &bundle, range).await.unwrap();
     let record = &registered.model;
-    assert!(std::path::Path::new(record.artifact_path.as_deref().unwrap()).is_file());
+    assert!(artifact_size(&app, record.model_id).await.is_some());
     assert_eq!(record.artifact_sha256.as_deref().unwrap().len(), 64);
     assert_eq!(
         record.metrics["decision"]["challenger_wins"], true,
         "stored with the row"
     );
+    // Exported, the artifact is the bundle's JSON.
+    let bytes = store.model_artifact(record).await.unwrap();
+    let exported: train::Bundle = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(exported.schema, bundle.schema);
+}
+
+/// The uncompressed size of a model's artifact in the database, if it has one there.
+async fn artifact_size(app: &TestApp, model_id: i64) -> Option<i64> {
+    sqlx::query_scalar("select size from model_artifact where model_id = $1")
+        .bind(model_id)
+        .fetch_optional(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Removes a model's artifact (`None`) or replaces it with other bytes.
+async fn tamper(app: &TestApp, model_id: i64, bytes: Option<&[u8]>) {
+    match bytes {
+        None => sqlx::query("delete from model_artifact where model_id = $1")
+            .bind(model_id)
+            .execute(&app.db.pool)
+            .await
+            .unwrap(),
+        Some(bytes) => sqlx::query("update model_artifact set bytes = $2 where model_id = $1")
+            .bind(model_id)
+            .bind(snap::raw::Encoder::new().compress_vec(bytes).unwrap())
+            .execute(&app.db.pool)
+            .await
+            .unwrap(),
+    };
 }
 
 #[tokio::test]
 async fn a_model_that_cannot_load_is_never_activated_and_rollback_passes_over_it() {
     let app = TestApp::spawn().await;
     let store = &app.db.store;
-    let dir = tempfile::tempdir().unwrap();
     let range = last_days(1);
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let mut versions = Vec::new();
     for tag in ["1", "2", "3"] {
-        let registration = train::register(store, &tagged(&bundle, tag), dir.path(), range)
+        let registration = train::register(store, &tagged(&bundle, tag), range)
             .await
             .unwrap();
         assert!(registration.activated);
@@ -348,7 +390,7 @@ async fn a_model_that_cannot_load_is_never_activated_and_rollback_passes_over_it
     }
     let (v1, v2, v3) = (&versions[0], &versions[1], &versions[2]);
     // v2's artifact goes missing; v1's is altered.
-    std::fs::remove_file(v2.artifact_path.as_deref().unwrap()).unwrap();
+    tamper(&app, v2.model_id, None).await;
     let response = app
         .client
         .post(app.url(&format!("/v1/models/{}/activate", v2.model_id)))
@@ -370,7 +412,7 @@ async fn a_model_that_cannot_load_is_never_activated_and_rollback_passes_over_it
     let back = train::rollback(store).await.unwrap().unwrap();
     assert_eq!(back.model_id, v1.model_id);
     // Now v1 is active and v3, v2 retired; v1's file altered, activation refuses it too.
-    std::fs::write(v1.artifact_path.as_deref().unwrap(), b"{}").unwrap();
+    tamper(&app, v1.model_id, Some(b"{}")).await;
     let err = train::activate(store, v1.model_id).await.unwrap_err();
     assert!(matches!(err, train::TrainError::Unloadable { .. }), "{err}");
 }
@@ -383,7 +425,7 @@ async fn training_over_a_broken_champion_says_so_and_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
     let settings = small_training(dir.path());
     let first = train::run_once(store, &settings, |_| {}).await.unwrap();
-    std::fs::remove_file(&first.registration.artifact).unwrap();
+    tamper(&app, first.registration.model.model_id, None).await;
     let second = train::run_once(store, &settings, |_| {}).await.unwrap();
     let decision = second.bundle.report.champion.as_ref().unwrap();
     assert!(second.registration.activated);

@@ -30,20 +30,17 @@ fn long_window(len: usize, end_minute: usize) -> Value {
     json!({ "asset": "asset-0", "window": window })
 }
 
-/// An app whose database has the trained bundle registered and active, once the app serves
-/// it; the directory holds the artifact.
-pub async fn app_with_model(
-    tweak: impl FnOnce(&mut vigil::config::Settings),
-) -> (TestApp, tempfile::TempDir) {
+/// An app whose database has the trained bundle registered (artifact and all) and active,
+/// once the app serves it.
+pub async fn app_with_model(tweak: impl FnOnce(&mut vigil::config::Settings)) -> TestApp {
     let app = TestApp::spawn_with(tweak).await;
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let range = last_days(3);
-    train::register(&app.db.store, &bundle, dir.path(), range)
+    train::register(&app.db.store, &bundle, range)
         .await
         .unwrap();
     wait_for_model(&app, &window(550)).await;
-    (app, dir)
+    app
 }
 
 /// Posts `body` until a trained model answers it; returns that answer.
@@ -93,9 +90,8 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     assert_eq!(cold["alert"], top >= 0.5);
 
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let range = last_days(3);
-    let registration = train::register(&app.db.store, &bundle, dir.path(), range)
+    let registration = train::register(&app.db.store, &bundle, range)
         .await
         .unwrap();
 
@@ -141,7 +137,7 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
 
 #[tokio::test]
 async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
-    let (app, _dir) = app_with_model(|_| {}).await;
+    let app = app_with_model(|_| {}).await;
     let good = window(550);
     wait_for_model(&app, &good).await;
 
@@ -187,7 +183,7 @@ async fn bad_windows_get_clear_errors_and_missing_metrics_are_named() {
 
 #[tokio::test]
 async fn batches_score_each_window_and_stored_history_scores_like_a_posted_window() {
-    let (app, _dir) = app_with_model(|_| {}).await;
+    let app = app_with_model(|_| {}).await;
     let posted = window(195);
     let single = wait_for_model(&app, &posted).await;
 
@@ -224,7 +220,7 @@ async fn batches_score_each_window_and_stored_history_scores_like_a_posted_windo
 
 #[tokio::test]
 async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
-    let (app, _dir) = app_with_model(|s| {
+    let app = app_with_model(|s| {
         s.scoring.fire_windows = 2;
         s.scoring.every_score = true;
     })
@@ -287,7 +283,7 @@ async fn scores_are_stored_and_alerts_open_with_hysteresis_and_clear() {
 
 #[tokio::test]
 async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
-    let (first, dir) = app_with_model(|_| {}).await;
+    let first = app_with_model(|_| {}).await;
     let second = first.replica().await;
     let body = window(550);
     let before = wait_for_model(&second, &body).await;
@@ -296,7 +292,7 @@ async fn an_activation_on_one_replica_reaches_another_sharing_the_database() {
     // Register a second version through the first replica's store; both must switch.
     let bundle = tokio::task::spawn_blocking(trained).await.unwrap();
     let range = last_days(3);
-    let v2 = train::register(&first.db.store, &bundle, dir.path(), range)
+    let v2 = train::register(&first.db.store, &bundle, range)
         .await
         .unwrap();
     assert!(v2.activated, "an equal challenger wins");
@@ -358,7 +354,7 @@ async fn wait_for_scores(app: &TestApp, n: i64) -> bool {
 
 #[tokio::test]
 async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
-    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 2).await;
+    let app = app_with_model(|s| s.scoring.fire_windows = 2).await;
     let _: Value = app.post_value("/v1/score", &window(550)).await; // one calm score
     sqlx::query("delete from score")
         .execute(&app.db.pool)
@@ -420,7 +416,7 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
 
 #[tokio::test]
 async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
-    let (app, _dir) = app_with_model(|s| s.scoring.every_score = true).await;
+    let app = app_with_model(|s| s.scoring.every_score = true).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut good = window(550);
     good["timestamps"] = json!([marked.timestamp()]);
@@ -449,7 +445,7 @@ async fn a_score_dated_out_of_range_is_refused_and_costs_no_other_score() {
 
 #[tokio::test]
 async fn scores_are_stored_once_per_step_and_alert_state_and_old_days_dropped() {
-    let (app, _dir) = app_with_model(|s| s.scoring.fire_windows = 1).await;
+    let app = app_with_model(|s| s.scoring.fire_windows = 1).await;
     let marked = chrono::Utc::now() - chrono::Duration::hours(2);
     let mut calm = window(550);
     calm["timestamps"] = json!([marked.timestamp()]);
@@ -556,7 +552,7 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_scores_alerts_samples_and_show_the_model() {
-    let (app, _dir) = app_with_model(|s| {
+    let app = app_with_model(|s| {
         s.scoring.fire_windows = 2;
         s.scoring.every_score = true;
     })

@@ -159,6 +159,7 @@ fn model(kind: &str) -> NewModel {
         train_to: None,
         metrics: json!({}),
         artifact_path: None,
+        artifact: None,
         artifact_sha256: None,
     }
 }
