@@ -57,17 +57,22 @@ pub async fn list(
     Ok(Json(AssetPage { assets, next }))
 }
 
+/// The asset a path names: its name checked, 404 `not_found` when there is none.
+pub async fn named(state: &AppState, name: &str) -> Result<Asset, ApiError> {
+    check_name("name", name)?;
+    match state.store.asset_by_name(name).await {
+        Ok(asset) => Ok(asset),
+        Err(crate::store::Error::NotFound(_)) => Err(ApiError::NotFound(format!("asset {name}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `GET /v1/assets/{name}`.
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Asset>, ApiError> {
-    check_name("name", &name)?;
-    match state.store.asset_by_name(&name).await {
-        Ok(asset) => Ok(Json(asset)),
-        Err(crate::store::Error::NotFound(_)) => Err(ApiError::NotFound(format!("asset {name}"))),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Json(named(&state, &name).await?))
 }
 
 /// Body of `PUT /v1/assets/{name}`.

@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use super::input::{
-    ApiPath, ApiQuery, Budgeted, Timestamp, check_name, json_body, parse_json_within,
-    parse_time_param,
+    ApiPath, ApiQuery, Budgeted, Timestamp, json_body, parse_json_within, parse_time_param,
 };
 use crate::features::derive::rates_at;
 use crate::ingest::{self, IngestReport, Limits, NamedBatch};
@@ -253,14 +252,7 @@ pub async fn read(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<ReadAnswer>, ApiError> {
-    check_name("name", &name)?;
-    let asset = match state.store.asset_by_name(&name).await {
-        Ok(asset) => asset,
-        Err(crate::store::Error::NotFound(_)) => {
-            return Err(ApiError::NotFound(format!("asset {name}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let asset = super::assets::named(&state, &name).await?;
     let now = Utc::now();
     let to = query
         .to
@@ -391,14 +383,7 @@ pub async fn series_list(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<SeriesList>, ApiError> {
-    check_name("name", &name)?;
-    let asset = match state.store.asset_by_name(&name).await {
-        Ok(asset) => asset,
-        Err(crate::store::Error::NotFound(_)) => {
-            return Err(ApiError::NotFound(format!("asset {name}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let asset = super::assets::named(&state, &name).await?;
     let series = state.store.list_series(asset.asset_id).await?;
     Ok(Json(SeriesList {
         asset: name,

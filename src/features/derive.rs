@@ -233,7 +233,7 @@ impl Fold {
 fn groups(
     selection: &Selection,
     by: &[String],
-    series: &[(SeriesKey, &MetricHistory)],
+    series: &[(&SeriesKey, &MetricHistory)],
     grid: &Grid,
     range: i64,
 ) -> BTreeMap<Vec<String>, Vec<f64>> {
@@ -274,7 +274,7 @@ fn history_of(values: &[f64], grid: &Grid) -> MetricHistory {
 /// else, with `passthrough`, its unlabelled series.
 pub fn derive(
     inputs: &ModelInputs,
-    series: &[(SeriesKey, &MetricHistory)],
+    series: &[(&SeriesKey, &MetricHistory)],
     grid: &Grid,
 ) -> BTreeMap<String, MetricHistory> {
     let range = rate_range(inputs, grid.step);
@@ -335,6 +335,16 @@ pub fn derive(
 mod tests {
     use super::*;
     use crate::vocab::DerivedMetric;
+
+    /// [`derive`] of series given with owned keys.
+    fn derive_keyed(
+        inputs: &ModelInputs,
+        series: &[(SeriesKey, &MetricHistory)],
+        grid: &Grid,
+    ) -> BTreeMap<String, MetricHistory> {
+        let borrowed: Vec<_> = series.iter().map(|(k, h)| (k, *h)).collect();
+        derive(inputs, &borrowed, grid)
+    }
 
     fn key(text: &str) -> SeriesKey {
         SeriesKey::parse(text).unwrap()
@@ -398,7 +408,7 @@ mod tests {
             ),
         ];
         let grid = Grid::covering(0, 300, 60, 600);
-        let out = derive(&inputs, &series, &grid);
+        let out = derive_keyed(&inputs, &series, &grid);
         let busy = &out["cpu_busy_fraction"];
         // cpu 0 busy 0.25 of 1.0, cpu 1 busy 0.5 of 1.0: mean 0.375.
         assert!(
@@ -439,7 +449,7 @@ mod tests {
             (key(r#"size{dev="b"}"#), &hs[3]),
             (key(r#"free{dev="c",fs="tmpfs"}"#), &hs[4]),
         ];
-        let out = derive(&inputs, &series, &Grid::covering(0, 120, 60, 600));
+        let out = derive_keyed(&inputs, &series, &Grid::covering(0, 120, 60, 600));
         assert_eq!(out["x"].values, vec![0.1, 0.1, 0.1]);
         assert_eq!(out["x"].ts, vec![0, 60, 120]);
     }
@@ -456,7 +466,7 @@ mod tests {
             (key("requests_total"), &counter),
             (key(r#"latency{quantile="0.5"}"#), &labelled),
         ];
-        let out = derive(&inputs, &series, &Grid::covering(0, 600, 60, 600));
+        let out = derive_keyed(&inputs, &series, &Grid::covering(0, 600, 60, 600));
         assert_eq!(out["cpu"], gauge);
         // From a full range after the first sample on, the rate is exact (before, PromQL's
         // rate only extrapolates to the counter's zero: it reads lower).

@@ -376,7 +376,8 @@ impl Mapping {
     }
 
     /// The default mapping: asset from `instance`, port kept, `job` and `namespace` on the
-    /// asset.
+    /// asset (the unit tests' mapping).
+    #[cfg(test)]
     pub fn instance() -> Self {
         Self::from_settings(&crate::config::RemoteWriteSettings::default())
             .expect("the default settings are valid")

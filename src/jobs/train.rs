@@ -742,9 +742,9 @@ pub async fn load_from_store(
     let mut derived: Vec<(String, BTreeMap<String, MetricHistory>)> = Vec::new();
     // The series come ordered by asset, so each asset's are consecutive.
     for asset in dump.series.chunk_by(|a, b| a.asset_id == b.asset_id) {
-        let series: Vec<(crate::vocab::SeriesKey, &MetricHistory)> = asset
+        let series: Vec<(&crate::vocab::SeriesKey, &MetricHistory)> = asset
             .iter()
-            .map(|s| (keys[&s.metric_id].clone(), &s.history))
+            .map(|s| (&keys[&s.metric_id], &s.history))
             .collect();
         let first = series.iter().filter_map(|(_, h)| h.ts.first()).min();
         let last = series.iter().filter_map(|(_, h)| h.ts.last()).max();

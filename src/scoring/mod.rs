@@ -588,7 +588,7 @@ impl Scoring {
                         (key, h)
                     })
                     .collect();
-                let refs: Vec<_> = stored.iter().map(|(k, h)| (k.clone(), h)).collect();
+                let refs: Vec<_> = stored.iter().map(|(k, h)| (k, h)).collect();
                 let grid = crate::features::derive::Grid {
                     start: end - grid_span,
                     end,
