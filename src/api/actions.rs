@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiPath, ApiQuery};
+use super::input::{ApiJson, ApiPath, ApiQuery, page_limit};
 use crate::policy::bandit::Arm;
 use crate::store::actions::ActionRow;
 
@@ -36,10 +36,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ActionList>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadQuery("limit must be 1 to 1000".to_owned()));
-    }
+    let limit = page_limit(query.limit, 100)?;
     let actions = state
         .store
         .list_actions(query.asset.as_deref(), query.state.as_deref(), limit)

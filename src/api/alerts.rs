@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::input::{ApiJson, ApiPath, ApiQuery, check_name};
+use super::input::{ApiJson, ApiPath, ApiQuery, check_name, page_limit};
 use super::policy::{Adaptation, adapt};
 use crate::store::alerts::{AlertFilter, AlertRow, Feedback, NewFeedback};
 
@@ -43,10 +43,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadQuery("limit must be 1 to 1000".to_owned()));
-    }
+    let limit = page_limit(query.limit, 100)?;
     if let Some(s) = &query.state
         && s != "open"
         && s != "cleared"

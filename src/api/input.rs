@@ -266,6 +266,16 @@ where
     }
 }
 
+/// A list route's page size: `limit` when given (1 to 1000), else `default`.
+pub fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadQuery("limit must be 1 to 1000".to_owned()))
+    }
+}
+
 /// Checks an asset, metric or class name sent by a client (rules in
 /// [`crate::vocab::is_valid_name`]).
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {

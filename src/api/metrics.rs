@@ -90,7 +90,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     // What the database knows (all replicas), when it answers: a scrape never waits on it
     // long, and without it the process's own figures are still served.
     let db = std::time::Duration::from_secs(2);
-    let last = tokio::time::timeout(db, state.store.job_runs(crate::jobs::train::JOB, 1)).await;
+    let last =
+        tokio::time::timeout(db, state.store.job_runs(Some(crate::jobs::train::JOB), 1)).await;
     if let Ok(Ok(runs)) = last
         && let Some(run) = runs.first()
     {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod incidents;
 pub mod input;
+pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
@@ -76,7 +77,7 @@ pub struct StateParts {
     pub counters: Arc<crate::counters::Counters>,
     /// Start time, for uptime.
     pub started: Instant,
-    /// The scoring service (model, hysteresis, policy cache, score writer).
+    /// The scoring service (model, policy cache, score writer).
     pub scoring: crate::scoring::Scoring,
     /// The action runner (catalog, guard, executors, verification).
     pub actions: Arc<crate::actions::Actions>,

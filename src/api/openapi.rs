@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Access;
 use super::{
-    AppState, actions, alerts, assets, config, error, health, incidents, metrics, models, policy,
-    remote_write, samples, score,
+    AppState, actions, alerts, assets, config, error, health, incidents, jobs, metrics, models,
+    policy, remote_write, samples, score,
 };
 use crate::config::Scope;
 
@@ -437,6 +437,33 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(models::activate),
         )
         .answers::<crate::store::models::ModelRecord>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/models/train",
+            ADMIN,
+            "Start a training run on this replica (trigger `manual`); 202 with its job run id, \
+             409 while another run holds the training lock.",
+            post(jobs::start),
+        )
+        .status(202)
+        .answers::<jobs::TrainingStarted>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/jobs",
+            ANY,
+            "Job runs (training, retention), newest first: trigger, start, end, outcome, figures.",
+            get(jobs::list),
+        )
+        .query::<jobs::ListQuery>()
+        .answers::<jobs::JobList>(),
+        Endpoint::new(
+            M::GET,
+            "/v1/jobs/{id}",
+            ANY,
+            "One job run.",
+            get(jobs::get),
+        )
+        .answers::<crate::store::jobs::JobRun>(),
         Endpoint::new(
             M::GET,
             "/v1/config",

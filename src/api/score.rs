@@ -1,6 +1,6 @@
 //! The scoring routes (scope `score`): `POST /v1/score`, `POST /v1/score/batch` and
 //! `GET /v1/assets/{name}/score`. They parse the request, call [`crate::scoring::Scoring`]
-//! and answer; the service owns the model, the hysteresis and the score writer.
+//! and answer; the service owns the model and the score writer.
 
 use std::collections::BTreeMap;
 

@@ -404,7 +404,7 @@ async fn retention(settings: Settings, args: &RetentionArgs) -> anyhow::Result<(
     let result = if args.dry_run {
         jobs::retention::plan(&database.store, &settings.retention, now).await
     } else {
-        jobs::retention::run_once(&database.store, &settings.retention, now).await
+        jobs::retention::run_once(&database.store, &settings.retention, now, false).await
     };
     let scores = if args.dry_run {
         Ok(Vec::new())

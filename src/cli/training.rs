@@ -81,9 +81,12 @@ async fn train_from_database(
         .await
         .context("opening the database")?;
     let bar = spinner.clone();
-    let result = train::run_once(&database.store, &settings, move |stage| {
-        bar.set_message(stage.to_owned())
-    })
+    let result = train::run_once(
+        &database.store,
+        &settings,
+        train::Trigger::Manual,
+        move |stage| bar.set_message(stage.to_owned()),
+    )
     .await;
     database.close().await?;
     let outcome = result?;

@@ -11,6 +11,16 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::store::Store;
 
+/// Which process runs a job, as `host:pid` (recorded with training runs, so that an
+/// operator of several replicas sees which one ran each).
+pub fn runner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
 /// The scheduled jobs of a serving process.
 #[derive(Debug)]
 pub struct Jobs {

@@ -58,16 +58,21 @@ pub async fn plan(
         .collect())
 }
 
-/// Drops the partitions older than the cutoff and records the run; returns their names.
+/// Drops the partitions older than the cutoff and records the run (`scheduled`: started by
+/// the interval, else by a person); returns their names.
 pub async fn run_once(
     store: &Store,
     settings: &RetentionSettings,
     now: DateTime<Utc>,
+    scheduled: bool,
 ) -> Result<Vec<String>, store::Error> {
     let Some(cutoff) = cutoff(settings, now) else {
         return Ok(Vec::new());
     };
-    let run_id = store.start_job_run(JOB).await?;
+    let trigger = if scheduled { "schedule" } else { "manual" };
+    let Some(run_id) = store.start_job_run(JOB, trigger, None).await? else {
+        return Ok(Vec::new());
+    };
     match store.drop_sample_partitions_before(cutoff).await {
         Ok(dropped) => {
             let detail = json!({ "cutoff": cutoff, "dropped": dropped });
@@ -98,7 +103,7 @@ pub fn spawn(store: Store, settings: RetentionSettings) -> tokio::task::JoinHand
                 Ok(_) => {}
                 Err(e) => tracing::warn!("score retention failed, will retry: {e}"),
             }
-            match run_once(&store, &settings, Utc::now()).await {
+            match run_once(&store, &settings, Utc::now(), true).await {
                 Ok(dropped) if !dropped.is_empty() => {
                     tracing::info!(
                         ?dropped,

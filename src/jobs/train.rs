@@ -107,6 +107,12 @@ pub enum TrainError {
         /// What is wrong with its artifact.
         reason: String,
     },
+    /// Another training run holds the lock (on this replica or another).
+    #[error("another training run is under way")]
+    Busy,
+    /// Another replica already ran this tick of the schedule.
+    #[error("another replica already ran this tick of the schedule")]
+    TickTaken,
     /// The artifact could not be written or read.
     #[error("{path}: {source}")]
     Artifact {
@@ -987,29 +993,88 @@ pub struct RunOutcome {
 /// Name of the job in `job_run`.
 pub const JOB: &str = "train";
 
+/// What started a training run (recorded with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule's tick at this time: one run per tick, whichever replica takes it.
+    Schedule(chrono::DateTime<Utc>),
+    /// Live data drifted from the model's training data.
+    Drift,
+    /// A person: `vigil train` or `POST /v1/models/train`.
+    Manual,
+}
+
+impl Trigger {
+    /// The name stored in `job_run.trigger`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Drift => "drift",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
 /// One training run on the database: loads the last `history_days`, trains against the
-/// active model, registers the result, and records the run in `job_run`.
+/// active model, registers the result, and records the run in `job_run` with its trigger.
+/// Runs hold the training lock, so one runs at a time across replicas:
+/// [`TrainError::Busy`] when another holds it, [`TrainError::TickTaken`] when another
+/// replica already ran this schedule tick.
 pub async fn run_once(
     store: &Store,
     settings: &crate::config::Settings,
+    trigger: Trigger,
     on_stage: impl FnMut(&str) + Send + 'static,
 ) -> Result<RunOutcome, TrainError> {
-    let run_id = store.start_job_run(JOB).await?;
-    let result = run(store, settings, on_stage).await;
-    let detail = match &result {
-        Ok(outcome) => serde_json::json!({
-            "model_id": outcome.registration.model.model_id,
-            "version": outcome.registration.model.version,
-            "activated": outcome.registration.activated,
-            "validation_average_precision": outcome.bundle.report.failure.as_ref().and_then(|c| c.average_precision),
-        }),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    };
-    store
-        .finish_job_run(run_id, result.is_ok(), &detail)
-        .await
-        .ok();
-    result
+    start(store, settings, trigger, |_| {}, on_stage).await
+}
+
+/// [`run_once`], calling `on_recorded` with the run's `job_run` id as soon as the run is
+/// recorded (before it trains).
+pub async fn start(
+    store: &Store,
+    settings: &crate::config::Settings,
+    trigger: Trigger,
+    on_recorded: impl FnOnce(i64),
+    on_stage: impl FnMut(&str) + Send + 'static,
+) -> Result<RunOutcome, TrainError> {
+    let locked = with_train_lock(store, || async {
+        let tick = match trigger {
+            Trigger::Schedule(tick) => Some(tick),
+            _ => None,
+        };
+        let run_id = store
+            .start_job_run(JOB, trigger.name(), tick)
+            .await?
+            .ok_or(TrainError::TickTaken)?;
+        // Holding the lock, any other run still marked running was lost with its process.
+        let lost = store.fail_lost_job_runs(JOB, run_id).await?;
+        if lost > 0 {
+            tracing::warn!(lost, "training runs whose process stopped are marked failed");
+        }
+        on_recorded(run_id);
+        let result = run(store, settings, on_stage).await;
+        let mut detail = match &result {
+            Ok(outcome) => serde_json::json!({
+                "model_id": outcome.registration.model.model_id,
+                "version": outcome.registration.model.version,
+                "activated": outcome.registration.activated,
+                "validation_average_precision": outcome.bundle.report.failure.as_ref().and_then(|c| c.average_precision),
+                "validation_roc_auc": outcome.bundle.report.failure.as_ref().and_then(|c| c.roc_auc),
+                "decision": outcome.bundle.report.champion.as_ref().map(|c| c.reason.clone()),
+            }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        detail["trigger"] = trigger.name().into();
+        detail["runner"] = super::runner().into();
+        store
+            .finish_job_run(run_id, result.is_ok(), &detail)
+            .await
+            .ok();
+        result
+    })
+    .await?;
+    locked.unwrap_or(Err(TrainError::Busy))
 }
 
 async fn run(
@@ -1065,9 +1130,9 @@ async fn run(
 /// Key of the advisory lock that lets one replica at a time train.
 const TRAIN_LOCK: i64 = 0x7669_6769_6c74_726e;
 
-/// Retrains on `training.schedule` (cron, UTC) until the task is aborted. Each run first
-/// takes a PostgreSQL advisory lock, so that of several replicas exactly one trains; the
-/// others skip that run.
+/// Retrains on `training.schedule` (cron, UTC) until the task is aborted. Each run takes
+/// the training lock and records its tick, so that of several replicas exactly one trains
+/// per tick; the others skip it.
 pub fn spawn_schedule(
     store: Store,
     settings: crate::config::Settings,
@@ -1091,17 +1156,19 @@ pub fn spawn_schedule(
         while let Some(next) = schedule.upcoming(Utc).next() {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
-            match with_train_lock(&store, || run_once(&store, &settings, |_| {})).await {
-                Ok(Some(Ok(outcome))) => tracing::info!(
+            match run_once(&store, &settings, Trigger::Schedule(next), |_| {}).await {
+                Ok(outcome) => tracing::info!(
                     model_id = outcome.registration.model.model_id,
                     activated = outcome.registration.activated,
                     "scheduled training done"
                 ),
-                Ok(Some(Err(e))) => tracing::warn!("scheduled training failed: {e}"),
-                Ok(None) => {
-                    tracing::info!("scheduled training skipped: another replica holds the lock")
+                Err(TrainError::Busy) => {
+                    tracing::info!("scheduled training skipped: another run holds the lock")
                 }
-                Err(e) => tracing::warn!("scheduled training could not take its lock: {e}"),
+                Err(TrainError::TickTaken) => {
+                    tracing::info!("scheduled training skipped: another replica ran this tick")
+                }
+                Err(e) => tracing::warn!("scheduled training failed: {e}"),
             }
         }
     }))

@@ -4,12 +4,13 @@
 //!
 //! [`Scoring`] owns the state that takes: the active model and its hot swap ([`slot`]), the
 //! cold-start detector for when no trained model can answer ([`cold_start`]), the cached
-//! policy ([`policy_cache`]), alert hysteresis ([`hysteresis`]), the score writer
-//! ([`writer`]), scoring on ingest ([`on_ingest`]) and the hand-off of opened alerts to
-//! [`crate::actions`]. HTTP handlers, commands and jobs all score through it.
+//! policy ([`policy_cache`]), the score writer ([`writer`]), scoring on ingest
+//! ([`on_ingest`]) and the hand-off of opened alerts to [`crate::actions`]. The alert
+//! hysteresis is counted in the database ([`crate::store::Store::alert_window`]), so that
+//! replicas behind a load balancer alert exactly as one would. HTTP handlers, commands and
+//! jobs all score through it.
 
 pub mod cold_start;
-pub mod hysteresis;
 pub mod on_ingest;
 pub mod policy_cache;
 pub mod slot;
@@ -23,7 +24,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use self::cold_start::{ColdStartScore, cold_start, cold_start_min_points};
-use self::hysteresis::{Hysteresis, Transition};
 use self::policy_cache::{PolicyCache, Recommendation};
 use self::slot::{ActiveModel, ModelSlot};
 use self::writer::ScoreSender;
@@ -34,6 +34,7 @@ use crate::features::{FeatureSchema, WindowError};
 use crate::ingest::Ingested;
 use crate::model::bundle::WindowScore;
 use crate::store::Store;
+use crate::store::scores::Transition;
 
 /// Why a window was not scored. Callers map these to their own terms (HTTP codes in
 /// `api::error`).
@@ -162,7 +163,6 @@ pub struct Scoring {
     store: Store,
     settings: Arc<Settings>,
     model: Arc<ModelSlot>,
-    hysteresis: Arc<Hysteresis>,
     policy: Arc<PolicyCache>,
     actions: Arc<Actions>,
     scores: Option<ScoreSender>,
@@ -206,7 +206,6 @@ impl Scoring {
             store,
             settings,
             model: Arc::default(),
-            hysteresis: Arc::default(),
             policy: Arc::default(),
             actions,
             scores: None,
@@ -456,13 +455,17 @@ impl Scoring {
                 serde_json::json!({})
             },
         };
-        match self.hysteresis.observe(
-            &answer.asset,
-            answer.level(),
-            answer.threshold,
-            answer.clear_threshold,
-            settings.fire_windows,
-        ) {
+        let level = answer.level();
+        match self
+            .store
+            .alert_window(
+                &answer.asset,
+                level >= answer.threshold,
+                level < answer.clear_threshold,
+                settings.fire_windows,
+            )
+            .await?
+        {
             Transition::Fire => {
                 answer.alert_opened = self.store.open_alert(&record).await?;
                 if answer.alert_opened.is_some() {

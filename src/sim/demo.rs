@@ -445,9 +445,14 @@ pub async fn run(
     ));
 
     say("3/5 training on the history");
-    let outcome = crate::jobs::train::run_once(&store, &settings, |_| {})
-        .await
-        .context("training")?;
+    let outcome = crate::jobs::train::run_once(
+        &store,
+        &settings,
+        crate::jobs::train::Trigger::Manual,
+        |_| {},
+    )
+    .await
+    .context("training")?;
     let report = &outcome.bundle.report;
     let model_quality = report
         .failure

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{Result, Store};
 
 /// One run of a job.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct JobRun {
     pub job_run_id: i64,
     /// The job's name (`train`, `retention`).
@@ -17,18 +17,52 @@ pub struct JobRun {
     pub finished_at: Option<DateTime<Utc>>,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
+    /// What started it: `schedule`, `drift` or `manual` (`None`: recorded before triggers
+    /// were).
+    pub trigger: Option<String>,
+    /// The schedule's tick a scheduled run belongs to.
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// What it did (model id and figures), or its error.
     pub detail: Value,
 }
 
 impl Store {
-    /// Records the start of a run of `job`; returns its id.
-    pub async fn start_job_run(&self, job: &str) -> Result<i64> {
-        let id = sqlx::query_scalar("insert into job_run (job) values ($1) returning job_run_id")
-            .bind(job)
-            .fetch_one(&self.pool)
-            .await?;
+    /// Records the start of a run of `job`, started by `trigger` (`schedule`, `drift` or
+    /// `manual`); returns its id. A scheduled run names its tick: `None` when a run of that
+    /// tick is already recorded (another replica took it).
+    pub async fn start_job_run(
+        &self,
+        job: &str,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<Option<i64>> {
+        let id = sqlx::query_scalar(
+            "insert into job_run (job, trigger, scheduled_for) values ($1, $2, $3) \
+             on conflict (job, scheduled_for) where scheduled_for is not null do nothing \
+             returning job_run_id",
+        )
+        .bind(job)
+        .bind(trigger)
+        .bind(scheduled_for)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(id)
+    }
+
+    /// Marks failed every run of `job` still `running` but `current`: for a job that runs
+    /// under a lock, whoever holds the lock knows that any other such run was lost with the
+    /// process that ran it. Returns how many.
+    pub async fn fail_lost_job_runs(&self, job: &str, current: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "update job_run set finished_at = now(), status = 'failed', \
+             detail = detail || '{\"error\": \"lost: the process running it stopped\", \"lost\": true}' \
+             where job = $1 and status = 'running' and job_run_id <> $2",
+        )
+        .bind(job)
+        .bind(current)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Records how a run ended.
@@ -49,17 +83,30 @@ impl Store {
         Ok(())
     }
 
-    /// The latest `limit` runs of `job`, newest first.
-    pub async fn job_runs(&self, job: &str, limit: i64) -> Result<Vec<JobRun>> {
+    /// The latest `limit` runs of `job` (every job when `None`), newest first.
+    pub async fn job_runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<JobRun>> {
         let runs = sqlx::query_as(
-            "select job_run_id, job, started_at, finished_at, status, detail from job_run \
-             where job = $1 order by started_at desc, job_run_id desc limit $2",
+            "select job_run_id, job, started_at, finished_at, status, trigger, scheduled_for, \
+             detail from job_run where $1::text is null or job = $1 \
+             order by started_at desc, job_run_id desc limit $2",
         )
         .bind(job)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(runs)
+    }
+
+    /// One job run.
+    pub async fn job_run(&self, job_run_id: i64) -> Result<JobRun> {
+        sqlx::query_as(
+            "select job_run_id, job, started_at, finished_at, status, trigger, scheduled_for, \
+             detail from job_run where job_run_id = $1",
+        )
+        .bind(job_run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| super::Error::NotFound(format!("job run {job_run_id}")))
     }
 }
 

@@ -258,6 +258,9 @@ impl Store {
         if !locked {
             return Ok(None);
         }
+        // A job cancelled mid-way (its task aborted) drops the connection without the unlock
+        // below: closing it then, instead of pooling it, is what releases the lock.
+        conn.close_on_drop();
         let result = job().await;
         sqlx::query("select pg_advisory_unlock($1)")
             .bind(key)

@@ -2,7 +2,8 @@
 //! partitions of `score` that retention drops whole (alerting rows moved to
 //! `score_alerting`); an alert opens when an asset's score stays above the threshold and
 //! clears when it falls below the clear threshold. At most one alert per asset is open (a
-//! unique index).
+//! unique index). The hysteresis is counted in the database (`alert_streak`, changed by
+//! `vigil_alert_window` under the row's lock), so replicas alert exactly as one would.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -38,7 +39,45 @@ pub struct NewScore {
     pub explanation: Value,
 }
 
+/// What one scored window did to its asset's alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing changes.
+    Stay,
+    /// Enough consecutive windows at or above the threshold and no alert open: open one.
+    Fire,
+    /// Below the clear threshold while an alert is open: clear it.
+    Clear,
+}
+
 impl Store {
+    /// Counts one scored window of `asset` in the shared alert hysteresis: at or above the
+    /// threshold (`above`) it extends the asset's streak, else it ends it; `calm` (below the
+    /// clear threshold) asks whether an open alert should clear. Says [`Transition::Fire`]
+    /// once the streak reaches `fire_windows` while no alert is open. Whichever replica
+    /// scores each window, the streak is the same: the row is changed under its lock.
+    pub async fn alert_window(
+        &self,
+        asset: &str,
+        above: bool,
+        calm: bool,
+        fire_windows: u32,
+    ) -> Result<Transition> {
+        let fire_windows = i32::try_from(fire_windows).unwrap_or(i32::MAX);
+        let decision: String = sqlx::query_scalar("select vigil_alert_window($1, $2, $3, $4)")
+            .bind(asset)
+            .bind(above)
+            .bind(calm)
+            .bind(fire_windows)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(match decision.as_str() {
+            "fire" => Transition::Fire,
+            "clear" => Transition::Clear,
+            _ => Transition::Stay,
+        })
+    }
+
     /// Stores scores in one binary `COPY` (all or none); returns how many.
     pub async fn insert_scores(&self, scores: &[NewScore]) -> Result<u64> {
         if scores.is_empty() {

@@ -2,12 +2,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sqlx::{ConnectOptions, Connection};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use vigil::store::EmbeddedPostgres;
+
+use crate::support::{free_port, serve_ready, vigil};
 
 /// A temporary directory the unprivileged cluster user can enter (tempfile makes 0700 ones).
 fn cluster_parent() -> tempfile::TempDir {
@@ -19,62 +20,10 @@ fn cluster_parent() -> tempfile::TempDir {
     dir
 }
 
-/// The binary with no database or Vigil settings from the test's environment.
-fn vigil() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("VIGIL_") || key == "DATABASE_URL" {
-            command.env_remove(key);
-        }
-    }
-    command.stdin(Stdio::null()).kill_on_drop(true);
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_serve(data_dir: &Path, port: u16, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = vigil()
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("vigil serve exited early with {status}");
-        }
-        let ready = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|response| response.status() == 200);
-        if ready {
-            return child;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vigil serve not ready within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut command = vigil();
+    command.arg("serve").arg("--data-dir").arg(data_dir);
+    serve_ready(command, port, log).await
 }
 
 async fn terminate(mut child: Child) {

@@ -16,7 +16,7 @@ async fn readyz_is_ready_when_migrations_are_applied() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["schema_version"], 6);
+    assert_eq!(body["schema_version"], 7);
 }
 
 #[tokio::test]
@@ -146,6 +146,6 @@ async fn serve_applies_retention_to_samples_and_scores_by_itself() {
         [true, false],
         "the old alerting score (moved to score_alerting) and the recent calm one stay"
     );
-    let runs = app.db.store.job_runs("retention", 5).await.unwrap();
+    let runs = app.db.store.job_runs(Some("retention"), 5).await.unwrap();
     assert!(runs.iter().any(|r| r.status == "succeeded"), "{runs:?}");
 }

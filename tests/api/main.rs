@@ -18,6 +18,7 @@ mod openapi;
 mod prometheus;
 mod properties;
 mod remote_write;
+mod replicas;
 mod schema;
 mod score;
 mod shutdown;

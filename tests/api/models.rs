@@ -6,7 +6,7 @@ use vigil::jobs::train::{self, BUNDLE_KIND, ChampionComparison, synthetic};
 
 use crate::support::{TestApp, expect_error, last_days, trained};
 
-fn decided(bundle: &train::Bundle, challenger_wins: bool) -> train::Bundle {
+pub fn decided(bundle: &train::Bundle, challenger_wins: bool) -> train::Bundle {
     let mut bundle = bundle.clone();
     bundle.report.champion = Some(ChampionComparison {
         champion_average_precision: Some(0.8),
@@ -167,7 +167,9 @@ async fn training_from_the_database_registers_and_measures_the_champion() {
     store_synthetic(store).await;
     let dir = tempfile::tempdir().unwrap();
     let settings = small_training(dir.path());
-    let first = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let first = train::run_once(store, &settings, train::Trigger::Manual, |_| {})
+        .await
+        .unwrap();
     assert!(first.registration.activated);
     assert!(
         first
@@ -191,7 +193,9 @@ async fn training_from_the_database_registers_and_measures_the_champion() {
         "nothing is written under the data directory"
     );
 
-    let second = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let second = train::run_once(store, &settings, train::Trigger::Manual, |_| {})
+        .await
+        .unwrap();
     let decision = second.bundle.report.champion.as_ref().unwrap();
     assert!(
         decision.champion_average_precision.is_some(),
@@ -209,6 +213,96 @@ async fn training_from_the_database_registers_and_measures_the_champion() {
     .await
     .unwrap();
     assert_eq!(runs, 2);
+}
+
+#[tokio::test]
+async fn a_training_run_started_over_the_api_is_recorded_and_listed_with_its_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        let small = small_training(dir.path());
+        settings.training = small.training;
+    })
+    .await;
+    let store = &app.db.store;
+    store_synthetic(store).await;
+    // A run that a stopped process left `running` is marked lost by the next run.
+    let orphan = store
+        .start_job_run(train::JOB, "manual", None)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let started = app
+        .post_json("/v1/models/train", &serde_json::json!({}))
+        .await;
+    assert_eq!(started.status(), 202);
+    let started: Value = started.json().await.unwrap();
+    let id = started["job_run_id"].as_i64().unwrap();
+    assert_eq!(started["status"], "running");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run = loop {
+        let run: Value = app.get_value(&format!("/v1/jobs/{id}")).await;
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "manual");
+    assert!(run["finished_at"].is_string());
+    assert!(
+        run["detail"]["validation_average_precision"]
+            .as_f64()
+            .unwrap()
+            > 0.5,
+        "{run}"
+    );
+    let model_id = run["detail"]["model_id"].as_i64().unwrap();
+    assert_eq!(
+        store
+            .active_model(BUNDLE_KIND, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .model_id,
+        model_id
+    );
+
+    let listed: Value = app.get_value("/v1/jobs?job=train").await;
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{listed}");
+    assert_eq!(runs[0]["job_run_id"], id, "newest first");
+    let lost = &runs[1];
+    assert_eq!(lost["job_run_id"], orphan);
+    assert_eq!(lost["status"], "failed");
+    assert_eq!(lost["detail"]["lost"], true, "{lost}");
+
+    // While the lock is held (another replica training), a new run is refused.
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            train::with_train_lock(&store, || async {
+                let _ = held.await;
+            })
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    expect_error(
+        app.post_json("/v1/models/train", &serde_json::json!({}))
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    expect_error(app.get("/v1/jobs?job=nightly").await, 400, "invalid_query").await;
+    expect_error(app.get("/v1/jobs/999999").await, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -282,10 +376,12 @@ async fn serve_retrains_on_its_schedule_and_serves_the_new_model() {
         artifact_size(&app, active.model_id).await.is_some(),
         "{active:?}"
     );
-    let runs = store.job_runs(train::JOB, 10).await.unwrap();
+    let runs = store.job_runs(Some(train::JOB), 10).await.unwrap();
     assert!(
-        runs.iter().any(|r| r.status == "succeeded"),
-        "the scheduled run is recorded: {runs:?}"
+        runs.iter().any(|r| r.status == "succeeded"
+            && r.trigger.as_deref() == Some("schedule")
+            && r.scheduled_for.is_some()),
+        "the scheduled run is recorded with its trigger and tick: {runs:?}"
     );
     // The serving process picks the new model up (activation is announced) and scores
     // stored windows with it.
@@ -424,9 +520,13 @@ async fn training_over_a_broken_champion_says_so_and_replaces_it() {
     store_synthetic(store).await;
     let dir = tempfile::tempdir().unwrap();
     let settings = small_training(dir.path());
-    let first = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let first = train::run_once(store, &settings, train::Trigger::Manual, |_| {})
+        .await
+        .unwrap();
     tamper(&app, first.registration.model.model_id, None).await;
-    let second = train::run_once(store, &settings, |_| {}).await.unwrap();
+    let second = train::run_once(store, &settings, train::Trigger::Manual, |_| {})
+        .await
+        .unwrap();
     let decision = second.bundle.report.champion.as_ref().unwrap();
     assert!(second.registration.activated);
     assert!(decision.reason.contains("cannot be loaded"), "{decision:?}");

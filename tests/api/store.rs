@@ -397,3 +397,57 @@ async fn a_dump_for_training_holds_every_sample_of_the_range_in_series_order() {
     assert_eq!(dump.assets[&a], "a-host");
     assert_eq!(dump.metrics[&cpu], "cpu");
 }
+
+#[tokio::test]
+async fn the_shared_hysteresis_fires_after_n_windows_and_clears_below_the_lower_threshold() {
+    use vigil::store::scores::Transition::{Clear, Fire, Stay};
+    let db = TestDb::migrated().await;
+    let store = &db.store;
+    // Levels against fire at 0.5, clear below 0.3, three windows to fire.
+    let observe = |level: f64| async move {
+        let t = store
+            .alert_window("a", level >= 0.5, level < 0.3, 3)
+            .await
+            .unwrap();
+        // What the scoring service does on a transition.
+        match t {
+            Fire => {
+                store
+                    .open_alert(&crate::support::score_at("a", Utc::now(), true))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Clear => {
+                store.clear_alert("a").await.unwrap().unwrap();
+            }
+            Stay => {}
+        }
+        t
+    };
+    assert_eq!(observe(0.1).await, Stay, "calm and nothing open");
+    assert_eq!(observe(0.6).await, Stay);
+    assert_eq!(observe(0.7).await, Stay);
+    assert_eq!(
+        observe(0.4).await,
+        Stay,
+        "a dip resets the count but does not clear"
+    );
+    assert_eq!(observe(0.6).await, Stay);
+    assert_eq!(observe(0.6).await, Stay);
+    assert_eq!(observe(0.9).await, Fire);
+    assert_eq!(observe(0.9).await, Stay, "open already");
+    assert_eq!(
+        observe(0.4).await,
+        Stay,
+        "between the thresholds the alert holds"
+    );
+    assert_eq!(observe(0.2).await, Clear);
+    assert_eq!(observe(0.2).await, Stay, "cleared once");
+    // An alert some other way opened (not by a streak) is cleared by a calm window too.
+    store
+        .open_alert(&crate::support::score_at("a", Utc::now(), true))
+        .await
+        .unwrap();
+    assert_eq!(observe(0.1).await, Clear);
+}

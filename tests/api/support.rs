@@ -466,3 +466,67 @@ pub fn trained() -> vigil::jobs::train::Bundle {
     )
     .unwrap()
 }
+
+/// The `vigil` binary with no database or Vigil settings from the test's environment.
+pub fn vigil() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VIGIL_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    command
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `command` (a `vigil serve` without `--listen`) on `port`, its log appended to
+/// `log`, and waits until `/readyz` answers 200.
+pub async fn serve_ready(
+    mut command: tokio::process::Command,
+    port: u16,
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("vigil serve exited early with {status}");
+        }
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == 200);
+        if ready {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vigil serve not ready within 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

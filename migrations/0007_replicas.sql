@@ -1,0 +1,62 @@
+-- Several replicas behave as one: the alert hysteresis is counted in the database, and each
+-- job run says what started it (a scheduled run names its tick, which only one replica can
+-- take).
+
+create table alert_streak (
+    asset       text primary key,
+    above       integer not null check (above >= 0),
+    updated_at  timestamptz not null default now()
+);
+comment on table alert_streak is
+    'Alert hysteresis shared by every replica: per asset name, how many consecutive scored '
+    'windows were at or above the threshold. Changed only by vigil_alert_window, under the '
+    'row''s lock, so N replicas open and clear alerts exactly as one would.';
+
+-- One scored window of `p_asset`: `p_above` when its level is at or above the threshold,
+-- `p_calm` when it is below the clear threshold. Returns 'fire' when the streak has reached
+-- `p_fire_windows` and no alert is open, 'clear' when the window is calm and an alert is
+-- open, else 'stay'. The caller opens (idempotently, one open alert per asset) or clears it.
+create function vigil_alert_window(
+    p_asset text, p_above boolean, p_calm boolean, p_fire_windows integer
+) returns text language plpgsql as $$
+declare
+    streak integer;
+    is_open boolean;
+begin
+    if p_above then
+        insert into alert_streak as s (asset, above) values (p_asset, 1)
+        on conflict (asset) do update
+            set above = least(s.above, 1000000000) + 1, updated_at = now()
+        returning s.above into streak;
+        if streak < greatest(p_fire_windows, 1) then
+            return 'stay';
+        end if;
+    else
+        update alert_streak set above = 0, updated_at = now()
+        where asset = p_asset and above > 0;
+        if not p_calm then
+            return 'stay';
+        end if;
+    end if;
+    select exists (
+        select 1 from alert a join asset s using (asset_id)
+        where s.name = p_asset and a.state = 'open'
+    ) into is_open;
+    if p_above then
+        return case when is_open then 'stay' else 'fire' end;
+    end if;
+    return case when is_open then 'clear' else 'stay' end;
+end
+$$;
+
+alter table job_run add column trigger text
+    check (trigger in ('schedule', 'drift', 'manual'));
+alter table job_run add column scheduled_for timestamptz;
+comment on column job_run.trigger is
+    'What started the run: its schedule, drift of live data, or a person (CLI or '
+    '`POST /v1/models/train`); null for runs recorded before migration 0007.';
+comment on column job_run.scheduled_for is
+    'The schedule''s tick a scheduled run belongs to; one run per job and tick, whichever '
+    'replica takes it.';
+create unique index job_run_tick_key on job_run (job, scheduled_for)
+    where scheduled_for is not null;
