@@ -2,7 +2,7 @@
 -- job run says what started it (a scheduled run names its tick, which only one replica can
 -- take).
 
-create table alert_streak (
+create unlogged table alert_streak (
     asset       text primary key,
     above       integer not null check (above >= 0),
     updated_at  timestamptz not null default now()
@@ -10,7 +10,9 @@ create table alert_streak (
 comment on table alert_streak is
     'Alert hysteresis shared by every replica: per asset name, how many consecutive scored '
     'windows were at or above the threshold. Changed only by vigil_alert_window, under the '
-    'row''s lock, so N replicas open and clear alerts exactly as one would.';
+    'row''s lock, so N replicas open and clear alerts exactly as one would. Unlogged (no '
+    'WAL on the scoring path): a database crash resets the counts, so an alert then opens '
+    'up to fire_windows windows later.';
 
 -- One scored window of `p_asset`: `p_above` when its level is at or above the threshold,
 -- `p_calm` when it is below the clear threshold. Returns 'fire' when the streak has reached
@@ -46,6 +48,25 @@ begin
         return case when is_open then 'stay' else 'fire' end;
     end if;
     return case when is_open then 'clear' else 'stay' end;
+end
+$$;
+
+-- Many windows at once, in one statement: decisions in the order given. Rows are locked in
+-- asset order (windows of one asset keep their order), so two replicas' batches never wait
+-- on each other in a circle.
+create function vigil_alert_windows(
+    p_assets text[], p_above boolean[], p_calm boolean[], p_fire_windows integer[]
+) returns text[] language plpgsql as $$
+declare
+    decisions text[] := array_fill(''::text, array[coalesce(array_length(p_assets, 1), 0)]);
+    i integer;
+begin
+    for i in
+        select k from generate_subscripts(p_assets, 1) k order by p_assets[k], k
+    loop
+        decisions[i] := vigil_alert_window(p_assets[i], p_above[i], p_calm[i], p_fire_windows[i]);
+    end loop;
+    return decisions;
 end
 $$;
 

@@ -628,6 +628,10 @@ pub struct TrainingSettings {
     /// Normal windows kept per pre-failure window to fit the failure model (class
     /// imbalance). Default 5.
     pub negatives_per_positive: usize,
+    /// How many times each window that operators called a false alarm (alert feedback)
+    /// enters the failure model's fit, besides the sampled negatives; 0 ignores them.
+    /// Default 5.
+    pub false_alarm_weight: usize,
     /// Latest fraction of the training windows held out of the failure model's fit to choose
     /// among its candidates and calibrate it. Default 0.3.
     pub calibration_frac: f64,
@@ -657,6 +661,7 @@ impl Default for TrainingSettings {
             sample_size: 256,
             seed: 0,
             negatives_per_positive: 5,
+            false_alarm_weight: 5,
             calibration_frac: 0.3,
             ttf_cap_secs: 21_600,
             ttf_max_rows: 20_000,

@@ -276,6 +276,29 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
                 .unwrap_or_default()
         );
     }
+    if let Some(f) = &r.feedback {
+        println!(
+            "\nfeedback on alerts: {} true and {} false alarms among the training windows \
+             ({} false alarms weighed {}x), {} and {} among the validation windows, {} with a \
+             failure kind, {} left out",
+            f.labels.train.0,
+            f.labels.train.1,
+            f.labels.train.1,
+            bundle.params.false_alarm_weight,
+            f.labels.validation.0,
+            f.labels.validation.1,
+            f.labels.kinds,
+            f.labels.skipped
+        );
+        println!(
+            "mean probability on validation windows: false alarms {} (active model {}), \
+             true alarms {} (active model {})",
+            fmt(f.false_alarm_probability),
+            fmt(f.champion_false_alarm_probability),
+            fmt(f.true_alarm_probability),
+            fmt(f.champion_true_alarm_probability)
+        );
+    }
     if let Some(kinds) = &r.diagnosis {
         println!("\ndiagnosis on validation windows before failures");
         println!(

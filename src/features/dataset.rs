@@ -8,6 +8,13 @@
 //! time range, train windows end at least one horizon before the cutoff (no train label looks
 //! past it) and validation windows start after it. Baselines come from the train part only.
 //!
+//! Operators' feedback adds windows of its own ([`Label`], from alerts people marked true or
+//! false alarms): the window ending at the alert's grid point, labelled as they said (a
+//! true alarm is a failure even when an action healed the asset and no incident followed),
+//! with the failure kind they gave. [`Part::labelled`] marks them, and for a false alarm
+//! also the negative windows of its episode (ending within one window before the alert), so
+//! training can weigh the false alarm's pattern as hard negatives.
+//!
 //! [`build`] labels every window but makes no feature: [`Dataset::features`] makes the rows
 //! asked for. Training reads a small share of its windows (the failure model's samples, the
 //! isolation forest's, the calibration slice), so the full training matrix is never built.
@@ -43,6 +50,33 @@ pub struct Failure {
     pub resolved: Option<i64>,
 }
 
+/// What an operator said about one window (feedback on the alert it raised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Asset name.
+    pub asset: String,
+    /// End of the window that raised the alert, Unix seconds.
+    pub end: i64,
+    /// A true alarm: a failure was coming (whether or not an incident was recorded).
+    pub failure: bool,
+    /// The failure kind the operator gave, if any.
+    pub kind: Option<String>,
+}
+
+/// What became of the [`Label`]s given to [`build_labelled`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LabelUse {
+    /// True and false alarms among the training windows.
+    pub train: (u64, u64),
+    /// True and false alarms among the validation windows.
+    pub validation: (u64, u64),
+    /// Labels with a failure kind that were used.
+    pub kinds: u64,
+    /// Left out: outside the data or the split, overlapping an incident, or a false alarm
+    /// that an incident within the horizon contradicts.
+    pub skipped: u64,
+}
+
 /// How windows are cut, labelled and split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DatasetParams {
@@ -74,6 +108,9 @@ pub struct Part {
     pub ttf: Vec<Option<f64>>,
     /// Windows with at least one missing metric.
     pub with_missing: usize,
+    /// Windows labelled by an operator's feedback ([`Label`]), and the negative windows of a
+    /// false alarm's episode.
+    pub labelled: Vec<bool>,
     /// Each window's last point on its asset's grid.
     last_point: Vec<usize>,
 }
@@ -114,6 +151,8 @@ pub struct Dataset {
     pub train: Part,
     /// Windows after the cutoff.
     pub validation: Part,
+    /// What became of the operators' labels.
+    pub labels: LabelUse,
     /// Each asset's metrics on the grid, per schema metric.
     grids: Vec<Vec<Option<Grid>>>,
 }
@@ -161,6 +200,7 @@ struct Rows {
     kind: Vec<Option<u32>>,
     ttf: Vec<Option<f64>>,
     with_missing: usize,
+    labelled: Vec<bool>,
 }
 
 impl Rows {
@@ -170,6 +210,7 @@ impl Rows {
         self.end.reserve_exact(rows);
         self.kind.reserve_exact(rows);
         self.ttf.reserve_exact(rows);
+        self.labelled.reserve_exact(rows);
     }
 }
 
@@ -180,9 +221,24 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
     failures: &[Failure],
     params: &DatasetParams,
 ) -> Dataset {
+    build_labelled(schema, histories, failures, &[], params)
+}
+
+/// [`build`], plus one window for each operator's label.
+pub fn build_labelled<H: Borrow<AssetHistory> + Sync>(
+    schema: &FeatureSchema,
+    histories: &[H],
+    failures: &[Failure],
+    labels: &[Label],
+    params: &DatasetParams,
+) -> Dataset {
     let range = time_range(histories);
     let cutoff = range.0 + ((range.1 - range.0) as f64 * params.train_frac) as i64;
-    let mut kinds: Vec<String> = failures.iter().map(|f| f.kind.clone()).collect();
+    let mut kinds: Vec<String> = failures
+        .iter()
+        .map(|f| f.kind.clone())
+        .chain(labels.iter().filter_map(|l| l.kind.clone()))
+        .collect();
     kinds.sort();
     kinds.dedup();
     let per_asset: Vec<AssetWindows> = histories
@@ -194,11 +250,25 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
                 .filter(|f| f.asset == history.asset)
                 .collect();
             mine.sort_by_key(|f| f.started);
-            asset_windows(schema, history, &mine, &kinds, params, cutoff)
+            let said: Vec<&Label> = labels.iter().filter(|l| l.asset == history.asset).collect();
+            asset_windows(schema, history, &mine, &said, &kinds, params, cutoff)
         })
         .collect();
     let train = part(&per_asset, |a| &a.train);
     let validation = part(&per_asset, |a| &a.validation);
+    let mut use_ = LabelUse::default();
+    for a in &per_asset {
+        let u = a.labels;
+        use_.train = (use_.train.0 + u.train.0, use_.train.1 + u.train.1);
+        use_.validation = (
+            use_.validation.0 + u.validation.0,
+            use_.validation.1 + u.validation.1,
+        );
+        use_.kinds += u.kinds;
+    }
+    // Labels of assets without history are skipped too.
+    let used = use_.train.0 + use_.train.1 + use_.validation.0 + use_.validation.1;
+    use_.skipped = labels.len() as u64 - used;
     let (baselines, grids) = per_asset
         .into_iter()
         .map(|a| (a.baselines, a.grids))
@@ -209,6 +279,7 @@ pub fn build<H: Borrow<AssetHistory> + Sync>(
         kinds,
         train,
         validation,
+        labels: use_,
         baselines,
         grids,
         cutoff,
@@ -236,6 +307,7 @@ struct AssetWindows {
     grids: Vec<Option<Grid>>,
     train: Rows,
     validation: Rows,
+    labels: LabelUse,
 }
 
 /// One metric on the grid, with the count of gap points (NaN) before each point: a window
@@ -277,6 +349,7 @@ fn asset_windows(
     schema: &FeatureSchema,
     history: &AssetHistory,
     failures: &[&Failure],
+    labels: &[&Label],
     kinds: &[String],
     params: &DatasetParams,
     cutoff: i64,
@@ -301,6 +374,7 @@ fn asset_windows(
             grids: Vec::new(),
             train,
             validation,
+            labels: LabelUse::default(),
         };
     }
     let start = first.div_euclid(step) * step + if first.rem_euclid(step) == 0 { 0 } else { step };
@@ -346,50 +420,113 @@ fn asset_windows(
     train.reserve(n_train);
     validation.reserve(n_validation);
     let mut window: Vec<Option<&[f64]>> = vec![None; schema.metrics.len()];
-    for last_point in last_points {
+    // Adds the window ending at `last_point` (labelled by `label` when an operator labelled
+    // it); false when it is left out.
+    let mut add = |last_point: usize, label: Option<&Label>| -> bool {
         let end = end_of(last_point);
         let window_start = start_of(end);
         let rows = match in_train(end) {
             Some(true) => &mut train,
             Some(false) => &mut validation,
-            None => continue,
+            None => return false,
         };
         let overlaps = failures
             .iter()
             .any(|f| f.started <= end && f.resolved.unwrap_or(f.started) >= window_start);
         if overlaps {
-            continue;
+            return false;
         }
         let following = failures.iter().find(|f| f.started > end);
         let next = following.filter(|f| f.started <= end + params.horizon_secs);
-        let ttf = match following {
+        let mut ttf = match following {
             Some(f) => Some((f.started - end).min(params.ttf_cap_secs) as f64),
             None if last - end >= params.ttf_cap_secs => Some(params.ttf_cap_secs as f64),
             None => None,
         };
+        let mut y = next.is_some();
+        let mut kind = next.map(|f| f.kind.as_str());
+        if let Some(label) = label {
+            if !label.failure && next.is_some() {
+                // A false alarm that an incident within the horizon contradicts.
+                return false;
+            }
+            if label.failure && next.is_none() {
+                // A failure was coming, though none was recorded (an action may have healed
+                // it): when is not known.
+                ttf = None;
+            }
+            y = label.failure;
+            if label.failure {
+                kind = label.kind.as_deref().or(kind);
+            }
+        }
         window_of(&grids, last_point + 1 - w, last_point, &mut window);
         // As `extract` would: a window with no usable metric is refused.
         let usable = window.iter().filter(|slot| slot.is_some()).count();
         if usable == 0 {
-            continue;
+            return false;
         }
         if usable < window.len() {
             rows.with_missing += 1;
         }
         rows.last_point.push(last_point);
-        rows.y.push(next.is_some());
+        rows.y.push(y);
         rows.end.push(end);
         rows.kind.push(
-            next.and_then(|f| kinds.iter().position(|k| *k == f.kind))
+            kind.and_then(|k| kinds.iter().position(|known| known == k))
                 .map(|k| k as u32),
         );
         rows.ttf.push(ttf);
+        rows.labelled.push(label.is_some());
+        true
+    };
+    for last_point in last_points {
+        add(last_point, None);
+    }
+    let mut use_ = LabelUse::default();
+    for label in labels {
+        // The grid point at or before the labelled window's end.
+        let offset = label.end - start;
+        let last_point = offset.div_euclid(step);
+        let usable = offset >= 0
+            && (last_point as usize) < n_points
+            && last_point as usize + 1 >= w
+            && add(last_point as usize, Some(label));
+        if !usable {
+            use_.skipped += 1;
+            continue;
+        }
+        let side = if in_train(end_of(last_point as usize)) == Some(true) {
+            &mut use_.train
+        } else {
+            &mut use_.validation
+        };
+        if label.failure {
+            side.0 += 1;
+        } else {
+            side.1 += 1;
+        }
+        use_.kinds += u64::from(label.failure && label.kind.is_some());
+    }
+    // A false alarm speaks for its episode: the windows that led up to the alert (ending
+    // within one window before it) are marked too, so the model learns the pattern rather
+    // than one window.
+    for label in labels.iter().filter(|l| !l.failure) {
+        let since = label.end - w as i64 * step;
+        for rows in [&mut train, &mut validation] {
+            for i in 0..rows.end.len() {
+                if rows.end[i] > since && rows.end[i] <= label.end && !rows.y[i] {
+                    rows.labelled[i] = true;
+                }
+            }
+        }
     }
     AssetWindows {
         baselines,
         grids,
         train,
         validation,
+        labels: use_,
     }
 }
 
@@ -403,6 +540,7 @@ fn part(assets: &[AssetWindows], side: impl Fn(&AssetWindows) -> &Rows) -> Part 
         kind: Vec::with_capacity(n),
         ttf: Vec::with_capacity(n),
         with_missing: 0,
+        labelled: Vec::with_capacity(n),
         last_point: Vec::with_capacity(n),
     };
     for (index, asset) in assets.iter().enumerate() {
@@ -414,6 +552,7 @@ fn part(assets: &[AssetWindows], side: impl Fn(&AssetWindows) -> &Rows) -> Part 
         part.kind.extend(&rows.kind);
         part.ttf.extend(&rows.ttf);
         part.last_point.extend(&rows.last_point);
+        part.labelled.extend(&rows.labelled);
         part.with_missing += rows.with_missing;
     }
     part
@@ -454,6 +593,70 @@ mod tests {
             train_frac: 0.7,
             ttf_cap_secs: 3600,
         }
+    }
+
+    #[test]
+    fn operators_labels_add_windows_and_mark_a_false_alarm_s_episode() {
+        let failures = vec![Failure {
+            asset: "a".into(),
+            kind: "leak".into(),
+            started: 100 * 60,
+            resolved: Some(101 * 60),
+        }];
+        let label = |end_minute: i64, failure: bool, kind: Option<&str>| Label {
+            asset: "a".into(),
+            end: end_minute * 60 + 30,
+            failure,
+            kind: kind.map(str::to_owned),
+        };
+        let labels = vec![
+            // A true alarm with no incident after it (healed), and a kind.
+            label(40, true, Some("overheat")),
+            // A false alarm.
+            label(70, false, None),
+            // A false alarm an incident within the horizon contradicts.
+            label(95, false, None),
+            // Outside the data.
+            label(500, false, None),
+            // An asset without history.
+            Label {
+                asset: "b".into(),
+                ..label(60, false, None)
+            },
+        ];
+        let plain = build(&schema(), &[history()], &failures, &params());
+        let data = build_labelled(&schema(), &[history()], &failures, &labels, &params());
+        assert_eq!(data.train.len(), plain.train.len() + 2);
+        assert_eq!(
+            data.labels,
+            LabelUse {
+                train: (1, 1),
+                validation: (0, 0),
+                kinds: 1,
+                skipped: 3,
+            }
+        );
+        assert!(data.kinds.contains(&"overheat".to_owned()));
+        let n = data.train.len();
+        // The added rows come last: the true alarm, then the false alarm.
+        assert_eq!(&data.train.y[n - 2..], &[true, false]);
+        assert_eq!(data.train.end[n - 2], 40 * 60);
+        assert_eq!(
+            data.train.ttf[n - 2],
+            None,
+            "when it would have failed is unknown"
+        );
+        assert_eq!(
+            data.train.kind[n - 2].map(|k| data.kinds[k as usize].as_str()),
+            Some("overheat")
+        );
+        // The false alarm's episode: the windows ending within one window before it.
+        let marked: Vec<i64> = (0..n)
+            .filter(|&i| data.train.labelled[i] && !data.train.y[i])
+            .map(|i| data.train.end[i] / 60)
+            .collect();
+        assert_eq!(marked, vec![66, 67, 68, 69, 70, 70]);
+        assert!(plain.train.labelled.iter().all(|&l| !l));
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 use sha2::Digest;
 
 use crate::config::TrainingSettings;
-use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, MetricHistory};
+use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Label, MetricHistory};
 use crate::features::{FeatureSchema, derive};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
@@ -62,6 +62,7 @@ pub fn training_params(settings: &TrainingSettings) -> TrainingParams {
         sample_size: settings.sample_size,
         seed: settings.seed,
         negatives_per_positive: settings.negatives_per_positive,
+        false_alarm_weight: settings.false_alarm_weight,
         calibration_frac: settings.calibration_frac,
         ttf_cap_secs: settings.ttf_cap_secs,
         ttf_max_rows: settings.ttf_max_rows,
@@ -132,6 +133,8 @@ pub struct TrainingData {
     pub histories: Vec<AssetHistory>,
     /// Known failures.
     pub failures: Vec<Failure>,
+    /// Operators' feedback on alerts, as labelled windows (none from files).
+    pub labels: Vec<Label>,
     /// Samples read.
     pub samples: u64,
     /// Each asset's class, when known (the database knows; files do not).
@@ -171,6 +174,7 @@ pub fn histories_from_files(
         metrics,
         histories,
         failures,
+        labels: Vec::new(),
         samples: n_samples,
         classes: BTreeMap::new(),
         inputs: None,
@@ -247,21 +251,35 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
+    let outcomes = Outcomes {
+        failures,
+        labels: &[],
+    };
     train_derived(
-        metrics, None, histories, failures, settings, champion, on_stage,
+        metrics, None, histories, outcomes, settings, champion, on_stage,
     )
 }
 
-/// [`train`] of metrics derived from stored series by `inputs` (saved in the schema).
+/// What happened after the windows: recorded failures, and what operators said about
+/// alerts.
+#[derive(Debug, Clone, Copy)]
+struct Outcomes<'a> {
+    failures: &'a [Failure],
+    labels: &'a [Label],
+}
+
+/// [`train`] of metrics derived from stored series by `inputs` (saved in the schema), with
+/// operators' labels.
 fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     metrics: Vec<String>,
     inputs: Option<crate::vocab::ModelInputs>,
     histories: &[H],
-    failures: &[Failure],
+    outcomes: Outcomes<'_>,
     settings: &TrainingSettings,
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
+    let Outcomes { failures, labels } = outcomes;
     let mut report = TrainReport {
         assets: histories.len() as u64,
         failures: failures.len() as u64,
@@ -277,7 +295,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     on_stage("features");
     let started = Instant::now();
     let params = dataset_params(settings);
-    let data = dataset::build(&schema, histories, failures, &params);
+    let data = dataset::build_labelled(&schema, histories, failures, labels, &params);
     // Every validation window is scored; of the training windows only those the fits sample
     // get features, when they ask.
     let validation_x = data.all_features(&data.validation);
@@ -316,6 +334,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     let failure_params = FailureModel::params()
         .seed(settings.seed)
         .negatives_per_positive(settings.negatives_per_positive)
+        .hard_negative_weight(settings.false_alarm_weight)
         .calibration_frac(settings.calibration_frac)
         .check()?;
     // The negative windows a failure follows within a few horizons: the hardest to tell from
@@ -330,6 +349,14 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
             !y && ttf.is_some_and(|t| t <= near_secs && t < settings.ttf_cap_secs as f64)
         })
         .collect();
+    // The windows operators called false alarms: hard negatives, weighted.
+    let hard: Vec<bool> = data
+        .train
+        .labelled
+        .iter()
+        .zip(&data.train.y)
+        .map(|(&labelled, &y)| labelled && !y)
+        .collect();
     let (failure, (diagnosis, (time_to_failure, validation_anomaly))) = rayon::join(
         || {
             timed(|| {
@@ -339,6 +366,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
                     &data.train.y,
                     &data.train.end,
                     &near,
+                    &hard,
                 )
             })
         },
@@ -372,9 +400,10 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
 
     on_stage("score validation");
     let started = Instant::now();
+    let mut probabilities = Vec::new();
     if !data.validation.is_empty() {
         let logits = failure.logits(validation_x.view(), &validation_anomaly);
-        let probabilities: Vec<f64> = logits.iter().map(|&z| failure.calibrate(z)).collect();
+        probabilities = logits.iter().map(|&z| failure.calibrate(z)).collect();
         let y = &data.validation.y;
         report.anomaly = Some(Scorecard::ranking(&validation_anomaly, y));
         report.failure = Some(Scorecard {
@@ -384,13 +413,27 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         });
     }
     report.stage("score_validation", started);
+    // The champion on the same windows, when it can be measured on them.
+    let champion_logits = champion
+        .filter(|c| c.schema == schema)
+        .map(|c| c.logits(validation_x.view()));
     report.champion = Some(compare(
         champion,
         &schema,
-        validation_x.view(),
+        champion_logits.as_deref(),
         &data.validation.y,
         report.failure.as_ref(),
     ));
+    if !labels.is_empty() {
+        let champion_probabilities: Option<Vec<f64>> = champion
+            .zip(champion_logits)
+            .map(|(c, logits)| logits.iter().map(|&z| c.failure.calibrate(z)).collect());
+        report.feedback = Some(feedback_report(
+            &data,
+            &probabilities,
+            champion_probabilities.as_deref(),
+        ));
+    }
     debug_assert_eq!(validation_x.len_of(Axis(1)), schema.len());
 
     let baselines = data.assets.iter().cloned().zip(data.baselines).collect();
@@ -423,7 +466,10 @@ pub fn train_fleet(
         data.metrics.clone(),
         data.inputs.clone(),
         &data.histories,
-        &data.failures,
+        Outcomes {
+            failures: &data.failures,
+            labels: &data.labels,
+        },
         settings,
         champion,
         on_stage,
@@ -475,6 +521,16 @@ fn train_class(
         .filter(|f| mine.iter().any(|h| h.asset == f.asset))
         .cloned()
         .collect();
+    let labels: Vec<Label> = data
+        .labels
+        .iter()
+        .filter(|l| mine.iter().any(|h| h.asset == l.asset))
+        .cloned()
+        .collect();
+    let outcomes = Outcomes {
+        failures: &failures,
+        labels: &labels,
+    };
     // The class's metrics: those any of its assets reports.
     let reported: Vec<usize> = (0..data.metrics.len())
         .filter(|&m| mine.iter().any(|h| h.metrics[m].is_some()))
@@ -490,7 +546,13 @@ fn train_class(
         reason: String::new(),
     };
     // The fleet-wide model on this class's validation windows.
-    let windows = dataset::build(&fleet.schema, &mine, &failures, &dataset_params(settings));
+    let windows = dataset::build_labelled(
+        &fleet.schema,
+        &mine,
+        &failures,
+        &labels,
+        &dataset_params(settings),
+    );
     report.fleet_average_precision = crate::model::evaluation::average_precision(
         &fleet.logits(windows.all_features(&windows.validation).view()),
         &windows.validation.y,
@@ -500,7 +562,7 @@ fn train_class(
             metrics,
             data.inputs.clone(),
             &mine,
-            &failures,
+            outcomes,
             settings,
             None,
             &mut |_| {},
@@ -517,7 +579,7 @@ fn train_class(
             metrics,
             data.inputs.clone(),
             &subset,
-            &failures,
+            outcomes,
             settings,
             None,
             &mut |_| {},
@@ -690,20 +752,19 @@ fn fit_diagnosis(
 fn compare(
     champion: Option<&Bundle>,
     schema: &FeatureSchema,
-    x: ArrayView2<f64>,
+    champion_logits: Option<&[f64]>,
     y: &[bool],
     challenger: Option<&Scorecard>,
 ) -> ChampionComparison {
     let challenger_ap = challenger.and_then(|c| c.average_precision);
-    let (champion_ap, reason) = match champion {
-        None => (None, "no active model: the first one becomes active".to_owned()),
-        Some(c) if c.schema != *schema => (
+    let (champion_ap, reason) = match (champion, champion_logits) {
+        (None, _) => (None, "no active model: the first one becomes active".to_owned()),
+        (Some(c), _) if c.schema != *schema => (
             None,
             "the active model has another feature schema: it cannot be measured on these windows, so the new one replaces it".to_owned(),
         ),
-        Some(c) => {
-            let logits = c.logits(x);
-            let ap = crate::model::evaluation::average_precision(&logits, y);
+        (Some(_), logits) => {
+            let ap = logits.and_then(|l| crate::model::evaluation::average_precision(l, y));
             (ap, "both measured on this run's validation windows".to_owned())
         }
     };
@@ -720,8 +781,32 @@ fn compare(
     }
 }
 
-/// Loads training data from the database: the samples of `[from, to)` and the incidents
-/// that started in that range.
+/// What operators' labels did: how many were used where, and the mean probability of the
+/// validation windows they labelled, under the new model and the champion.
+fn feedback_report(
+    data: &dataset::Dataset,
+    probabilities: &[f64],
+    champion: Option<&[f64]>,
+) -> crate::model::bundle::FeedbackReport {
+    let validation = &data.validation;
+    let mean_of = |scores: &[f64], failure: bool| -> Option<f64> {
+        let picked: Vec<f64> = (0..validation.len())
+            .filter(|&i| validation.labelled[i] && validation.y[i] == failure)
+            .filter_map(|i| scores.get(i).copied())
+            .collect();
+        (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
+    };
+    crate::model::bundle::FeedbackReport {
+        labels: data.labels,
+        false_alarm_probability: mean_of(probabilities, false),
+        champion_false_alarm_probability: champion.and_then(|c| mean_of(c, false)),
+        true_alarm_probability: mean_of(probabilities, true),
+        champion_true_alarm_probability: champion.and_then(|c| mean_of(c, true)),
+    }
+}
+
+/// Loads training data from the database: the samples of `[from, to)`, the incidents
+/// that started in that range, and operators' feedback on the alerts opened in it.
 pub async fn load_from_store(
     store: &Store,
     from: chrono::DateTime<Utc>,
@@ -794,6 +879,17 @@ pub async fn load_from_store(
             resolved: i.resolved_at.map(|t| t.timestamp()),
         })
         .collect();
+    let labels = store
+        .feedback_labels(from, to)
+        .await?
+        .into_iter()
+        .map(|(asset, end, failure, kind)| Label {
+            asset,
+            end: end.timestamp(),
+            failure,
+            kind,
+        })
+        .collect();
     let classes = store
         .list_assets(&crate::store::assets::AssetFilter {
             limit: i64::MAX,
@@ -807,6 +903,7 @@ pub async fn load_from_store(
         metrics,
         histories,
         failures,
+        labels,
         samples,
         classes,
         inputs: Some(inputs),
@@ -972,6 +1069,7 @@ pub fn synthetic(assets: usize, days: usize, seed: u64) -> TrainingData {
         metrics,
         histories,
         failures,
+        labels: Vec::new(),
         samples,
         classes: BTreeMap::new(),
         inputs: None,
@@ -1391,6 +1489,7 @@ mod tests {
         let params = dataset_params(&settings);
         let windows = dataset::build(&champion.schema, &data.histories, &data.failures, &params);
         let x = windows.all_features(&windows.validation);
+        let logits = champion.logits(x.view());
         let y = &windows.validation.y;
         let card = |ap: f64| Scorecard {
             average_precision: Some(ap),
@@ -1399,7 +1498,7 @@ mod tests {
         let worse = compare(
             Some(&champion),
             &champion.schema,
-            x.view(),
+            Some(&logits),
             y,
             Some(&card(0.0)),
         );
@@ -1408,7 +1507,7 @@ mod tests {
         let better = compare(
             Some(&champion),
             &champion.schema,
-            x.view(),
+            Some(&logits),
             y,
             Some(&card(1.0)),
         );
@@ -1418,12 +1517,12 @@ mod tests {
             compare(
                 Some(&champion),
                 &other_schema,
-                x.view(),
+                Some(&logits),
                 y,
                 Some(&card(0.0))
             )
             .challenger_wins
         );
-        assert!(compare(None, &champion.schema, x.view(), y, None).challenger_wins);
+        assert!(compare(None, &champion.schema, None, y, None).challenger_wins);
     }
 }

@@ -75,6 +75,10 @@ pub struct TrainingParams {
     pub seed: u64,
     /// Normal windows kept per pre-failure window to fit the failure model.
     pub negatives_per_positive: usize,
+    /// Times each window operators called a false alarm entered the fit (0 in bundles
+    /// trained before feedback reached training).
+    #[serde(default)]
+    pub false_alarm_weight: usize,
     /// Latest fraction of the training windows that chose and calibrated the failure model;
     /// 0.2 in bundles trained before it was a setting.
     #[serde(default = "earlier_calibration_frac")]
@@ -104,6 +108,7 @@ impl Default for TrainingParams {
             sample_size: 256,
             seed: 0,
             negatives_per_positive: 5,
+            false_alarm_weight: 5,
             calibration_frac: 0.3,
             ttf_cap_secs: 21_600,
             ttf_max_rows: 20_000,
@@ -184,6 +189,27 @@ pub struct TrainReport {
     /// Per-class models: trained, measured, kept or not.
     #[serde(default)]
     pub classes: Vec<ClassReport>,
+    /// Labels from operators' feedback on alerts, and what they changed.
+    #[serde(default)]
+    pub feedback: Option<FeedbackReport>,
+}
+
+/// Operators' feedback in a training run: alerts they called true or false alarms became
+/// labelled windows (a false alarm a hard negative, a true alarm a positive, a given kind the
+/// diagnosis label).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackReport {
+    /// How many labels went where.
+    #[serde(flatten)]
+    pub labels: crate::features::dataset::LabelUse,
+    /// Mean failure probability of the validation windows called false alarms: this model's.
+    pub false_alarm_probability: Option<f64>,
+    /// The same windows under the model active before (when it could be measured).
+    pub champion_false_alarm_probability: Option<f64>,
+    /// Mean failure probability of the validation windows called true alarms: this model's.
+    pub true_alarm_probability: Option<f64>,
+    /// The same windows under the model active before.
+    pub champion_true_alarm_probability: Option<f64>,
 }
 
 /// A per-class model against the fleet-wide one on that class's validation windows.

@@ -36,6 +36,8 @@ pub struct FailureModelValidParams {
     ensemble_rounds: usize,
     #[serde(default)]
     near_negatives_frac: f64,
+    #[serde(default)]
+    hard_negative_weight: usize,
 }
 
 /// Unchecked hyperparameters.
@@ -119,7 +121,8 @@ impl Blend {
 
 impl FailureModel {
     /// Defaults: alpha = 1e-3 (L2), max_iterations = 200, negatives_per_positive = 20,
-    /// near_negatives_frac = 0.4, calibration_frac = 0.3, seed = 0, ensemble_rounds = 100.
+    /// near_negatives_frac = 0.4, calibration_frac = 0.3, seed = 0, ensemble_rounds = 100,
+    /// hard_negative_weight = 5.
     pub fn params() -> FailureModelParams {
         FailureModelParams(FailureModelValidParams {
             alpha: 1e-3,
@@ -129,6 +132,7 @@ impl FailureModel {
             seed: 0,
             ensemble_rounds: 100,
             near_negatives_frac: 0.4,
+            hard_negative_weight: 5,
         })
     }
 
@@ -278,6 +282,13 @@ impl FailureModelParams {
         self
     }
 
+    /// How many times each hard negative (a window an operator called a false alarm) enters
+    /// the fit, on top of the sampled negatives. Default 5.
+    pub fn hard_negative_weight(mut self, weight: usize) -> Self {
+        self.0.hard_negative_weight = weight;
+        self
+    }
+
     /// Latest fraction of the training windows kept for calibration. Default 0.3.
     pub fn calibration_frac(mut self, frac: f64) -> Self {
         self.0.calibration_frac = frac;
@@ -330,6 +341,9 @@ impl FailureModelValidParams {
     /// feature rows. `near` marks the negative windows a failure follows soon after the
     /// horizon (empty: none is marked): up to `near_negatives_frac` of the sampled
     /// negatives are drawn from them.
+    /// `hard` marks the negative windows operators called false alarms (empty: none): each
+    /// of those in the fit part enters the fit `hard_negative_weight` times, besides the
+    /// sampled negatives, so the model learns to tell them from failures.
     pub fn fit(
         &self,
         features: &(dyn Fn(&[usize]) -> Array2<f64> + Sync),
@@ -337,6 +351,7 @@ impl FailureModelValidParams {
         labels: &[bool],
         ends: &[i64],
         near: &[bool],
+        hard: &[bool],
     ) -> Result<FailureModel, FitError> {
         if labels.len() < 10 {
             return Err(FitError::TooFewRows {
@@ -355,9 +370,15 @@ impl FailureModelValidParams {
         let n_cal = ((labels.len() as f64) * self.calibration_frac) as usize;
         let (fit_rows, mut cal_rows) = by_time.split_at(labels.len() - n_cal);
         let positives: Vec<usize> = fit_rows.iter().copied().filter(|&i| labels[i]).collect();
+        let is_hard = |i: usize| hard.get(i).copied().unwrap_or(false);
+        let hard_negatives: Vec<usize> = fit_rows
+            .iter()
+            .copied()
+            .filter(|&i| !labels[i] && is_hard(i))
+            .collect();
         let (mut near_negatives, mut negatives): (Vec<usize>, Vec<usize>) = fit_rows
             .iter()
-            .filter(|&&i| !labels[i])
+            .filter(|&&i| !labels[i] && !is_hard(i))
             .partition(|&&i| near.get(i).copied().unwrap_or(false));
         if positives.is_empty() {
             return Err(FitError::OneClass);
@@ -376,6 +397,9 @@ impl FailureModelValidParams {
         let mut chosen = positives;
         chosen.extend(near_negatives);
         chosen.extend(negatives);
+        for _ in 0..self.hard_negative_weight {
+            chosen.extend(&hard_negatives);
+        }
         chosen.sort_unstable();
 
         // Anomaly scores only for the rows used: the sampled fit rows and the calibration slice.
@@ -694,6 +718,7 @@ mod tests {
                 &y,
                 &ends,
                 &[],
+                &[],
             )
             .unwrap();
         let (x_val, y_val, _) = data(2);
@@ -727,6 +752,7 @@ mod tests {
                 &|rows| vec![0.5; rows.nrows()],
                 labels,
                 &ends,
+                &[],
                 &[],
             )
             .unwrap()
@@ -873,6 +899,7 @@ mod tests {
                     &y,
                     &ends,
                     near,
+                    &[],
                 )
                 .unwrap()
         };
@@ -912,6 +939,7 @@ mod tests {
                 &|rows| vec![0.5; rows.nrows()],
                 &[false; 3000],
                 &ends,
+                &[],
                 &[],
             )
             .unwrap_err();

@@ -6,14 +6,15 @@
 //! cold-start detector for when no trained model can answer ([`cold_start`]), the cached
 //! policy ([`policy_cache`]), the score writer ([`writer`]), scoring on ingest
 //! ([`on_ingest`]) and the hand-off of opened alerts to [`crate::actions`]. The alert
-//! hysteresis is counted in the database ([`crate::store::Store::alert_window`]), so that
-//! replicas behind a load balancer alert exactly as one would. HTTP handlers, commands and
+//! hysteresis is counted in the database ([`streaks`], in batches), so that replicas behind
+//! a load balancer alert exactly as one would. HTTP handlers, commands and
 //! jobs all score through it.
 
 pub mod cold_start;
 pub mod on_ingest;
 pub mod policy_cache;
 pub mod slot;
+pub mod streaks;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -166,6 +167,8 @@ pub struct Scoring {
     policy: Arc<PolicyCache>,
     actions: Arc<Actions>,
     scores: Option<ScoreSender>,
+    /// The batched shared hysteresis, once started (before: one statement per window).
+    streaks: Option<streaks::Streaks>,
     counters: Arc<Counters>,
 }
 
@@ -175,6 +178,7 @@ pub struct ScoringTasks {
     listener: tokio::task::JoinHandle<()>,
     policy_refresh: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
+    streaks: tokio::task::JoinHandle<()>,
     on_ingest: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -190,6 +194,7 @@ impl ScoringTasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.streaks).await;
     }
 }
 
@@ -209,6 +214,7 @@ impl Scoring {
             policy: Arc::default(),
             actions,
             scores: None,
+            streaks: None,
             counters,
         }
     }
@@ -230,8 +236,10 @@ impl Scoring {
         let step = (!self.settings.scoring.every_score).then_some(self.settings.training.step_secs);
         let (sender, writer) =
             writer::spawn_score_writer(self.store.clone(), step, self.counters.clone());
+        let (streaks, streaks_task) = streaks::spawn(self.store.clone());
         let started = Scoring {
             scores: Some(sender),
+            streaks: Some(streaks),
             ..self.clone()
         };
         let on_ingest =
@@ -240,6 +248,7 @@ impl Scoring {
             listener,
             policy_refresh,
             writer,
+            streaks: streaks_task,
             on_ingest,
         };
         (started, tasks)
@@ -456,16 +465,20 @@ impl Scoring {
             },
         };
         let level = answer.level();
-        match self
-            .store
-            .alert_window(
-                &answer.asset,
-                level >= answer.threshold,
-                level < answer.clear_threshold,
-                settings.fire_windows,
-            )
-            .await?
-        {
+        let (above, calm) = (level >= answer.threshold, level < answer.clear_threshold);
+        let transition = match &self.streaks {
+            Some(streaks) => {
+                streaks
+                    .observe(&answer.asset, above, calm, settings.fire_windows)
+                    .await?
+            }
+            None => {
+                self.store
+                    .alert_window(&answer.asset, above, calm, settings.fire_windows)
+                    .await?
+            }
+        };
+        match transition {
             Transition::Fire => {
                 answer.alert_opened = self.store.open_alert(&record).await?;
                 if answer.alert_opened.is_some() {

@@ -157,6 +157,29 @@ impl Store {
         Ok((earlier, false))
     }
 
+    /// Operators' latest word on each alert opened in `[from, to)`: (asset name, the end of
+    /// the window that opened it, a true alarm, the failure kind given). Training turns them
+    /// into labelled windows.
+    pub async fn feedback_labels(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>, bool, Option<String>)>> {
+        let rows = sqlx::query_as(
+            "select s.name, a.opened_at, f.label = 'true_alarm', f.failure_kind \
+             from alert a join asset s using (asset_id) \
+             join lateral (select label, failure_kind from alert_feedback f \
+                 where f.alert_id = a.alert_id \
+                 order by created_at desc, alert_feedback_id desc limit 1) f on true \
+             where a.opened_at >= $1 and a.opened_at < $2 order by a.opened_at",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// The labelled cases of an asset class (`None`: every asset): each alert with feedback
     /// (its probability; a failure when labelled a true alarm), each missed failure (an
     /// incident whose asset was being scored in the `horizon_secs` before it but got no

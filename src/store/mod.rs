@@ -76,6 +76,22 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The database could not be asked, for the reason given (retry later: 503).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Error::Unavailable(sqlx::Error::Protocol(reason.into()))
+    }
+
+    /// The same failure again, for each of several callers that shared one query (the error
+    /// itself cannot be cloned): still `Unavailable` when it was.
+    pub fn repeat(&self) -> Self {
+        match self {
+            Error::Unavailable(_) | Error::Down(_) => Error::unavailable(self.to_string()),
+            _ => Error::Database(sqlx::Error::Protocol(self.to_string())),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -50,6 +50,17 @@ pub enum Transition {
     Clear,
 }
 
+impl Transition {
+    /// From `vigil_alert_window`'s answer.
+    fn parse(decision: &str) -> Self {
+        match decision {
+            "fire" => Transition::Fire,
+            "clear" => Transition::Clear,
+            _ => Transition::Stay,
+        }
+    }
+}
+
 impl Store {
     /// Counts one scored window of `asset` in the shared alert hysteresis: at or above the
     /// threshold (`above`) it extends the asset's streak, else it ends it; `calm` (below the
@@ -71,11 +82,32 @@ impl Store {
             .bind(fire_windows)
             .fetch_one(&self.pool)
             .await?;
-        Ok(match decision.as_str() {
-            "fire" => Transition::Fire,
-            "clear" => Transition::Clear,
-            _ => Transition::Stay,
-        })
+        Ok(Transition::parse(&decision))
+    }
+
+    /// [`Store::alert_window`] for many windows in one statement, in the order given (of
+    /// each asset's windows; rows are locked in asset order): `(asset, above, calm,
+    /// fire_windows)` each.
+    pub async fn alert_windows(
+        &self,
+        windows: &[(String, bool, bool, u32)],
+    ) -> Result<Vec<Transition>> {
+        let assets: Vec<&str> = windows.iter().map(|w| w.0.as_str()).collect();
+        let above: Vec<bool> = windows.iter().map(|w| w.1).collect();
+        let calm: Vec<bool> = windows.iter().map(|w| w.2).collect();
+        let fire: Vec<i32> = windows
+            .iter()
+            .map(|w| i32::try_from(w.3).unwrap_or(i32::MAX))
+            .collect();
+        let decisions: Vec<String> =
+            sqlx::query_scalar("select vigil_alert_windows($1, $2, $3, $4)")
+                .bind(&assets)
+                .bind(&above)
+                .bind(&calm)
+                .bind(&fire)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(decisions.iter().map(|d| Transition::parse(d)).collect())
     }
 
     /// Stores scores in one binary `COPY` (all or none); returns how many.

@@ -146,6 +146,18 @@ async fn serve_applies_retention_to_samples_and_scores_by_itself() {
         [true, false],
         "the old alerting score (moved to score_alerting) and the recent calm one stay"
     );
-    let runs = app.db.store.job_runs(Some("retention"), 5).await.unwrap();
-    assert!(runs.iter().any(|r| r.status == "succeeded"), "{runs:?}");
+    // The run is recorded as finished just after its partitions are dropped.
+    loop {
+        let runs = app.db.store.job_runs(Some("retention"), 5).await.unwrap();
+        if runs.iter().any(|r| r.status == "succeeded") {
+            assert!(
+                runs.iter()
+                    .all(|r| r.trigger.as_deref() == Some("schedule")),
+                "{runs:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{runs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

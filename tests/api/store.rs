@@ -450,4 +450,20 @@ async fn the_shared_hysteresis_fires_after_n_windows_and_clears_below_the_lower_
         .await
         .unwrap();
     assert_eq!(observe(0.1).await, Clear);
+
+    // Many windows in one statement decide as one by one would, each asset's in order.
+    let w = |asset: &str, above: bool| (asset.to_owned(), above, !above, 2);
+    let decided = store
+        .alert_windows(&[
+            w("z", true),
+            w("b", true),
+            w("z", true),
+            w("b", false),
+            w("b", true),
+            w("z", true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(decided, [Stay, Stay, Fire, Stay, Stay, Fire]);
+    assert_eq!(store.alert_windows(&[]).await.unwrap(), []);
 }
