@@ -77,7 +77,42 @@ comment on column job_run.trigger is
     'What started the run: its schedule, drift of live data, or a person (CLI or '
     '`POST /v1/models/train`); null for runs recorded before migration 0007.';
 comment on column job_run.scheduled_for is
-    'The schedule''s tick a scheduled run belongs to; one run per job and tick, whichever '
-    'replica takes it.';
-create unique index job_run_tick_key on job_run (job, scheduled_for)
+    'The schedule''s tick a scheduled run belongs to, or the drift period a drift run '
+    'belongs to; one run per job, trigger and tick, whichever replica takes it.';
+create unique index job_run_tick_key on job_run (job, trigger, scheduled_for)
     where scheduled_for is not null;
+
+-- Drift of live windows from a model's reference windows: each replica adds what it scored
+-- (counts per feature bin and probability bin) every few seconds; the drift check sums the
+-- recent rows, measures the population stability index and records it.
+create table model_drift_counts (
+    model_drift_counts_id bigint generated always as identity primary key,
+    model_id    bigint not null references model (model_id) on delete cascade,
+    asset_class text not null default '',
+    period_end  timestamptz not null default now(),
+    windows     bigint not null check (windows >= 0),
+    counts      jsonb not null
+);
+comment on table model_drift_counts is
+    'Live windows a replica scored with a model (asset_class: the class bundle that '
+    'answered, '''' for the fleet-wide one) up to period_end, counted per bin of each '
+    'feature and of the probability (counts: an array per feature, then the probability''s).';
+create index model_drift_counts_model_idx on model_drift_counts (model_id, period_end);
+
+create table model_drift (
+    model_drift_id  bigint generated always as identity primary key,
+    model_id        bigint not null references model (model_id) on delete cascade,
+    checked_at      timestamptz not null default now(),
+    since           timestamptz not null,
+    windows         bigint not null,
+    score_psi       double precision,
+    max_feature_psi double precision,
+    top_features    jsonb not null default '[]'::jsonb,
+    over_threshold  boolean not null,
+    job_run_id      bigint references job_run (job_run_id) on delete set null
+);
+comment on table model_drift is
+    'A drift check of a model: the live windows since `since` against its reference windows '
+    '(population stability index of the probability and of each feature, the five that moved '
+    'most), whether that was over the threshold, and the training run it started, if any.';
+create index model_drift_model_idx on model_drift (model_id, checked_at desc);

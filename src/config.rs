@@ -122,6 +122,8 @@ pub struct Settings {
     pub features: crate::vocab::ModelInputs,
     /// Real-time scoring.
     pub scoring: ScoringSettings,
+    /// Drift of live windows from the active model's reference windows.
+    pub drift: DriftSettings,
     /// Feedback-tuned thresholds.
     pub policy: PolicySettings,
     /// The safety guard's limits and verification.
@@ -149,6 +151,47 @@ impl Default for Settings {
             guard: GuardSettings::default(),
             actions: Vec::new(),
             scoring: ScoringSettings::default(),
+            drift: DriftSettings::default(),
+        }
+    }
+}
+
+/// Drift: how far live windows moved from the windows the active model was built on
+/// (population stability index per feature and of the probability).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSettings {
+    /// Measure drift (count live windows, check). Default true.
+    pub enabled: bool,
+    /// A population stability index above this, of the probability or of any feature, is
+    /// drift. Default 0.25 (the usual "large shift").
+    pub psi_threshold: f64,
+    /// Fewest live windows a check needs to judge. Default 1000.
+    pub min_windows: u64,
+    /// Live windows of the last this many seconds are measured. Default 21600 (6 hours).
+    pub window_secs: i64,
+    /// How often a replica measures. Default 300.
+    pub check_every_secs: u64,
+    /// How often a replica adds its counts to the database. Default 30.
+    pub flush_secs: u64,
+    /// Start a training run (trigger `drift`) when drift is found. Default true.
+    pub retrain: bool,
+    /// No drift run within this many seconds of any training run's start (one drift run per
+    /// period of this length, whichever replica finds it). Default 21600.
+    pub cooldown_secs: i64,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            psi_threshold: 0.25,
+            min_windows: 1000,
+            window_secs: 21_600,
+            check_every_secs: 300,
+            flush_secs: 30,
+            retrain: true,
+            cooldown_secs: 21_600,
         }
     }
 }

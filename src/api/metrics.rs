@@ -107,6 +107,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             &[line],
         );
     }
+    if let Some(model) = state.scoring.model().current()
+        && let Ok(Ok(Some(drift))) =
+            tokio::time::timeout(db, state.store.latest_drift(model.model_id)).await
+    {
+        render_drift(&mut out, &drift);
+    }
     let snapshot =
         tokio::time::timeout(db, state.store.operations_snapshot(crate::jobs::train::JOB)).await;
     if let Ok(Ok(snapshot)) = snapshot {
@@ -154,6 +160,57 @@ fn gauge(out: &mut String, name: &str, help: &str, lines: &[String]) {
     for line in lines {
         let _ = writeln!(out, "{line}");
     }
+}
+
+/// The active model's latest drift check (any replica's).
+fn render_drift(out: &mut String, d: &crate::store::drift::DriftCheck) {
+    let id = d.measured.model_id;
+    let m = &d.measured;
+    let mut psi = Vec::new();
+    if let Some(v) = m.score_psi {
+        psi.push(format!(
+            "vigil_model_drift_psi{{model_id=\"{id}\",of=\"probability\"}} {v}"
+        ));
+    }
+    if let Some(v) = m.max_feature_psi {
+        psi.push(format!(
+            "vigil_model_drift_psi{{model_id=\"{id}\",of=\"feature_max\"}} {v}"
+        ));
+    }
+    gauge(
+        out,
+        "vigil_model_drift_psi",
+        "Population stability index of the active model's live windows against its reference \
+         windows: of the probability, and the largest of any feature (latest check).",
+        &psi,
+    );
+    gauge(
+        out,
+        "vigil_model_drift_windows",
+        "Live windows the latest drift check measured.",
+        &[format!(
+            "vigil_model_drift_windows{{model_id=\"{id}\"}} {}",
+            m.windows
+        )],
+    );
+    gauge(
+        out,
+        "vigil_model_drift_over_threshold",
+        "1 when the latest drift check was over drift.psi_threshold.",
+        &[format!(
+            "vigil_model_drift_over_threshold{{model_id=\"{id}\"}} {}",
+            u8::from(m.over_threshold)
+        )],
+    );
+    gauge(
+        out,
+        "vigil_model_drift_checked_timestamp_seconds",
+        "When the latest drift check ran.",
+        &[format!(
+            "vigil_model_drift_checked_timestamp_seconds{{model_id=\"{id}\"}} {}",
+            d.checked_at.timestamp()
+        )],
+    );
 }
 
 /// Alerts open by class, actions by state, guard blocks by rule, training runs, thresholds.

@@ -1,6 +1,7 @@
 //! The model registry over HTTP: `GET /v1/models` (any token) lists registered models,
-//! newest first; `POST /v1/models/{id}/activate` (scope `admin`) makes one active, retiring
-//! the previous one, and announces it to every replica.
+//! newest first; `GET /v1/models/{id}` shows one with its latest drift check;
+//! `POST /v1/models/{id}/activate` (scope `admin`) makes one active, retiring the previous
+//! one, and announces it to every replica.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,6 +23,32 @@ pub struct ModelList {
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     Ok(Json(ModelList {
         models: state.store.list_models().await?,
+    }))
+}
+
+/// Answer of `GET /v1/models/{id}`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ModelDetail {
+    #[serde(flatten)]
+    model: ModelRecord,
+    /// Its latest drift check (live windows against its reference windows), if any.
+    drift: Option<crate::store::drift::DriftCheck>,
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(model_id): ApiPath<i64>,
+) -> Result<Json<ModelDetail>, ApiError> {
+    let model = match state.store.model(model_id).await {
+        Err(store::Error::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("model {model_id}")));
+        }
+        other => other?,
+    };
+    Ok(Json(ModelDetail {
+        drift: state.store.latest_drift(model_id).await?,
+        model,
     }))
 }
 

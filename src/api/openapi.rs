@@ -430,6 +430,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers::<models::ModelList>(),
         Endpoint::new(
+            M::GET,
+            "/v1/models/{id}",
+            ANY,
+            "One registered model, with its latest drift check.",
+            get(models::get),
+        )
+        .answers::<models::ModelDetail>(),
+        Endpoint::new(
             M::POST,
             "/v1/models/{id}/activate",
             ADMIN,

@@ -3,6 +3,7 @@
 //! and `vigil <job>` never wait for a schedule; [`spawn`] starts their schedules for `serve`.
 
 pub mod alert_push;
+pub mod drift;
 pub mod retention;
 pub mod train;
 
@@ -26,6 +27,7 @@ pub fn runner() -> String {
 pub struct Jobs {
     retention: tokio::task::JoinHandle<()>,
     training: Option<tokio::task::JoinHandle<()>>,
+    drift: Option<tokio::task::JoinHandle<()>>,
     alert_push: Option<tokio::task::JoinHandle<()>>,
     metrics_upkeep: tokio::task::JoinHandle<()>,
 }
@@ -41,12 +43,16 @@ impl Jobs {
         if let Some(push) = &self.alert_push {
             push.abort();
         }
+        if let Some(drift) = &self.drift {
+            drift.abort();
+        }
         self.metrics_upkeep.abort();
     }
 }
 
 /// Starts retention (`retention.interval_secs`, off when `retention.samples_days` is 0),
-/// retraining on `training.schedule` (off when empty) and the alert push
+/// retraining on `training.schedule` (off when empty), the drift check (`drift.enabled`)
+/// and the alert push
 /// (`alertmanager.push_urls`, off when none), each in a task of its own; and every 5 s the
 /// metrics recorder's upkeep (latency samples into buckets, so memory stays bounded when
 /// nobody scrapes).
@@ -66,6 +72,7 @@ pub fn spawn(
     Jobs {
         retention: retention::spawn(store.clone(), settings.retention.clone()),
         alert_push: alert_push::spawn(store.clone(), settings.alertmanager.clone(), counters),
+        drift: drift::spawn(store.clone(), (*settings).clone()),
         training: train::spawn_schedule(store, (*settings).clone()),
         metrics_upkeep,
     }

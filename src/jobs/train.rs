@@ -436,6 +436,14 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     }
     debug_assert_eq!(validation_x.len_of(Axis(1)), schema.len());
 
+    let drift = crate::model::drift::Reference::of(
+        &validation_x
+            .columns()
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect::<Vec<_>>(),
+        &probabilities,
+    );
     let baselines = data.assets.iter().cloned().zip(data.baselines).collect();
     Ok(Bundle {
         schema,
@@ -448,6 +456,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         asset_classes: BTreeMap::new(),
         classes: BTreeMap::new(),
         params: training_params(settings),
+        drift,
         report,
     })
 }
@@ -1096,8 +1105,9 @@ pub const JOB: &str = "train";
 pub enum Trigger {
     /// The schedule's tick at this time: one run per tick, whichever replica takes it.
     Schedule(chrono::DateTime<Utc>),
-    /// Live data drifted from the model's training data.
-    Drift,
+    /// Live data drifted from the active model's reference windows, in the drift period
+    /// starting at this time: one run per period, whichever replica takes it.
+    Drift(chrono::DateTime<Utc>),
     /// A person: `vigil train` or `POST /v1/models/train`.
     Manual,
 }
@@ -1107,7 +1117,7 @@ impl Trigger {
     pub fn name(self) -> &'static str {
         match self {
             Trigger::Schedule(_) => "schedule",
-            Trigger::Drift => "drift",
+            Trigger::Drift(_) => "drift",
             Trigger::Manual => "manual",
         }
     }
@@ -1138,8 +1148,8 @@ pub async fn start(
 ) -> Result<RunOutcome, TrainError> {
     let locked = with_train_lock(store, || async {
         let tick = match trigger {
-            Trigger::Schedule(tick) => Some(tick),
-            _ => None,
+            Trigger::Schedule(tick) | Trigger::Drift(tick) => Some(tick),
+            Trigger::Manual => None,
         };
         let run_id = store
             .start_job_run(JOB, trigger.name(), tick)

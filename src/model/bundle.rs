@@ -44,6 +44,10 @@ pub struct Bundle {
     /// named the field `settings` (the configuration's struct); they still load.
     #[serde(alias = "settings")]
     pub params: TrainingParams,
+    /// What drift of live windows is measured against (none in bundles trained before, or
+    /// without validation windows).
+    #[serde(default)]
+    pub drift: Option<super::drift::Reference>,
     /// Validation measures.
     pub report: TrainReport,
 }
@@ -323,6 +327,10 @@ pub struct WindowScore {
     /// The asset class whose own model answered; absent when the fleet-wide one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_class: Option<String>,
+    /// The window's drift bins ([`super::drift::Reference::bins`]) under the bundle that
+    /// answered; empty without a reference. For counting, never answered.
+    #[serde(skip)]
+    pub drift_bins: Vec<u16>,
 }
 
 impl Bundle {
@@ -391,6 +399,11 @@ impl Bundle {
             diagnosis: self.diagnosis.as_ref().map(|d| d.diagnose(row)),
             time_to_failure: self.time_to_failure.as_ref().map(|t| t.estimate(row)),
             model_class: None,
+            drift_bins: self
+                .drift
+                .as_ref()
+                .map(|d| d.bins(&features, probability))
+                .unwrap_or_default(),
         })
     }
 

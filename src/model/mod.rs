@@ -8,6 +8,7 @@
 pub mod bundle;
 mod complete;
 pub mod diagnosis;
+pub mod drift;
 pub mod evaluation;
 pub mod failure;
 pub mod gradient_boosting;

@@ -11,6 +11,7 @@
 //! jobs all score through it.
 
 pub mod cold_start;
+pub mod drift;
 pub mod on_ingest;
 pub mod policy_cache;
 pub mod slot;
@@ -169,6 +170,8 @@ pub struct Scoring {
     scores: Option<ScoreSender>,
     /// The batched shared hysteresis, once started (before: one statement per window).
     streaks: Option<streaks::Streaks>,
+    /// Live windows counted for drift.
+    drift: Arc<drift::DriftCounts>,
     counters: Arc<Counters>,
 }
 
@@ -179,6 +182,7 @@ pub struct ScoringTasks {
     policy_refresh: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
     streaks: tokio::task::JoinHandle<()>,
+    drift_flush: Option<tokio::task::JoinHandle<()>>,
     on_ingest: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -190,6 +194,9 @@ impl ScoringTasks {
     pub async fn finish(self) {
         self.listener.abort();
         self.policy_refresh.abort();
+        if let Some(flush) = self.drift_flush {
+            flush.abort();
+        }
         if let Some(task) = self.on_ingest {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -215,6 +222,7 @@ impl Scoring {
             actions,
             scores: None,
             streaks: None,
+            drift: Arc::default(),
             counters,
         }
     }
@@ -237,6 +245,13 @@ impl Scoring {
         let (sender, writer) =
             writer::spawn_score_writer(self.store.clone(), step, self.counters.clone());
         let (streaks, streaks_task) = streaks::spawn(self.store.clone());
+        let drift_flush = self.settings.drift.enabled.then(|| {
+            drift::spawn_flush(
+                self.store.clone(),
+                self.drift.clone(),
+                Duration::from_secs(self.settings.drift.flush_secs),
+            )
+        });
         let started = Scoring {
             scores: Some(sender),
             streaks: Some(streaks),
@@ -249,6 +264,7 @@ impl Scoring {
             policy_refresh,
             writer,
             streaks: streaks_task,
+            drift_flush,
             on_ingest,
         };
         (started, tasks)
@@ -380,6 +396,7 @@ impl Scoring {
         );
         let answer = match scored {
             Ok((model, score)) => {
+                self.count_drift(model, &score);
                 let ignored = score.ignored_metrics.clone();
                 let (fire_at, clear_at) = self.policy.threshold_for(class, &self.settings);
                 let recommended_action = score.diagnosis.as_ref().and_then(|d| {
@@ -418,6 +435,22 @@ impl Scoring {
             },
         };
         Ok(answer)
+    }
+
+    /// Counts a trained model's window for drift, under the bundle that answered.
+    fn count_drift(&self, model: &ActiveModel, score: &crate::model::bundle::WindowScore) {
+        if !self.settings.drift.enabled || score.drift_bins.is_empty() {
+            return;
+        }
+        let class = score.model_class.as_deref().unwrap_or("");
+        let bundle = match score.model_class.as_ref() {
+            Some(c) => model.bundle.classes.get(c),
+            None => Some(&model.bundle),
+        };
+        if let Some(reference) = bundle.and_then(|b| b.drift.as_ref()) {
+            self.drift
+                .add(model.model_id, class, reference, &score.drift_bins);
+        }
     }
 
     /// Stores the score (queued, off the request path) and applies the alert hysteresis: an

@@ -38,7 +38,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let id = sqlx::query_scalar(
             "insert into job_run (job, trigger, scheduled_for) values ($1, $2, $3) \
-             on conflict (job, scheduled_for) where scheduled_for is not null do nothing \
+             on conflict (job, trigger, scheduled_for) where scheduled_for is not null do nothing \
              returning job_run_id",
         )
         .bind(job)

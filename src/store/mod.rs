@@ -9,6 +9,7 @@ pub mod actions;
 pub mod alerts;
 pub mod assets;
 pub mod copy;
+pub mod drift;
 pub mod embedded;
 pub mod incidents;
 pub mod jobs;

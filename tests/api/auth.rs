@@ -13,6 +13,7 @@ pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::GET, "/v1/assets/web-01", None),
         (Method::GET, "/v1/config", Some(Scope::Admin)),
         (Method::GET, "/v1/models", None),
+        (Method::GET, "/v1/models/1", None),
         (Method::GET, "/v1/assets/web-01/samples", None),
         (Method::GET, "/v1/assets/web-01/series", None),
         (Method::GET, "/v1/incidents", None),

@@ -5,6 +5,7 @@ mod architecture;
 mod auth;
 mod connections;
 mod demo;
+mod drift;
 mod embedded;
 mod errors;
 mod feedback;

@@ -250,6 +250,7 @@ impl TestApp {
         settings.training.schedule = String::new();
         settings.retention.samples_days = 0;
         settings.retention.scores_days = 0;
+        settings.drift.enabled = false;
         tweak(&mut settings);
         let app = App::build(settings, store).await.expect("app builds");
         let addr = app.local_addr();
