@@ -116,3 +116,43 @@ comment on table model_drift is
     '(population stability index of the probability and of each feature, the five that moved '
     'most), whether that was over the threshold, and the training run it started, if any.';
 create index model_drift_model_idx on model_drift (model_id, checked_at desc);
+
+-- Shadow challengers: a new model that beat the champion on validation can first score live
+-- windows beside it (status `shadow`: its scores stored, no alerts, no actions) for a while;
+-- then it is promoted or dropped on what happened meanwhile as well as on validation.
+alter table model drop constraint model_status_check;
+alter table model add constraint model_status_check
+    check (status in ('training', 'candidate', 'shadow', 'active', 'retired', 'failed'));
+
+create table model_shadow (
+    model_id     bigint primary key references model (model_id) on delete cascade,
+    champion_id  bigint references model (model_id) on delete set null,
+    started_at   timestamptz not null default now(),
+    ends_at      timestamptz not null,
+    decided_at   timestamptz,
+    decision     text check (decision in ('promoted', 'dropped')),
+    decided_by   text,
+    reason       text,
+    figures      jsonb not null default '{}'::jsonb,
+    check ((decided_at is null) = (decision is null))
+);
+comment on table model_shadow is
+    'A challenger''s shadow period beside the champion: when it ends, and how it was decided '
+    '(promoted or dropped, by whom, why), with both models'' figures on the live windows and '
+    'on validation.';
+
+create table shadow_score (
+    model_id             bigint not null references model (model_id) on delete cascade,
+    champion_id          bigint,
+    asset                text not null,
+    window_end           timestamptz not null,
+    probability          double precision not null,
+    champion_probability double precision,
+    threshold            double precision not null,
+    scored_at            timestamptz not null default now()
+);
+comment on table shadow_score is
+    'A live window scored by a shadow challenger (model_id) beside the champion that answered '
+    '(champion_id, its probability, the threshold in force): the evidence its promotion is '
+    'decided on. Never an alert.';
+create index shadow_score_model_idx on shadow_score (model_id, window_end);

@@ -689,6 +689,12 @@ pub struct TrainingSettings {
     /// When `serve` retrains, as a cron expression with seconds, in UTC; empty disables.
     /// Default `0 0 2 * * *` (02:00 every night).
     pub schedule: String,
+    /// Seconds a new model that beats the active one on validation first scores live
+    /// windows beside it, in shadow (no alerts, no actions), before it is promoted or
+    /// dropped on what happened meanwhile; 0 activates it at once. Default 0.
+    pub shadow_secs: i64,
+    /// How often a serving replica looks for shadow periods that have ended. Default 30.
+    pub shadow_check_secs: u64,
 }
 
 impl Default for TrainingSettings {
@@ -710,6 +716,8 @@ impl Default for TrainingSettings {
             ttf_max_rows: 20_000,
             history_days: 30,
             schedule: "0 0 2 * * *".to_owned(),
+            shadow_secs: 0,
+            shadow_check_secs: 30,
         }
     }
 }

@@ -3,11 +3,12 @@
 //! `POST /v1/models/{id}/activate` (scope `admin`) makes one active, retiring the previous
 //! one, and announces it to every replica.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::AppState;
+use super::auth::Principal;
 use super::error::ApiError;
 use super::input::ApiPath;
 use crate::jobs::train::TrainError;
@@ -33,6 +34,9 @@ pub struct ModelDetail {
     model: ModelRecord,
     /// Its latest drift check (live windows against its reference windows), if any.
     drift: Option<crate::store::drift::DriftCheck>,
+    /// Its shadow period beside the champion, if it had one: when it ends, the decision
+    /// and both models' figures.
+    shadow: Option<crate::store::shadow::Shadow>,
 }
 
 /// `GET /v1/models/{id}`.
@@ -48,8 +52,49 @@ pub async fn get(
     };
     Ok(Json(ModelDetail {
         drift: state.store.latest_drift(model_id).await?,
+        shadow: state.store.shadow(model_id).await?,
         model,
     }))
+}
+
+/// `POST /v1/models/{id}/promote`: ends a shadow period early, the challenger active.
+pub async fn promote(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    id: ApiPath<i64>,
+) -> Result<Json<crate::store::shadow::Shadow>, ApiError> {
+    decide(state, principal, id, true).await
+}
+
+/// `POST /v1/models/{id}/drop`: ends a shadow period early, the champion kept.
+pub async fn drop_shadow(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    id: ApiPath<i64>,
+) -> Result<Json<crate::store::shadow::Shadow>, ApiError> {
+    decide(state, principal, id, false).await
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(model_id): ApiPath<i64>,
+    promote: bool,
+) -> Result<Json<crate::store::shadow::Shadow>, ApiError> {
+    let decided = crate::jobs::shadow::decide(
+        &state.store,
+        model_id,
+        Some(promote),
+        &principal.name,
+        state.settings.training.horizon_secs,
+    )
+    .await;
+    match decided {
+        Ok(shadow) => Ok(Json(shadow)),
+        Err(store::Error::NotFound(_)) => Err(ApiError::NotFound(format!("model {model_id}"))),
+        Err(store::Error::Constraint { constraint }) => Err(ApiError::Conflict(constraint)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /v1/models/{id}/activate`.

@@ -433,7 +433,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::GET,
             "/v1/models/{id}",
             ANY,
-            "One registered model, with its latest drift check.",
+            "One registered model, with its latest drift check and its shadow period.",
             get(models::get),
         )
         .answers::<models::ModelDetail>(),
@@ -445,6 +445,24 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(models::activate),
         )
         .answers::<crate::store::models::ModelRecord>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/models/{id}/promote",
+            ADMIN,
+            "End a challenger's shadow period early: it becomes active (decision recorded with \
+             the live figures so far); 409 when it is not in shadow.",
+            post(models::promote),
+        )
+        .answers::<crate::store::shadow::Shadow>(),
+        Endpoint::new(
+            M::POST,
+            "/v1/models/{id}/drop",
+            ADMIN,
+            "End a challenger's shadow period early: the champion stays; 409 when it is not in \
+             shadow.",
+            post(models::drop_shadow),
+        )
+        .answers::<crate::store::shadow::Shadow>(),
         Endpoint::new(
             M::POST,
             "/v1/models/train",

@@ -100,7 +100,14 @@ async fn train_from_database(
         .champion
         .as_ref()
         .map_or("", |d| d.reason.as_str());
-    if outcome.registration.activated {
+    if outcome.registration.shadow {
+        println!(
+            "model {} (bundle v{}) won on validation ({decision}) and scores in shadow beside the \
+             active model for {} s (training.shadow_secs); then it is promoted or dropped on the \
+             live windows (GET /v1/models/{}; POST .../promote or .../drop ends it early)",
+            model.model_id, model.version, settings.training.shadow_secs, model.model_id
+        );
+    } else if outcome.registration.activated {
         println!(
             "model {} (bundle v{}) is now active ({decision}); stored in the database",
             model.model_id, model.version

@@ -5,6 +5,7 @@
 pub mod alert_push;
 pub mod drift;
 pub mod retention;
+pub mod shadow;
 pub mod train;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct Jobs {
     retention: tokio::task::JoinHandle<()>,
     training: Option<tokio::task::JoinHandle<()>>,
     drift: Option<tokio::task::JoinHandle<()>>,
+    shadow: tokio::task::JoinHandle<()>,
     alert_push: Option<tokio::task::JoinHandle<()>>,
     metrics_upkeep: tokio::task::JoinHandle<()>,
 }
@@ -46,13 +48,14 @@ impl Jobs {
         if let Some(drift) = &self.drift {
             drift.abort();
         }
+        self.shadow.abort();
         self.metrics_upkeep.abort();
     }
 }
 
 /// Starts retention (`retention.interval_secs`, off when `retention.samples_days` is 0),
-/// retraining on `training.schedule` (off when empty), the drift check (`drift.enabled`)
-/// and the alert push
+/// retraining on `training.schedule` (off when empty), the drift check (`drift.enabled`),
+/// the decision of ended shadow periods (`training.shadow_check_secs`) and the alert push
 /// (`alertmanager.push_urls`, off when none), each in a task of its own; and every 5 s the
 /// metrics recorder's upkeep (latency samples into buckets, so memory stays bounded when
 /// nobody scrapes).
@@ -73,6 +76,11 @@ pub fn spawn(
         retention: retention::spawn(store.clone(), settings.retention.clone()),
         alert_push: alert_push::spawn(store.clone(), settings.alertmanager.clone(), counters),
         drift: drift::spawn(store.clone(), (*settings).clone()),
+        shadow: shadow::spawn(
+            store.clone(),
+            std::time::Duration::from_secs(settings.training.shadow_check_secs),
+            settings.training.horizon_secs,
+        ),
         training: train::spawn_schedule(store, (*settings).clone()),
         metrics_upkeep,
     }

@@ -928,6 +928,8 @@ pub struct Registration {
     pub model: ModelRecord,
     /// Whether it became the active model.
     pub activated: bool,
+    /// Whether it went into shadow beside the active model (`training.shadow_secs`).
+    pub shadow: bool,
 }
 
 /// Reads a registered model's artifact ([`Store::model_artifact`]: from the database,
@@ -988,6 +990,17 @@ pub async fn register(
     bundle: &Bundle,
     range: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
 ) -> Result<Registration, TrainError> {
+    register_for(store, bundle, range, 0).await
+}
+
+/// [`register`], but a winner over an active model goes into shadow beside it for
+/// `shadow_secs` first (0: activated at once).
+pub async fn register_for(
+    store: &Store,
+    bundle: &Bundle,
+    range: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+    shadow_secs: i64,
+) -> Result<Registration, TrainError> {
     let bytes = serde_json::to_vec(bundle).unwrap_or_default();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let decision = bundle.report.champion.clone();
@@ -1013,6 +1026,22 @@ pub async fn register(
         artifact: Some(bytes),
     };
     let record = store.register_model(&new).await?;
+    let champion = match (wins, shadow_secs > 0) {
+        (true, true) => store.active_model(BUNDLE_KIND, None).await?,
+        _ => None,
+    };
+    if let Some(champion) = champion {
+        let ends_at = Utc::now() + chrono::Duration::seconds(shadow_secs);
+        store
+            .start_shadow(record.model_id, champion.model_id, ends_at)
+            .await?;
+        let model = store.model(record.model_id).await?;
+        return Ok(Registration {
+            model,
+            activated: false,
+            shadow: true,
+        });
+    }
     let model = if wins {
         store.activate_model(record.model_id).await?
     } else {
@@ -1021,6 +1050,7 @@ pub async fn register(
     Ok(Registration {
         model,
         activated: wins,
+        shadow: false,
     })
 }
 
@@ -1167,6 +1197,7 @@ pub async fn start(
                 "model_id": outcome.registration.model.model_id,
                 "version": outcome.registration.model.version,
                 "activated": outcome.registration.activated,
+                "shadow": outcome.registration.shadow,
                 "validation_average_precision": outcome.bundle.report.failure.as_ref().and_then(|c| c.average_precision),
                 "validation_roc_auc": outcome.bundle.report.failure.as_ref().and_then(|c| c.roc_auc),
                 "decision": outcome.bundle.report.champion.as_ref().map(|c| c.reason.clone()),
@@ -1226,7 +1257,8 @@ async fn run(
             reason: format!("{reason}, so the new model replaces it"),
         });
     }
-    let registration = register(store, &bundle, (from, to)).await?;
+    let registration =
+        register_for(store, &bundle, (from, to), settings.training.shadow_secs).await?;
     Ok(RunOutcome {
         bundle,
         registration,

@@ -14,6 +14,7 @@ pub mod cold_start;
 pub mod drift;
 pub mod on_ingest;
 pub mod policy_cache;
+pub mod shadow;
 pub mod slot;
 pub mod streaks;
 pub mod writer;
@@ -172,6 +173,8 @@ pub struct Scoring {
     streaks: Option<streaks::Streaks>,
     /// Live windows counted for drift.
     drift: Arc<drift::DriftCounts>,
+    /// The writer of the challenger-in-shadow's scores, once started.
+    shadow_scores: Option<shadow::ShadowSender>,
     counters: Arc<Counters>,
 }
 
@@ -182,6 +185,7 @@ pub struct ScoringTasks {
     policy_refresh: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
     streaks: tokio::task::JoinHandle<()>,
+    shadow_writer: tokio::task::JoinHandle<()>,
     drift_flush: Option<tokio::task::JoinHandle<()>>,
     on_ingest: Option<tokio::task::JoinHandle<()>>,
 }
@@ -202,6 +206,7 @@ impl ScoringTasks {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.streaks).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.shadow_writer).await;
     }
 }
 
@@ -223,6 +228,7 @@ impl Scoring {
             scores: None,
             streaks: None,
             drift: Arc::default(),
+            shadow_scores: None,
             counters,
         }
     }
@@ -245,6 +251,7 @@ impl Scoring {
         let (sender, writer) =
             writer::spawn_score_writer(self.store.clone(), step, self.counters.clone());
         let (streaks, streaks_task) = streaks::spawn(self.store.clone());
+        let (shadow_scores, shadow_writer) = shadow::spawn_writer(self.store.clone());
         let drift_flush = self.settings.drift.enabled.then(|| {
             drift::spawn_flush(
                 self.store.clone(),
@@ -255,6 +262,7 @@ impl Scoring {
         let started = Scoring {
             scores: Some(sender),
             streaks: Some(streaks),
+            shadow_scores: Some(shadow_scores),
             ..self.clone()
         };
         let on_ingest =
@@ -264,6 +272,7 @@ impl Scoring {
             policy_refresh,
             writer,
             streaks: streaks_task,
+            shadow_writer,
             drift_flush,
             on_ingest,
         };
@@ -309,6 +318,7 @@ impl Scoring {
             window.class.as_deref(),
             &window.values,
         )?;
+        self.score_in_shadow(&answer, window.class.as_deref(), &window.values, window_end);
         self.record(&mut answer, window_end).await?;
         Ok(answer)
     }
@@ -669,6 +679,7 @@ impl Scoring {
         }
         let mut answer = self.evaluate(model.as_deref(), name, Some(&asset.class), &window)?;
         let window_end = DateTime::from_timestamp(end, 0).unwrap_or(latest);
+        self.score_in_shadow(&answer, Some(&asset.class), &window, window_end);
         self.record(&mut answer, window_end).await?;
         Ok(answer)
     }

@@ -19,18 +19,59 @@ pub struct ActiveModel {
     pub bundle: Bundle,
 }
 
-/// The slot holding the active model, shared by all requests.
+/// The slot holding the active model, shared by all requests, and the challenger in
+/// shadow beside it, if any.
 #[derive(Debug, Default)]
-pub struct ModelSlot(RwLock<Option<Arc<ActiveModel>>>);
+pub struct ModelSlot {
+    active: RwLock<Option<Arc<ActiveModel>>>,
+    shadow: RwLock<Option<Arc<ActiveModel>>>,
+}
 
 impl ModelSlot {
     /// The model now (cheap: an `Arc` clone).
     pub fn current(&self) -> Option<Arc<ActiveModel>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The challenger in shadow now, if any.
+    pub fn shadow(&self) -> Option<Arc<ActiveModel>> {
+        self.shadow
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set(&self, model: Option<ActiveModel>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = model.map(Arc::new);
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = model.map(Arc::new);
+    }
+
+    /// Loads the challenger in shadow, if any (one that cannot be read is left out).
+    async fn reload_shadow(&self, store: &Store) -> Result<(), crate::store::Error> {
+        let shadow = store
+            .shadow_model_artifact(BUNDLE_KIND)
+            .await?
+            .and_then(|(record, bytes)| match Bundle::from_artifact(&bytes) {
+                Ok(bundle) => Some(Arc::new(ActiveModel {
+                    model_id: record.model_id,
+                    version: record.version,
+                    bundle,
+                })),
+                Err(e) => {
+                    tracing::warn!(model_id = record.model_id, "shadow model unreadable: {e}");
+                    None
+                }
+            });
+        if let Some(m) = &shadow {
+            tracing::info!(
+                model_id = m.model_id,
+                "scoring in shadow beside the active model"
+            );
+        }
+        *self.shadow.write().unwrap_or_else(|e| e.into_inner()) = shadow;
+        Ok(())
     }
 
     /// Loads the registry's active bundle into the slot. An artifact that no longer parses
@@ -60,7 +101,7 @@ impl ModelSlot {
             ),
         }
         self.set(model);
-        Ok(())
+        self.reload_shadow(store).await
     }
 }
 

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod models;
 pub mod samples;
 pub mod scores;
+pub mod shadow;
 pub mod thresholds;
 
 use std::time::Duration;

@@ -237,13 +237,12 @@ impl Store {
     /// announces it on [`ACTIVATION_CHANNEL`] when the transaction commits.
     pub async fn activate_model(&self, model_id: i64) -> Result<ModelRecord> {
         let mut tx = self.pool.begin().await?;
-        let target: Option<(String, Option<String>, String)> = sqlx::query_as(
-            "select kind, asset_class, status from model where model_id = $1 for update",
-        )
-        .bind(model_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((kind, asset_class, status)) = target else {
+        let status: Option<String> =
+            sqlx::query_scalar("select status from model where model_id = $1 for update")
+                .bind(model_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
             return Err(Error::NotFound(format!("model {model_id}")));
         };
         if status == "failed" || status == "training" {
@@ -251,28 +250,8 @@ impl Store {
                 constraint: format!("model {model_id} is {status} and cannot be activated"),
             });
         }
-        sqlx::query(
-            "update model set status = 'retired' where kind = $1 \
-             and asset_class is not distinct from $2 and status = 'active' and model_id <> $3",
-        )
-        .bind(&kind)
-        .bind(&asset_class)
-        .bind(model_id)
-        .execute(&mut *tx)
-        .await?;
-        let sql = format!(
-            "update model set status = 'active', activated_at = now() where model_id = $1 \
-             returning {MODEL_COLUMNS}"
-        );
-        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
-            .bind(model_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(ACTIVATION_CHANNEL)
-            .bind(model_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let record = make_active(&mut tx, model_id).await?;
+        announce(&mut tx, model_id).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -334,4 +313,35 @@ impl Store {
             .await?;
         Ok(records)
     }
+}
+
+/// Makes `model_id` the active model of its kind and class, retiring the one before, in `tx`.
+pub(super) async fn make_active(tx: &mut sqlx::PgConnection, model_id: i64) -> Result<ModelRecord> {
+    sqlx::query(
+        "update model m set status = 'retired' from model t where t.model_id = $1 \
+         and m.kind = t.kind and m.asset_class is not distinct from t.asset_class \
+         and m.status = 'active' and m.model_id <> $1",
+    )
+    .bind(model_id)
+    .execute(&mut *tx)
+    .await?;
+    let sql = format!(
+        "update model set status = 'active', activated_at = now() where model_id = $1 \
+         returning {MODEL_COLUMNS}"
+    );
+    let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+        .bind(model_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(record)
+}
+
+/// Announces a change of the active (or shadow) model to every replica, at `tx`'s commit.
+pub(super) async fn announce(tx: &mut sqlx::PgConnection, model_id: i64) -> Result<()> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(ACTIVATION_CHANNEL)
+        .bind(model_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -27,6 +27,8 @@ pub fn guarded_routes() -> Vec<(Method, &'static str, Option<Scope>)> {
         (Method::GET, "/v1/assets/web-01/score", Some(Scope::Score)),
         (Method::POST, "/v1/models/1/activate", Some(Scope::Admin)),
         (Method::POST, "/v1/models/train", Some(Scope::Admin)),
+        (Method::POST, "/v1/models/1/promote", Some(Scope::Admin)),
+        (Method::POST, "/v1/models/1/drop", Some(Scope::Admin)),
         (Method::GET, "/v1/jobs", None),
         (Method::GET, "/v1/jobs/1", None),
         (Method::GET, "/v1/alerts", None),

@@ -22,6 +22,7 @@ mod remote_write;
 mod replicas;
 mod schema;
 mod score;
+mod shadow;
 mod shutdown;
 mod store;
 mod support;
