@@ -142,7 +142,9 @@ async fn action_in<'e>(conn: impl sqlx::PgExecutor<'e>, action_id: i64) -> Resul
 impl Store {
     /// Reads the guard's situation for `asset_id` and the candidate `names`, lets `decide`
     /// turn it into an action (or none), and inserts it, all in one transaction under the
-    /// guard's advisory lock.
+    /// guard's advisory lock. Times are read from the clock once the lock is held
+    /// (`clock_timestamp()`, not the transaction's start, which may precede a long wait for
+    /// the lock), so the action's `requested_at` comes after everything the guard saw.
     pub async fn propose_action<F>(
         &self,
         asset_id: i64,
@@ -172,9 +174,9 @@ impl Store {
         };
         let action_id: i64 = sqlx::query_scalar(
             "insert into action (asset_id, alert_id, name, executor, params, reason, failure_kind, \
-             mode, state, guard_decision, expires_at, started_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                     case when $9 = 'running' then now() end) returning action_id",
+             mode, state, guard_decision, expires_at, requested_at, started_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), \
+                     case when $9 = 'running' then clock_timestamp() end) returning action_id",
         )
         .bind(asset_id)
         .bind(new.alert_id)
@@ -488,12 +490,12 @@ async fn guard_state(
             i64,
         ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select \
-               (select extract(epoch from now() - max(requested_at))::float8 from action \
+               (select extract(epoch from clock_timestamp() - max(requested_at))::float8 from action \
                   where asset_id = $1 and state not in ('blocked', 'recommended', 'rejected', 'expired', 'awaiting_approval')), \
                (select count(distinct a.asset_id) from action a where a.asset_id <> $1 and {IN_FLIGHT}), \
                exists (select 1 from action a where a.asset_id = $1 and {IN_FLIGHT}), \
                (select count(*) from action where asset_id = $1 and verification = 'not_healed' \
-                  and verified_at > now() - make_interval(secs => $2) \
+                  and verified_at > clock_timestamp() - make_interval(secs => $2) \
                   and verified_at > coalesce((select max(verified_at) from action \
                   where asset_id = $1 and verification = 'healed'), '-infinity'))"
         )))
@@ -503,7 +505,7 @@ async fn guard_state(
         .await?;
     let runs: Vec<(String, i64)> = sqlx::query_as(
         "select name, count(*) from action where name = any($1) \
-             and started_at > now() - interval '1 hour' group by name",
+             and started_at > clock_timestamp() - interval '1 hour' group by name",
     )
     .bind(names)
     .fetch_all(&mut *conn)
