@@ -123,26 +123,23 @@ pub async fn check_once(
     if over_threshold && drift.retrain {
         let cooldown = chrono::Duration::seconds(drift.cooldown_secs.max(1));
         let recent = store
-            .last_job_start(train::JOB)
+            .job_runs(Some(train::JOB), 1)
             .await?
-            .is_some_and(|started| now - started < cooldown);
+            .first()
+            .is_some_and(|run| now - run.started_at < cooldown);
         if !recent {
             // The period this run belongs to: the same on every replica.
             let period =
                 now.timestamp().div_euclid(cooldown.num_seconds()) * cooldown.num_seconds();
             let period = DateTime::from_timestamp(period, 0).unwrap_or(now);
-            let (sender, mut recorded) = tokio::sync::mpsc::channel(1);
             let outcome = train::start(
                 store,
                 settings,
                 Trigger::Drift(period),
-                move |id| {
-                    let _ = sender.try_send(id);
-                },
+                |id| job_run_id = Some(id),
                 |_| {},
             )
             .await;
-            job_run_id = recorded.try_recv().ok();
             if let Some(id) = job_run_id {
                 store.link_drift_run(check_id, id).await?;
             }

@@ -13,25 +13,29 @@ use crate::store::Store;
 /// Windows counted and their counts per bin.
 type Counted = (u64, Vec<Vec<u64>>);
 
-/// This replica's counts since the last flush, per (model id, asset class).
+/// This replica's counts since the last flush, per model id and asset class.
 #[derive(Debug, Default)]
 pub struct DriftCounts {
-    counts: Mutex<HashMap<(i64, String), Counted>>,
+    counts: Mutex<HashMap<i64, HashMap<String, Counted>>>,
 }
 
 impl DriftCounts {
-    /// Counts one window of `model_id`'s bundle for `class` (`""`: fleet-wide).
+    /// Counts one window of `model_id`'s bundle for `class` (`""`: fleet-wide); allocates
+    /// only for the first window of a model and class since the last flush.
     pub fn add(&self, model_id: i64, class: &str, reference: &Reference, bins: &[u16]) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (windows, per_bin) = counts
-            .entry((model_id, class.to_owned()))
-            .or_insert_with(|| (0, reference.empty_counts()));
-        *windows += 1;
-        count(per_bin, bins);
+        let classes = counts.entry(model_id).or_default();
+        if !classes.contains_key(class) {
+            classes.insert(class.to_owned(), (0, reference.empty_counts()));
+        }
+        if let Some((windows, per_bin)) = classes.get_mut(class) {
+            *windows += 1;
+            count(per_bin, bins);
+        }
     }
 
     /// Takes every count, leaving none.
-    fn take(&self) -> HashMap<(i64, String), Counted> {
+    fn take(&self) -> HashMap<i64, HashMap<String, Counted>> {
         std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -48,7 +52,12 @@ pub fn spawn_flush(
         tick.tick().await;
         loop {
             tick.tick().await;
-            for ((model_id, class), (windows, per_bin)) in counts.take() {
+            let taken = counts.take().into_iter().flat_map(|(model_id, classes)| {
+                classes
+                    .into_iter()
+                    .map(move |(class, c)| (model_id, class, c))
+            });
+            for (model_id, class, (windows, per_bin)) in taken {
                 let value = serde_json::to_value(&per_bin).unwrap_or_default();
                 if let Err(e) = store
                     .add_drift_counts(model_id, &class, windows, &value)

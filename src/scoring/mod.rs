@@ -516,9 +516,8 @@ impl Scoring {
                     .await?
             }
             None => {
-                self.store
-                    .alert_window(&answer.asset, above, calm, settings.fire_windows)
-                    .await?
+                let window = (answer.asset.clone(), above, calm, settings.fire_windows);
+                self.store.alert_windows(&[window]).await?[0]
             }
         };
         match transition {

@@ -32,7 +32,7 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Streaks {
-    /// Counts one window of `asset` (see [`Store::alert_window`]) and says what it does to
+    /// Counts one window of `asset` (see [`Store::alert_windows`]) and says what it does to
     /// the asset's alert, once the database has decided.
     pub async fn observe(
         &self,

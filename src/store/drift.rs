@@ -127,13 +127,4 @@ impl Store {
         .await?;
         Ok(row)
     }
-
-    /// When the latest run of `job` started, if any ran.
-    pub async fn last_job_start(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
-        let at = sqlx::query_scalar("select max(started_at) from job_run where job = $1")
-            .bind(job)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(at)
-    }
 }

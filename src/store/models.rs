@@ -116,7 +116,7 @@ pub struct NewModel {
     pub artifact: Option<Vec<u8>>,
 }
 
-const MODEL_COLUMNS: &str = "model_id, kind, asset_class, version, status, params, seed, \
+pub(super) const MODEL_COLUMNS: &str = "model_id, kind, asset_class, version, status, params, seed, \
      feature_schema, train_from, train_to, metrics, artifact_path, artifact_sha256, created_at, \
      activated_at";
 
@@ -135,7 +135,16 @@ impl Store {
         &self,
         kind: &str,
     ) -> Result<Option<(ModelRecord, Vec<u8>)>> {
-        let Some(record) = self.active_model(kind, None).await? else {
+        let record = self.active_model(kind, None).await?;
+        self.with_artifact(record).await
+    }
+
+    /// `record` with the bytes of its artifact ([`Store::model_artifact`]).
+    pub(super) async fn with_artifact(
+        &self,
+        record: Option<ModelRecord>,
+    ) -> Result<Option<(ModelRecord, Vec<u8>)>> {
+        let Some(record) = record else {
             return Ok(None);
         };
         let bytes = self.model_artifact(&record).await?;

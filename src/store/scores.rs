@@ -62,32 +62,13 @@ impl Transition {
 }
 
 impl Store {
-    /// Counts one scored window of `asset` in the shared alert hysteresis: at or above the
-    /// threshold (`above`) it extends the asset's streak, else it ends it; `calm` (below the
-    /// clear threshold) asks whether an open alert should clear. Says [`Transition::Fire`]
-    /// once the streak reaches `fire_windows` while no alert is open. Whichever replica
-    /// scores each window, the streak is the same: the row is changed under its lock.
-    pub async fn alert_window(
-        &self,
-        asset: &str,
-        above: bool,
-        calm: bool,
-        fire_windows: u32,
-    ) -> Result<Transition> {
-        let fire_windows = i32::try_from(fire_windows).unwrap_or(i32::MAX);
-        let decision: String = sqlx::query_scalar("select vigil_alert_window($1, $2, $3, $4)")
-            .bind(asset)
-            .bind(above)
-            .bind(calm)
-            .bind(fire_windows)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Transition::parse(&decision))
-    }
-
-    /// [`Store::alert_window`] for many windows in one statement, in the order given (of
-    /// each asset's windows; rows are locked in asset order): `(asset, above, calm,
-    /// fire_windows)` each.
+    /// Counts scored windows in the shared alert hysteresis, in one statement, in the order
+    /// given (of each asset's windows; rows are locked in asset order): `(asset, above,
+    /// calm, fire_windows)` each. At or above the threshold (`above`) a window extends its
+    /// asset's streak, else it ends it; `calm` (below the clear threshold) asks whether an
+    /// open alert should clear. A window says [`Transition::Fire`] once the streak reaches
+    /// `fire_windows` while no alert is open. Whichever replica scores each window, the
+    /// streak is the same: each row is changed under its lock.
     pub async fn alert_windows(
         &self,
         windows: &[(String, bool, bool, u32)],

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::models::{ModelRecord, announce, make_active};
+use super::models::{MODEL_COLUMNS, ModelRecord, announce, make_active};
 use super::{Error, Result, Store};
 
 /// A challenger's shadow period.
@@ -68,17 +68,15 @@ impl Store {
         &self,
         kind: &str,
     ) -> Result<Option<(ModelRecord, Vec<u8>)>> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "select model_id from model where kind = $1 and asset_class is null \
-             and status = 'shadow' order by model_id desc limit 1",
-        )
-        .bind(kind)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(id) = id else { return Ok(None) };
-        let record = self.model(id).await?;
-        let bytes = self.model_artifact(&record).await?;
-        Ok(Some((record, bytes)))
+        let sql = format!(
+            "select {MODEL_COLUMNS} from model where kind = $1 and asset_class is null \
+             and status = 'shadow' order by model_id desc limit 1"
+        );
+        let record = sqlx::query_as::<_, ModelRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.with_artifact(record).await
     }
 
     /// Stores live windows scored in shadow.

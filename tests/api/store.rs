@@ -406,9 +406,9 @@ async fn the_shared_hysteresis_fires_after_n_windows_and_clears_below_the_lower_
     // Levels against fire at 0.5, clear below 0.3, three windows to fire.
     let observe = |level: f64| async move {
         let t = store
-            .alert_window("a", level >= 0.5, level < 0.3, 3)
+            .alert_windows(&[("a".to_owned(), level >= 0.5, level < 0.3, 3)])
             .await
-            .unwrap();
+            .unwrap()[0];
         // What the scoring service does on a transition.
         match t {
             Fire => {
