@@ -44,6 +44,9 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath(model_id): ApiPath<i64>,
 ) -> Result<Json<ModelDetail>, ApiError> {
+    // The shadow period first: a decision it shows was committed with the model's new
+    // status, which the read after it then sees too.
+    let shadow = state.store.shadow(model_id).await?;
     let model = match state.store.model(model_id).await {
         Err(store::Error::NotFound(_)) => {
             return Err(ApiError::NotFound(format!("model {model_id}")));
@@ -52,7 +55,7 @@ pub async fn get(
     };
     Ok(Json(ModelDetail {
         drift: state.store.latest_drift(model_id).await?,
-        shadow: state.store.shadow(model_id).await?,
+        shadow,
         model,
     }))
 }
