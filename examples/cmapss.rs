@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use ndarray::Array2;
-use vigil::features::{Baseline, FeatureSchema, extract};
+use vigil::features::context::BlockStats;
+use vigil::features::{Context, FeatureSchema, extract};
 use vigil::model::GradientBoosting;
 
 const WINDOW: usize = 30;
@@ -43,7 +44,7 @@ fn row(
     schema: &FeatureSchema,
     cycles: &[Vec<f64>],
     end: usize,
-    baselines: &[Option<Baseline>],
+    baselines: &[Option<Context>],
 ) -> Vec<f64> {
     let columns: Vec<Vec<f64>> = (0..schema.metrics.len())
         .map(|s| {
@@ -60,15 +61,21 @@ fn row(
     out
 }
 
-fn baselines(cycles: &[Vec<f64>], n_sensors: usize) -> Vec<Option<Baseline>> {
+/// Each sensor's first cycles as the engine's past (its context): the features compare
+/// each window with the engine's own early life.
+fn baselines(cycles: &[Vec<f64>], n_sensors: usize) -> Vec<Option<Context>> {
     (0..n_sensors)
         .map(|s| {
-            Baseline::of(
-                &cycles[..BASELINE_CYCLES.min(cycles.len())]
-                    .iter()
-                    .map(|c| c[s])
-                    .collect::<Vec<_>>(),
-            )
+            let first: Vec<f64> = cycles[..BASELINE_CYCLES.min(cycles.len())]
+                .iter()
+                .map(|c| c[s])
+                .collect();
+            let stats = BlockStats::of(&first);
+            (stats.n > 0).then(|| Context {
+                mean: stats.mean,
+                std: (stats.m2 / f64::from(stats.n)).sqrt(),
+                recent_mean: None,
+            })
         })
         .collect()
 }
@@ -86,7 +93,9 @@ fn main() {
         .split_whitespace()
         .map(|v| v.parse().unwrap())
         .collect();
-    let schema = FeatureSchema::new((1..=21).map(|s| format!("s{s}")).collect(), WINDOW, 1, 0);
+    // Engines of one fleet run from the same nominal levels: here absolute levels help.
+    let mut schema = FeatureSchema::new((1..=21).map(|s| format!("s{s}")).collect(), WINDOW, 1, 0);
+    schema.levels = true;
 
     let rows_of = |units: &mut dyn Iterator<Item = &Vec<Vec<f64>>>| {
         let (mut x, mut y) = (Vec::new(), Vec::new());

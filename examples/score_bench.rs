@@ -30,14 +30,14 @@ fn main() {
         .collect();
     // Warm up, then time each call.
     for r in &requests {
-        std::hint::black_box(bundle.score(&r.asset, None, &r.window, 5).unwrap());
+        std::hint::black_box(bundle.score(&r.asset, None, &r.window, None, 5).unwrap());
     }
     let rounds = 2000;
     let mut nanos = Vec::with_capacity(rounds * requests.len());
     for _ in 0..rounds {
         for r in &requests {
             let started = Instant::now();
-            std::hint::black_box(bundle.score(&r.asset, None, &r.window, 5).unwrap());
+            std::hint::black_box(bundle.score(&r.asset, None, &r.window, None, 5).unwrap());
             nanos.push(started.elapsed().as_nanos() as u64);
         }
     }

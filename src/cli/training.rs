@@ -167,8 +167,9 @@ pub async fn models(settings: Settings, command: &ModelsCommand) -> anyhow::Resu
             ModelsCommand::Register { file } => {
                 let bytes =
                     std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-                let bundle: Bundle = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{} is not a Vigil model bundle", file.display()))?;
+                let bundle = Bundle::from_artifact(&bytes).with_context(|| {
+                    format!("{} is not a bundle this Vigil can serve", file.display())
+                })?;
                 let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
                 let range = (
                     at(bundle.report.data_range.0),

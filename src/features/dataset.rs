@@ -6,7 +6,8 @@
 //! of its asset starts within `horizon_secs` after its end; windows that overlap an incident
 //! are left out. The split is by time, never at random: with the cutoff at `train_frac` of the
 //! time range, train windows end at least one horizon before the cutoff (no train label looks
-//! past it) and validation windows start after it. Baselines come from the train part only.
+//! past it) and validation windows start after it. Each window is compared with its asset's
+//! own past ([`super::context`]), cut from the same grid.
 //!
 //! Operators' feedback adds windows of its own ([`Label`], from alerts people marked true or
 //! false alarms): the window ending at the alert's grid point, labelled as they said (a
@@ -24,7 +25,8 @@ use std::borrow::Borrow;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::{Baseline, FeatureSchema, extract, resample_grid};
+use super::context::{BlockStats, Context, block_of, context_at, grid_blocks};
+use super::{FeatureSchema, extract, resample_grid};
 
 pub use crate::vocab::MetricHistory;
 
@@ -141,8 +143,6 @@ pub struct Dataset {
     pub assets: Vec<String>,
     /// Failure kinds.
     pub kinds: Vec<String>,
-    /// Each asset's baselines (from the train part), per schema metric.
-    pub baselines: Vec<Vec<Option<Baseline>>>,
     /// Train/validation cutoff, Unix seconds.
     pub cutoff: i64,
     /// First and last sample time, Unix seconds.
@@ -155,6 +155,8 @@ pub struct Dataset {
     pub labels: LabelUse,
     /// Each asset's metrics on the grid, per schema metric.
     grids: Vec<Vec<Option<Grid>>>,
+    /// Each asset's first grid point, Unix seconds.
+    starts: Vec<i64>,
 }
 
 impl Dataset {
@@ -168,20 +170,54 @@ impl Dataset {
             .zip(rows.par_chunks(CHUNK))
             .for_each(|(block, rows)| {
                 let mut window: Vec<Option<&[f64]>> = vec![None; self.schema.metrics.len()];
+                let mut contexts = Vec::with_capacity(self.schema.metrics.len());
                 for (row, &i) in block.chunks_exact_mut(n_features.max(1)).zip(rows) {
                     let asset = part.asset[i] as usize;
-                    let last_point = part.last_point[i];
+                    let first_point = part.last_point[i] + 1 - self.schema.window;
                     window_of(
                         &self.grids[asset],
-                        last_point + 1 - self.schema.window,
-                        last_point,
+                        first_point,
+                        part.last_point[i],
                         &mut window,
                     );
+                    let at = self.starts[asset] + first_point as i64 * self.schema.step_secs;
+                    self.contexts_into(asset, block_of(at), &mut contexts);
                     // Cannot fail: windows without a usable metric were left out.
-                    let _ = extract(&self.schema, &window, &self.baselines[asset], row);
+                    let _ = extract(&self.schema, &window, &contexts, row);
                 }
             });
         Array2::from_shape_vec((rows.len(), n_features), x).expect("rows have the schema's width")
+    }
+
+    /// Asset `asset`'s past of each schema metric for a window starting in block `block`.
+    fn contexts_into(&self, asset: usize, block: i64, out: &mut Vec<Option<Context>>) {
+        out.clear();
+        let grids = &self.grids[asset];
+        out.extend((0..self.schema.metrics.len()).map(|m| {
+            grids
+                .get(m)?
+                .as_ref()
+                .and_then(|g| context_at(g.first_block, &g.blocks, block, self.schema.step_secs))
+        }));
+    }
+
+    /// Each asset's past of each schema metric as a window starting after its data would
+    /// see it: what scoring uses for an asset with nothing ingested since training.
+    pub fn latest_contexts(&self) -> Vec<Vec<Option<Context>>> {
+        (0..self.assets.len())
+            .map(|asset| {
+                let points = self.grids[asset]
+                    .iter()
+                    .flatten()
+                    .map(|g| g.values.len())
+                    .max()
+                    .unwrap_or(0);
+                let after = self.starts[asset] + points as i64 * self.schema.step_secs;
+                let mut out = Vec::new();
+                self.contexts_into(asset, block_of(after), &mut out);
+                out
+            })
+            .collect()
     }
 
     /// The features of every window of `part`.
@@ -269,10 +305,7 @@ pub fn build_labelled<H: Borrow<AssetHistory> + Sync>(
     // Labels of assets without history are skipped too.
     let used = use_.train.0 + use_.train.1 + use_.validation.0 + use_.validation.1;
     use_.skipped = labels.len() as u64 - used;
-    let (baselines, grids) = per_asset
-        .into_iter()
-        .map(|a| (a.baselines, a.grids))
-        .unzip();
+    let (starts, grids) = per_asset.into_iter().map(|a| (a.start, a.grids)).unzip();
     Dataset {
         schema: schema.clone(),
         assets: histories.iter().map(|h| h.borrow().asset.clone()).collect(),
@@ -280,7 +313,7 @@ pub fn build_labelled<H: Borrow<AssetHistory> + Sync>(
         train,
         validation,
         labels: use_,
-        baselines,
+        starts,
         grids,
         cutoff,
         range,
@@ -301,31 +334,40 @@ fn time_range<H: Borrow<AssetHistory>>(histories: &[H]) -> (i64, i64) {
     if range.0 > range.1 { (0, 0) } else { range }
 }
 
-/// One asset's grids and baselines, and its windows on each side of the split.
+/// One asset's grids (from `start`), and its windows on each side of the split.
 struct AssetWindows {
-    baselines: Vec<Option<Baseline>>,
+    start: i64,
     grids: Vec<Option<Grid>>,
     train: Rows,
     validation: Rows,
     labels: LabelUse,
 }
 
-/// One metric on the grid, with the count of gap points (NaN) before each point: a window
-/// has a gap when the counts at its two ends differ.
+/// One metric on the grid, with the count of gap points (NaN) before each point (a window
+/// has a gap when the counts at its two ends differ) and the stats of each block of the grid,
+/// from which each window's past is cut.
 #[derive(Debug, Clone, PartialEq)]
 struct Grid {
     values: Vec<f64>,
     gaps: Vec<u32>,
+    first_block: i64,
+    blocks: Vec<BlockStats>,
 }
 
 impl Grid {
-    fn new(values: Vec<f64>) -> Self {
+    fn new(values: Vec<f64>, start: i64, step_secs: i64) -> Self {
         let mut gaps = Vec::with_capacity(values.len() + 1);
         gaps.push(0);
         for v in &values {
             gaps.push(gaps[gaps.len() - 1] + u32::from(v.is_nan()));
         }
-        Self { values, gaps }
+        let (first_block, blocks) = grid_blocks(start, step_secs, &values);
+        Self {
+            values,
+            gaps,
+            first_block,
+            blocks,
+        }
     }
 }
 
@@ -356,21 +398,11 @@ fn asset_windows(
 ) -> AssetWindows {
     let step = schema.step_secs;
     let w = schema.window;
-    let baselines: Vec<Option<Baseline>> = history
-        .metrics
-        .iter()
-        .map(|m| {
-            m.as_ref().and_then(|m| {
-                let train_end = m.ts.partition_point(|&t| t <= cutoff);
-                Baseline::of(&m.values[..train_end])
-            })
-        })
-        .collect();
     let (mut train, mut validation) = (Rows::default(), Rows::default());
     let (first, last) = time_range(std::slice::from_ref(history));
     if last <= first {
         return AssetWindows {
-            baselines,
+            start: first,
             grids: Vec::new(),
             train,
             validation,
@@ -384,14 +416,11 @@ fn asset_windows(
         .iter()
         .map(|m| {
             m.as_ref().map(|m| {
-                Grid::new(resample_grid(
-                    &m.ts,
-                    &m.values,
+                Grid::new(
+                    resample_grid(&m.ts, &m.values, start, n_points, step, schema.max_fill),
                     start,
-                    n_points,
                     step,
-                    schema.max_fill,
-                ))
+                )
             })
         })
         .collect();
@@ -522,7 +551,7 @@ fn asset_windows(
         }
     }
     AssetWindows {
-        baselines,
+        start,
         grids,
         train,
         validation,
@@ -717,24 +746,36 @@ mod tests {
         let schema = schema();
         let history = history();
         let data = build(&schema, std::slice::from_ref(&history), &[], &params());
-        let i = data.validation.len() / 2;
-        let end = data.validation.end[i];
-        let windows: Vec<Vec<f64>> = history
-            .metrics
-            .iter()
-            .zip(&schema.metrics)
-            .map(|(m, name)| {
-                let m = m.as_ref().unwrap();
-                resample(name, &m.ts, &m.values, end, &schema).unwrap()
-            })
-            .collect();
-        let window: Vec<Option<&[f64]>> = windows.iter().map(|w| Some(w.as_slice())).collect();
-        let mut row = vec![0.0; schema.len()];
-        extract(&schema, &window, &data.baselines[0], &mut row).unwrap();
-        assert_eq!(
-            row.as_slice(),
-            data.features(&data.validation, &[i]).as_slice().unwrap(),
-            "bit-identical"
-        );
+        let mut with_context = 0;
+        for part in [&data.train, &data.validation] {
+            let all = data.all_features(part);
+            for i in 0..part.len() {
+                let end = part.end[i];
+                let block = block_of(end - (schema.window as i64 - 1) * schema.step_secs);
+                let mut windows = Vec::new();
+                let mut contexts = Vec::new();
+                for (m, name) in history.metrics.iter().zip(&schema.metrics) {
+                    let m = m.as_ref().unwrap();
+                    windows.push(resample(name, &m.ts, &m.values, end, &schema).ok());
+                    // As serving computes it: from the samples, for this window's hour.
+                    contexts.push(crate::features::context::context_of_history(
+                        m,
+                        block,
+                        schema.step_secs,
+                        schema.max_fill,
+                    ));
+                }
+                with_context += usize::from(contexts.iter().all(Option::is_some));
+                let window: Vec<Option<&[f64]>> = windows.iter().map(|w| w.as_deref()).collect();
+                let mut row = vec![0.0; schema.len()];
+                extract(&schema, &window, &contexts, &mut row).unwrap();
+                assert_eq!(
+                    row.as_slice(),
+                    all.row(i).to_slice().unwrap(),
+                    "bit-identical"
+                );
+            }
+        }
+        assert!(with_context > 50, "{with_context} windows had a past");
     }
 }

@@ -5,38 +5,84 @@
 //! A window is the last `window` points of each metric of an asset on a regular grid of
 //! `step_secs`. Irregular samples are put on the grid by [`resample`]: each grid point takes
 //! the last sample at or before it, forward-filled for at most `max_fill` points; a longer gap
-//! makes that metric's window missing, with the reason. Per metric the features are, in this
-//! order, [`STATS`]: mean, population std, min, max, last, least-squares slope per step, the
-//! deviation of the window mean from the asset's own longer-run baseline in baseline standard
-//! deviations, and a missing indicator. A missing metric gets zeros and `missing = 1`, so a
-//! window lacking some metrics is still scored from what it has; a window with no usable
-//! metric is refused.
+//! makes that metric's window missing, with the reason.
+//!
+//! Each metric's window is compared with the asset's own past ([`context::Context`]: the
+//! metric over the day before the window's hour), never with other assets: per metric the
+//! features are [`RELATIVE_STATS`]: the window's last value, mean, min and max as z-scores
+//! against that past (its standard deviation floored at 1% of its level, z clamped at
+//! ±[`Z_CLAMP`]); the trend over the whole window and over its last third, as the change
+//! over a window's length in the same units; the log of the window's spread over the past's;
+//! the shift of the window's mean from the last hour's mean (a level that moved within the
+//! hour, against one that has held for a day); the last value against the window's own mean
+//! and spread; a flag for no known past; and a missing indicator. Without a known past the
+//! comparisons are 0 and the flag 1. Absolute levels (the head of [`LEVEL_STATS`]: mean, std,
+//! min, max, last, slope per step) come first only where a schema asks for them (`levels`). A missing metric
+//! gets zeros and `missing = 1`, so a window lacking some metrics is still scored from what it
+//! has; a window with no usable metric is refused.
 //!
 //! This module does no IO: plain functions over slices.
 
+pub mod context;
 pub mod dataset;
 pub mod derive;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the feature definition, saved with every model; bump it when [`STATS`] or
-/// their formulas change.
-pub const FEATURE_VERSION: u32 = 1;
+/// Version of the feature definition, saved with every model; bump it when the stats or
+/// their formulas change. Version 1 had absolute levels and a baseline fixed at training;
+/// bundles of another version are refused at load with a request to retrain.
+pub const FEATURE_VERSION: u32 = 2;
 
-/// Per-metric statistics, in feature order.
-pub const STATS: [&str; 8] = [
+pub use context::Context;
+
+/// Per-metric statistics of a schema with `levels`, in feature order: the absolute levels,
+/// then [`RELATIVE_STATS`].
+pub const LEVEL_STATS: [&str; 17] = [
     "mean",
     "std",
     "min",
     "max",
     "last",
     "slope",
-    "baseline_z",
+    "z_last",
+    "z_mean",
+    "z_min",
+    "z_max",
+    "trend",
+    "trend_recent",
+    "spread",
+    "shift",
+    "within",
+    "no_context",
     "missing",
 ];
 
-/// Smallest baseline standard deviation used as a divisor.
-const MIN_BASELINE_STD: f64 = 1e-9;
+/// Number of absolute levels at the head of [`LEVEL_STATS`].
+const LEVELS: usize = 6;
+
+/// Per-metric statistics against the asset's own past, in feature order (every schema's,
+/// and all of one without `levels`).
+pub const RELATIVE_STATS: &[&str] = LEVEL_STATS.split_at(LEVELS).1;
+
+/// Largest absolute z-score a feature takes.
+pub const Z_CLAMP: f64 = 20.0;
+
+/// A standard deviation used as a divisor is at least this share of the level...
+const REL_FLOOR: f64 = 0.01;
+/// ...and at least this.
+const ABS_FLOOR: f64 = 1e-6;
+/// The spread's log ratio adds this share of the past's deviation to both sides, so that a
+/// flat window reads about ln(0.01), not minus infinity.
+const SPREAD_FLOOR: f64 = 0.01;
+
+fn floor_at(level: f64) -> f64 {
+    (level.abs() * REL_FLOOR).max(ABS_FLOOR)
+}
+
+fn clamp_z(z: f64) -> f64 {
+    z.clamp(-Z_CLAMP, Z_CLAMP)
+}
 
 /// Names, order and shape of a model's inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +101,10 @@ pub struct FeatureSchema {
     /// before derived inputs (their metrics are stored series names, read as stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<crate::vocab::ModelInputs>,
+    /// Whether absolute levels ([`LEVEL_STATS`]) enter besides the comparisons with the
+    /// asset's past.
+    #[serde(default)]
+    pub levels: bool,
 }
 
 impl FeatureSchema {
@@ -67,12 +117,22 @@ impl FeatureSchema {
             step_secs,
             max_fill,
             inputs: None,
+            levels: false,
+        }
+    }
+
+    /// The per-metric statistics, in feature order.
+    pub fn stats(&self) -> &'static [&'static str] {
+        if self.levels {
+            &LEVEL_STATS
+        } else {
+            RELATIVE_STATS
         }
     }
 
     /// Number of features.
     pub fn len(&self) -> usize {
-        self.metrics.len() * STATS.len()
+        self.metrics.len() * self.stats().len()
     }
 
     /// True when the schema has no metric.
@@ -82,43 +142,16 @@ impl FeatureSchema {
 
     /// Feature names, `<metric>_<stat>`, in order.
     pub fn names(&self) -> Vec<String> {
+        let stats = self.stats();
         self.metrics
             .iter()
-            .flat_map(|m| STATS.iter().map(move |s| format!("{m}_{s}")))
+            .flat_map(|m| stats.iter().map(move |s| format!("{m}_{s}")))
             .collect()
     }
 
     /// Index of a metric in feature order.
     pub fn metric_index(&self, metric: &str) -> Option<usize> {
         self.metrics.iter().position(|m| m == metric)
-    }
-}
-
-/// An asset's longer-run level of one metric, so that assets with different normal levels
-/// compare.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Baseline {
-    pub mean: f64,
-    /// Population standard deviation.
-    pub std: f64,
-}
-
-impl Baseline {
-    /// Mean and population standard deviation of the finite values, if any.
-    pub fn of(values: &[f64]) -> Option<Baseline> {
-        let (mut n, mut sum, mut sum_sq) = (0.0, 0.0, 0.0);
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            n += 1.0;
-            sum += v;
-            sum_sq += v * v;
-        }
-        (n > 0.0).then(|| {
-            let mean = sum / n;
-            Baseline {
-                mean,
-                std: (sum_sq / n - mean * mean).max(0.0).sqrt(),
-            }
-        })
     }
 }
 
@@ -239,26 +272,37 @@ pub fn check_window(
 /// Writes the feature vector of one window into `out` (length `schema.len()`).
 ///
 /// `window[i]` is metric `schema.metrics[i]` on the grid (length `schema.window`, finite) or
-/// `None` when missing; `baselines[i]` is the asset's baseline of that metric, if known.
+/// `None` when missing; `contexts[i]` is the asset's past of that metric, if known.
 /// Returns the indexes of the missing metrics, or [`WindowError::NothingUsable`].
 pub fn extract(
     schema: &FeatureSchema,
     window: &[Option<&[f64]>],
-    baselines: &[Option<Baseline>],
+    contexts: &[Option<Context>],
     out: &mut [f64],
 ) -> Result<Vec<usize>, WindowError> {
     debug_assert_eq!(window.len(), schema.metrics.len());
     debug_assert_eq!(out.len(), schema.len());
+    let width = schema.stats().len();
     let mut missing = Vec::new();
     for (i, values) in window.iter().enumerate() {
-        let slot = &mut out[i * STATS.len()..(i + 1) * STATS.len()];
+        let slot = &mut out[i * width..(i + 1) * width];
         match values {
             Some(values) if !values.is_empty() => {
-                metric_stats(values, baselines.get(i).copied().flatten(), slot);
+                let raw = window_stats(values);
+                let relative = if schema.levels {
+                    slot[..LEVELS].copy_from_slice(&[
+                        raw.mean, raw.std, raw.min, raw.max, raw.last, raw.slope,
+                    ]);
+                    &mut slot[LEVELS..]
+                } else {
+                    slot
+                };
+                relative_stats(&raw, contexts.get(i).copied().flatten(), relative);
+                relative[RELATIVE_STATS.len() - 1] = 0.0;
             }
             _ => {
                 slot.fill(0.0);
-                slot[STATS.len() - 1] = 1.0;
+                slot[width - 1] = 1.0;
                 missing.push(i);
             }
         }
@@ -272,17 +316,62 @@ pub fn extract(
     Ok(missing)
 }
 
+/// One metric's window in its own units.
+struct WindowStats {
+    mean: f64,
+    std: f64,
+    min: f64,
+    max: f64,
+    last: f64,
+    /// Least-squares slope per step over the whole window...
+    slope: f64,
+    /// ...and over its last third (at least 3 points).
+    slope_recent: f64,
+    /// Points.
+    n: f64,
+}
+
+/// The first [`RELATIVE_STATS`] (all but `missing`) of a window against its past.
+fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
+    let span = (w.n - 1.0).max(1.0);
+    // |last - mean| is at most sqrt(n - 1) population deviations: no floor is needed.
+    out[8] = if w.std > 0.0 {
+        clamp_z((w.last - w.mean) / w.std)
+    } else {
+        0.0
+    };
+    match context {
+        Some(c) => {
+            let sd = c.std.max(floor_at(c.mean));
+            let z = |v: f64| clamp_z((v - c.mean) / sd);
+            out[0] = z(w.last);
+            out[1] = z(w.mean);
+            out[2] = z(w.min);
+            out[3] = z(w.max);
+            out[4] = clamp_z(w.slope * span / sd);
+            out[5] = clamp_z(w.slope_recent * span / sd);
+            out[6] = clamp_z(((w.std + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
+            out[7] = c.recent_mean.map_or(0.0, |r| clamp_z((w.mean - r) / sd));
+            out[9] = 0.0;
+        }
+        None => {
+            out[..8].fill(0.0);
+            out[9] = 1.0;
+        }
+    }
+}
+
 /// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
 /// independent chains of additions that overlap instead of each waiting on the one before.
 const LANES: usize = 2;
 
-/// The [`STATS`] of one metric's window, in one pass. Sums run over the values' differences
-/// from the first value, `d`: the mean is `x0 + sum(d) / n`, the variance
-/// `(sum(d^2) - sum(d)^2 / n) / n` (exactly 0 for a constant window) and the slope's
-/// covariance `sum((k - centre) d)` (the centred `k` sum to zero, so no mean is needed).
-/// Shifting by a value of the window keeps the sums small where the values sit far from
-/// zero.
-fn metric_stats(x: &[f64], baseline: Option<Baseline>, out: &mut [f64]) {
+/// The [`WindowStats`] of one metric's window, in one pass (and a short one over the last
+/// third for its recent slope). Sums run over the values' differences from the first value,
+/// `d`: the mean is `x0 + sum(d) / n`, the variance `(sum(d^2) - sum(d)^2 / n) / n` (exactly 0
+/// for a constant window) and the slope's covariance `sum((k - centre) d)` (the centred `k`
+/// sum to zero, so no mean is needed). Shifting by a value of the window keeps the sums small
+/// where the values sit far from zero.
+fn window_stats(x: &[f64]) -> WindowStats {
     let n = x.len() as f64;
     let x0 = x[0];
     let centre = (n - 1.0) / 2.0;
@@ -318,22 +407,40 @@ fn metric_stats(x: &[f64], baseline: Option<Baseline>, out: &mut [f64]) {
         min = min.min(v);
         max = max.max(v);
     }
-    let mean = x0 + sum / n;
     let var = (square - sum * sum / n).max(0.0);
-    // The sum of (k - centre)^2 over the window: n (n^2 - 1) / 12, exact in f64 (the
-    // squares are of half-integers).
-    let ss_k = n * (n * n - 1.0) / 12.0;
-    out[0] = mean;
-    out[1] = (var / n).sqrt();
-    out[2] = min;
-    out[3] = max;
-    out[4] = x[x.len() - 1];
-    out[5] = if ss_k > 0.0 { cov / ss_k } else { 0.0 };
-    out[6] = match baseline {
-        Some(b) => (mean - b.mean) / b.std.max(MIN_BASELINE_STD),
-        None => 0.0,
+    let slope = slope_of(cov, n);
+    let recent = &x[x.len() - (x.len() / 3).max(3).min(x.len())..];
+    let slope_recent = if recent.len() == x.len() {
+        slope
+    } else {
+        let (m, c) = (recent.len() as f64, (recent.len() as f64 - 1.0) / 2.0);
+        let r0 = recent[0];
+        slope_of(
+            recent
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| (k as f64 - c) * (v - r0))
+                .sum(),
+            m,
+        )
     };
-    out[7] = 0.0;
+    WindowStats {
+        mean: x0 + sum / n,
+        std: (var / n).sqrt(),
+        min,
+        max,
+        last: x[x.len() - 1],
+        slope,
+        slope_recent,
+        n,
+    }
+}
+
+/// A least-squares slope per step from the centred covariance over `n` points: divided by
+/// the sum of `(k - centre)^2`, `n (n^2 - 1) / 12`, exact in f64 (squares of half-integers).
+fn slope_of(cov: f64, n: f64) -> f64 {
+    let ss_k = n * (n * n - 1.0) / 12.0;
+    if ss_k > 0.0 { cov / ss_k } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -351,39 +458,107 @@ mod tests {
 
     #[test]
     fn stats_match_their_definitions() {
-        let s = schema(&["cpu"], 5);
+        let mut s = schema(&["cpu"], 5);
+        s.levels = true;
         let x = [1.0, 2.0, 3.0, 4.0, 10.0];
         let mut out = vec![0.0; s.len()];
-        let baseline = Baseline {
+        let context = Context {
             mean: 2.0,
             std: 2.0,
+            recent_mean: Some(3.0),
         };
-        let missing = extract(&s, &[Some(&x)], &[Some(baseline)], &mut out).unwrap();
+        let missing = extract(&s, &[Some(&x)], &[Some(context)], &mut out).unwrap();
         assert!(missing.is_empty());
         let mean = 4.0;
         let std = ((9.0 + 4.0 + 1.0 + 0.0 + 36.0) / 5.0f64).sqrt();
-        // slope: sum((k-2)(x-4)) / sum((k-2)^2) = (6 + 2 + 0 + 0 + 12) / 10
-        assert_eq!(out, vec![mean, std, 1.0, 10.0, 10.0, 2.0, 1.0, 0.0]);
+        // slope: sum((k-2)(x-4)) / sum((k-2)^2) = (6 + 2 + 0 + 0 + 12) / 10; over the last
+        // three points [3, 4, 10]: (-1 * -3 + 1 * 3) / 2
+        let (slope, recent) = (2.0, 3.5);
+        let expected = [
+            mean,
+            std,
+            1.0,
+            10.0,
+            10.0,
+            slope,
+            (10.0 - 2.0) / 2.0,
+            (mean - 2.0) / 2.0,
+            (1.0 - 2.0) / 2.0,
+            (10.0 - 2.0) / 2.0,
+            slope * 4.0 / 2.0,
+            recent * 4.0 / 2.0,
+            ((std + 0.02) / 2.02f64).ln(),
+            (mean - 3.0) / 2.0,
+            (10.0 - mean) / std,
+            0.0,
+            0.0,
+        ];
+        for (i, (got, want)) in out.iter().zip(expected).enumerate() {
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{}: {got} vs {want}",
+                s.names()[i]
+            );
+        }
         assert_eq!(s.names()[5], "cpu_slope");
+        assert_eq!(s.names()[6], "cpu_z_last");
+        // Without a past: comparisons 0, the flag set, the window's own shape kept.
+        extract(&s, &[Some(&x)], &[None], &mut out).unwrap();
+        assert_eq!(&out[6..14], &[0.0; 8]);
+        assert!((out[14] - (10.0 - mean) / std).abs() < 1e-12);
+        assert_eq!(out[15], 1.0);
+    }
+
+    #[test]
+    fn no_absolute_level_enters_by_default() {
+        let s = schema(&["cpu"], 30);
+        assert_eq!(s.len(), RELATIVE_STATS.len());
+        // Two assets whose levels differ by 1000 but move alike against their own past.
+        let low: Vec<f64> = (0..30).map(|k| 10.0 + (k % 3) as f64).collect();
+        let high: Vec<f64> = low.iter().map(|v| v + 1000.0).collect();
+        let past = |mean| Context {
+            mean,
+            std: 20.0,
+            recent_mean: Some(mean),
+        };
+        let (mut a, mut b) = (vec![0.0; s.len()], vec![0.0; s.len()]);
+        extract(&s, &[Some(&low)], &[Some(past(11.0))], &mut a).unwrap();
+        extract(&s, &[Some(&high)], &[Some(past(1011.0))], &mut b).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-9, "{a:?} vs {b:?}");
+        }
     }
 
     #[test]
     fn stats_stay_exact_far_from_zero_and_on_constant_windows() {
-        let s = schema(&["cpu"], 60);
-        let mut out = vec![0.0; s.len()];
         // A ramp of step 0.5 on top of 1e9: every value and difference is exact in f64.
         let ramp: Vec<f64> = (0..60).map(|k| 1e9 + 0.5 * k as f64).collect();
-        extract(&s, &[Some(&ramp)], &[None], &mut out).unwrap();
-        assert_eq!(out[0], 1e9 + 14.75);
+        let w = window_stats(&ramp);
+        assert_eq!(w.mean, 1e9 + 14.75);
         let std = 0.5 * ((60.0 * 60.0 - 1.0) / 12.0f64).sqrt();
-        assert!((out[1] - std).abs() < 1e-12, "{} vs {std}", out[1]);
-        assert_eq!(out[5], 0.5);
-        let flat = vec![123_456.789; 60];
-        extract(&s, &[Some(&flat)], &[None], &mut out).unwrap();
+        assert!((w.std - std).abs() < 1e-12, "{} vs {std}", w.std);
+        assert_eq!((w.slope, w.slope_recent), (0.5, 0.5));
+        let flat = window_stats(&[123_456.789; 60]);
         assert_eq!(
-            &out[..6],
-            &[123_456.789, 0.0, 123_456.789, 123_456.789, 123_456.789, 0.0]
+            [
+                flat.mean, flat.std, flat.min, flat.max, flat.last, flat.slope
+            ],
+            [123_456.789, 0.0, 123_456.789, 123_456.789, 123_456.789, 0.0]
         );
+        // A flat past: the floor keeps the z-scores finite and clamped.
+        let s = schema(&["cpu"], 60);
+        let mut out = vec![0.0; s.len()];
+        let past = Context {
+            mean: 0.0,
+            std: 0.0,
+            recent_mean: None,
+        };
+        extract(&s, &[Some(&ramp)], &[Some(past)], &mut out).unwrap();
+        assert!(
+            out.iter().all(|v| v.is_finite() && v.abs() <= Z_CLAMP),
+            "{out:?}"
+        );
+        assert_eq!(out[0], Z_CLAMP);
     }
 
     #[test]
@@ -393,9 +568,12 @@ mod tests {
         let missing =
             extract(&s, &[None, Some(&[1.0, 1.0, 1.0])], &[None, None], &mut out).unwrap();
         assert_eq!(missing, vec![0]);
-        assert_eq!(&out[..8], &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
-        assert_eq!(out[8], 1.0);
-        assert_eq!(out[15], 0.0);
+        let width = RELATIVE_STATS.len();
+        assert!(out[..width - 1].iter().all(|&v| v == 0.0));
+        assert_eq!(out[width - 1], 1.0);
+        // The present metric: no past known, not missing.
+        assert_eq!(out[width + 9], 1.0);
+        assert_eq!(out[2 * width - 1], 0.0);
     }
 
     #[test]
@@ -440,18 +618,5 @@ mod tests {
             check_window("cpu", &[1.0, f64::NAN, 2.0], &s),
             Err(WindowError::NonFinite { index: 1, .. })
         ));
-    }
-
-    #[test]
-    fn baselines_ignore_non_finite_values() {
-        let b = Baseline::of(&[1.0, 3.0, f64::NAN]).unwrap();
-        assert_eq!(
-            b,
-            Baseline {
-                mean: 2.0,
-                std: 1.0
-            }
-        );
-        assert_eq!(Baseline::of(&[]), None);
     }
 }

@@ -444,11 +444,25 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
             .collect::<Vec<_>>(),
         &probabilities,
     );
-    let baselines = data.assets.iter().cloned().zip(data.baselines).collect();
+    let contexts = data
+        .assets
+        .iter()
+        .cloned()
+        .zip(data.latest_contexts())
+        .map(|(asset, pasts)| {
+            let known = schema
+                .metrics
+                .iter()
+                .zip(pasts)
+                .filter_map(|(m, c)| Some((m.clone(), c?)))
+                .collect();
+            (asset, known)
+        })
+        .collect();
     Ok(Bundle {
         schema,
         horizon_secs: settings.horizon_secs,
-        baselines,
+        contexts,
         forest,
         failure,
         diagnosis,
@@ -1440,22 +1454,24 @@ mod tests {
             .map(|m| (m.clone(), vec![1.0; 20]))
             .collect();
         let lean_asset = &data.histories[5].asset;
-        let scored = bundle.score(lean_asset, None, &window, 3).unwrap();
+        let scored = bundle.score(lean_asset, None, &window, None, 3).unwrap();
         assert_eq!(scored.model_class.as_deref(), Some("lean"));
         assert_eq!(scored.ignored_metrics, [data.metrics[dropped].clone()]);
         let full = bundle
-            .score(&data.histories[0].asset, None, &window, 3)
+            .score(&data.histories[0].asset, None, &window, None, 3)
             .unwrap();
         assert_eq!(
             full.model_class.as_deref(),
             bundle.classes.contains_key("full").then_some("full")
         );
-        let unknown = bundle.score("elsewhere", None, &window, 3).unwrap();
+        let unknown = bundle.score("elsewhere", None, &window, None, 3).unwrap();
         assert_eq!(
             unknown.model_class, None,
             "an unknown asset gets the fleet model"
         );
-        let by_class = bundle.score("elsewhere", Some("lean"), &window, 3).unwrap();
+        let by_class = bundle
+            .score("elsewhere", Some("lean"), &window, None, 3)
+            .unwrap();
         assert_eq!(by_class.model_class.as_deref(), Some("lean"));
     }
 
@@ -1499,6 +1515,21 @@ mod tests {
         );
         assert_eq!(loaded.params.window, settings.window);
         assert_eq!(loaded.schema, bundle.schema);
+    }
+
+    #[test]
+    fn a_bundle_of_another_feature_version_is_refused_with_a_request_to_retrain() {
+        let data = synthetic(3, 2, 5);
+        let bundle = fit_small(&data, &small_settings());
+        assert_eq!(bundle.schema.version, crate::features::FEATURE_VERSION);
+        let mut old = serde_json::to_value(&bundle).unwrap();
+        old["schema"]["version"] = 1.into();
+        let err = Bundle::from_artifact(&serde_json::to_vec(&old).unwrap()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("feature version 1") && message.contains("retrain"),
+            "{message}"
+        );
     }
 
     /// The fleet-wide bundle of `data`, no champion.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::diagnosis::{Diagnosed, KindScore};
 use super::evaluation::Scorecard;
 use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest, rounded};
-use crate::features::{Baseline, FeatureSchema, STATS, WindowError, check_window, extract};
+use crate::features::{
+    Context, FEATURE_VERSION, FeatureSchema, WindowError, check_window, extract,
+};
 
 /// Everything scoring needs, saved as one artifact.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,8 +22,10 @@ pub struct Bundle {
     pub schema: FeatureSchema,
     /// Label horizon in seconds: the probability is of a failure within it.
     pub horizon_secs: i64,
-    /// Each known asset's baselines, per schema metric.
-    pub baselines: BTreeMap<String, Vec<Option<Baseline>>>,
+    /// Each training asset's past per metric as its data ended ([`crate::features::context`]),
+    /// for windows scored with no stored past of their own.
+    #[serde(default)]
+    pub contexts: BTreeMap<String, BTreeMap<String, Context>>,
     /// Anomaly model.
     pub forest: IsolationForest,
     /// Failure-probability model.
@@ -272,13 +276,49 @@ impl TimeToFailure {
     }
 }
 
+/// Why an artifact is not a bundle this build can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Not a bundle's JSON.
+    #[error(transparent)]
+    Parse(#[from] serde_json::Error),
+    /// Made with another feature definition.
+    #[error(
+        "made with feature version {found}; this build computes version {FEATURE_VERSION} \
+         (each window against the asset's own past), so retrain (`vigil train`)"
+    )]
+    FeatureVersion {
+        /// The bundle's version.
+        found: u32,
+    },
+}
+
+/// Where a window's past came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextSource {
+    /// The asset's stored samples of the day before the window.
+    Live,
+    /// The asset's past as training saw it last (nothing stored since).
+    Training,
+    /// No past known: the window was scored on its own shape.
+    None,
+}
+
 /// Kind of the registry rows that hold bundles.
 pub const BUNDLE_KIND: &str = "bundle";
 
 impl Bundle {
-    /// Reads a bundle from its artifact (JSON, as the registry stores it).
-    pub fn from_artifact(bytes: &[u8]) -> Result<Bundle, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Reads a bundle from its artifact (JSON, as the registry stores it), refusing one made
+    /// with another feature definition ([`FEATURE_VERSION`]), whose inputs this build would
+    /// compute differently.
+    pub fn from_artifact(bytes: &[u8]) -> Result<Bundle, ArtifactError> {
+        let bundle: Bundle = serde_json::from_slice(bytes)?;
+        let found = bundle.schema.version;
+        if found != FEATURE_VERSION {
+            return Err(ArtifactError::FeatureVersion { found });
+        }
+        Ok(bundle)
     }
 
     /// Calibrated failure log-odds of feature rows made with this bundle's schema.
@@ -316,8 +356,8 @@ pub struct WindowScore {
     pub missing_metrics: Vec<String>,
     /// Metrics of the window the model does not know (not used).
     pub ignored_metrics: Vec<String>,
-    /// Whether the asset's own baseline was known to the model.
-    pub asset_baseline: bool,
+    /// Where the past each metric was compared with came from.
+    pub context: ContextSource,
     /// The inputs that pushed the probability most, strongest first.
     pub drivers: Vec<Driver>,
     /// The likely failure kind, with the rule path.
@@ -339,20 +379,25 @@ impl Bundle {
     /// window lacks are scored as missing; a window with none of them is refused. The
     /// model of the asset's class (`class`, else its class at training) answers when there
     /// is one, the fleet-wide model otherwise.
+    ///
+    /// Each metric is compared with the asset's past: `live` (per metric, from its stored
+    /// samples of the day before the window) when given, else the past training saw last,
+    /// else none ([`ContextSource`]).
     pub fn score(
         &self,
         asset: &str,
         class: Option<&str>,
         window: &BTreeMap<String, Vec<f64>>,
+        live: Option<&BTreeMap<String, Context>>,
         top: usize,
     ) -> Result<WindowScore, WindowError> {
         let class = class.or_else(|| self.asset_classes.get(asset).map(String::as_str));
         match class.and_then(|c| self.classes.get_key_value(c)) {
             Some((class, bundle)) => Ok(WindowScore {
                 model_class: Some(class.clone()),
-                ..bundle.score_here(asset, window, top)?
+                ..bundle.score_here(asset, window, live, top)?
             }),
-            None => self.score_here(asset, window, top),
+            None => self.score_here(asset, window, live, top),
         }
     }
 
@@ -361,6 +406,7 @@ impl Bundle {
         &self,
         asset: &str,
         window: &BTreeMap<String, Vec<f64>>,
+        live: Option<&BTreeMap<String, Context>>,
         top: usize,
     ) -> Result<WindowScore, WindowError> {
         let mut ignored_metrics = Vec::new();
@@ -374,13 +420,19 @@ impl Bundle {
                 None => ignored_metrics.push(name.clone()),
             }
         }
-        let no_baselines = vec![None; self.schema.metrics.len()];
-        let (baselines, asset_baseline) = match self.baselines.get(asset) {
-            Some(b) => (b, true),
-            None => (&no_baselines, false),
+        let (past, context) = match (live, self.contexts.get(asset)) {
+            (Some(live), _) => (Some(live), ContextSource::Live),
+            (None, Some(training)) => (Some(training), ContextSource::Training),
+            (None, None) => (None, ContextSource::None),
         };
+        let contexts: Vec<Option<Context>> = self
+            .schema
+            .metrics
+            .iter()
+            .map(|m| past.and_then(|p| p.get(m).copied()))
+            .collect();
         let mut features = vec![0.0; self.schema.len()];
-        let missing = extract(&self.schema, &slots, baselines, &mut features)?;
+        let missing = extract(&self.schema, &slots, &contexts, &mut features)?;
         let row = ndarray::ArrayView1::from(&features);
         let anomaly_score = self.forest.score_one(row);
         let probability = self.failure.probability(row, anomaly_score);
@@ -394,7 +446,7 @@ impl Bundle {
                 .map(|&i| self.schema.metrics[i].clone())
                 .collect(),
             ignored_metrics,
-            asset_baseline,
+            context,
             drivers,
             diagnosis: self.diagnosis.as_ref().map(|d| d.diagnose(row)),
             time_to_failure: self.time_to_failure.as_ref().map(|t| t.estimate(row)),
@@ -409,6 +461,7 @@ impl Bundle {
 
     fn drivers(&self, features: ndarray::ArrayView1<f64>, anomaly: f64, top: usize) -> Vec<Driver> {
         let n_features = self.schema.len();
+        let stats = self.schema.stats();
         let contributions = self.failure.contributions(features, anomaly);
         let standardized = self.failure.standardized(features, anomaly);
         let by_strength =
@@ -424,21 +477,22 @@ impl Bundle {
             .into_iter()
             .map(|i| {
                 let (feature, value) = if i < n_features {
-                    let metric = &self.schema.metrics[i / STATS.len()];
-                    (format!("{metric}_{}", STATS[i % STATS.len()]), features[i])
+                    let metric = &self.schema.metrics[i / stats.len()];
+                    (format!("{metric}_{}", stats[i % stats.len()]), features[i])
                 } else {
                     ("anomaly_score".to_owned(), anomaly)
                 };
-                let stat = STATS.get(i % STATS.len()).copied().unwrap_or("");
+                let stat = stats.get(i % stats.len()).copied().unwrap_or("");
                 let direction = if contributions[i] > 0.0 {
                     "raises"
                 } else {
                     "lowers"
                 };
-                let text = if i < n_features && stat == "baseline_z" {
-                    let metric = &self.schema.metrics[i / STATS.len()];
+                let text = if i < n_features && stat.starts_with("z_") {
+                    let metric = &self.schema.metrics[i / stats.len()];
                     format!(
-                        "{metric} mean {:+} sd from this asset's baseline; {direction} the risk",
+                        "{metric} {} {:+} sd from this asset's past day; {direction} the risk",
+                        &stat[2..],
                         rounded(value, 1)
                     )
                 } else {

@@ -11,6 +11,7 @@
 //! jobs all score through it.
 
 pub mod cold_start;
+pub mod context_cache;
 pub mod drift;
 pub mod on_ingest;
 pub mod policy_cache;
@@ -175,6 +176,8 @@ pub struct Scoring {
     drift: Arc<drift::DriftCounts>,
     /// The writer of the challenger-in-shadow's scores, once started.
     shadow_scores: Option<shadow::ShadowSender>,
+    /// Each asset's past, read from its stored samples once an hour.
+    pasts: Arc<context_cache::ContextCache>,
     counters: Arc<Counters>,
 }
 
@@ -229,6 +232,7 @@ impl Scoring {
             streaks: None,
             drift: Arc::default(),
             shadow_scores: None,
+            pasts: Arc::default(),
             counters,
         }
     }
@@ -312,13 +316,24 @@ impl Scoring {
         if let Some(class) = &window.class {
             self.check_class(class).await?;
         }
+        check_name("asset", &window.asset)?;
+        let past = self
+            .past_by_name(model.as_deref(), &window.asset, window_end.timestamp())
+            .await?;
         let mut answer = self.evaluate(
             model.as_deref(),
             window.asset.clone(),
             window.class.as_deref(),
             &window.values,
+            past.as_deref(),
         )?;
-        self.score_in_shadow(&answer, window.class.as_deref(), &window.values, window_end);
+        self.score_in_shadow(
+            &answer,
+            window.class.as_deref(),
+            &window.values,
+            past.as_deref(),
+            window_end,
+        );
         self.record(&mut answer, window_end).await?;
         Ok(answer)
     }
@@ -326,23 +341,27 @@ impl Scoring {
     /// Scores many windows with one model version, storing nothing; a bad window fails alone.
     pub async fn score_many(&self, windows: &[Window]) -> Vec<Result<ScoreAnswer, ScoringError>> {
         let model = self.model.current();
+        let now = Utc::now().timestamp();
         let mut answers = Vec::with_capacity(windows.len());
         for w in windows {
             // Each window is CPU work without a wait: let the runtime's other tasks (and
             // this request's timeout) in between.
             tokio::task::yield_now().await;
-            let answer = match &w.class {
-                Some(c) => self.check_class(c).await,
-                None => Ok(()),
-            }
-            .and_then(|()| {
+            let answer = async {
+                if let Some(c) = &w.class {
+                    self.check_class(c).await?;
+                }
+                check_name("asset", &w.asset)?;
+                let past = self.past_by_name(model.as_deref(), &w.asset, now).await?;
                 self.evaluate(
                     model.as_deref(),
                     w.asset.clone(),
                     w.class.as_deref(),
                     &w.values,
+                    past.as_deref(),
                 )
-            });
+            }
+            .await;
             answers.push(answer);
         }
         answers
@@ -366,25 +385,28 @@ impl Scoring {
         asset: String,
         class: Option<&str>,
         window: &BTreeMap<String, Vec<f64>>,
+        past: Option<&BTreeMap<String, crate::features::Context>>,
     ) -> Result<ScoreAnswer, ScoringError> {
         check_name("asset", &asset)?;
         let settings = &self.settings.scoring;
         let history = settings.cold_start_history;
         // The trained model's score, or else the cold-start detector's (computed once).
         let scored = match model {
-            Some(model) => match model
-                .bundle
-                .score(&asset, class, window, settings.top_drivers)
-            {
-                Ok(score) => Ok((model, score)),
-                Err(WindowError::NothingUsable(reason)) => {
-                    match cold_start(window, |_| true, history) {
-                        Some(cold) => Err(cold),
-                        None => return Err(WindowError::NothingUsable(reason).into()),
+            Some(model) => {
+                match model
+                    .bundle
+                    .score(&asset, class, window, past, settings.top_drivers)
+                {
+                    Ok(score) => Ok((model, score)),
+                    Err(WindowError::NothingUsable(reason)) => {
+                        match cold_start(window, |_| true, history) {
+                            Some(cold) => Err(cold),
+                            None => return Err(WindowError::NothingUsable(reason).into()),
+                        }
                     }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            },
+            }
             None => Err(cold_start(window, |_| true, history).ok_or_else(|| {
                 ScoringError::invalid(
                     "window",
@@ -607,56 +629,21 @@ impl Scoring {
             None => Some(self.settings.features.clone()),
         };
         let step = schema.step_secs;
-        let lookback = schema.max_fill.max(1) as i64 * step;
         let grid_span = (schema.window + schema.max_fill) as i64 * step;
-        let reach = inputs.as_ref().map_or(0, |i| {
-            crate::features::derive::rate_range(i, step).max(lookback)
-        });
-        let query = crate::store::samples::SampleQuery {
-            asset_id: asset.asset_id,
-            metric: None,
-            family: None,
-            from: latest - chrono::Duration::seconds(grid_span + reach),
-            to: latest + chrono::Duration::microseconds(1),
-            step_secs: None,
-            aggregate: crate::store::samples::Aggregate::Last,
-            max_points: 1_000_000,
-        };
-        let stored = self.store.read_samples(&query).await?;
         let end = latest.timestamp().div_euclid(step) * step;
-        let stored = stored.into_iter().map(|s| {
-            let ts = s
-                .ts_micros
-                .iter()
-                .map(|t| t.div_euclid(1_000_000))
-                .collect();
-            let history = crate::vocab::MetricHistory {
-                ts,
-                values: s.values,
-            };
-            (s.metric, history)
-        });
-        let series: Vec<(String, crate::vocab::MetricHistory)> = match &inputs {
-            None => stored.collect(),
-            Some(inputs) => {
-                let stored: Vec<(crate::vocab::SeriesKey, crate::vocab::MetricHistory)> = stored
-                    .map(|(name, h)| {
-                        let key = crate::vocab::SeriesKey::parse(&name)
-                            .unwrap_or_else(|_| crate::vocab::SeriesKey::plain(&name));
-                        (key, h)
-                    })
-                    .collect();
-                let refs: Vec<_> = stored.iter().map(|(k, h)| (k, h)).collect();
-                let grid = crate::features::derive::Grid {
-                    start: end - grid_span,
-                    end,
-                    step,
-                    lookback,
-                };
-                crate::features::derive::derive(inputs, &refs, &grid)
-                    .into_iter()
-                    .collect()
-            }
+        let series = self
+            .stored_series(
+                asset.asset_id,
+                inputs.as_ref(),
+                (end - grid_span, end),
+                step,
+                schema.max_fill,
+                latest + chrono::Duration::microseconds(1),
+            )
+            .await?;
+        let past = match &model {
+            Some(m) => self.past(m, asset.asset_id, &asset.name, end).await?,
+            None => None,
         };
         let mut window = BTreeMap::new();
         for (metric, history) in series {
@@ -676,11 +663,144 @@ impl Scoring {
                 window.insert(metric, values);
             }
         }
-        let mut answer = self.evaluate(model.as_deref(), name, Some(&asset.class), &window)?;
+        let mut answer = self.evaluate(
+            model.as_deref(),
+            name,
+            Some(&asset.class),
+            &window,
+            past.as_deref(),
+        )?;
         let window_end = DateTime::from_timestamp(end, 0).unwrap_or(latest);
-        self.score_in_shadow(&answer, Some(&asset.class), &window, window_end);
+        self.score_in_shadow(
+            &answer,
+            Some(&asset.class),
+            &window,
+            past.as_deref(),
+            window_end,
+        );
         self.record(&mut answer, window_end).await?;
         Ok(answer)
+    }
+
+    /// An asset's series on the grid `grid` = (first, last point) of step `step`: as `inputs`
+    /// derive them ([`crate::features::derive::derive`]), or as stored without inputs. Samples
+    /// are read from as far before the grid as a rate or a carried-forward value reaches, to
+    /// `to` (exclusive).
+    async fn stored_series(
+        &self,
+        asset_id: i64,
+        inputs: Option<&crate::vocab::ModelInputs>,
+        grid: (i64, i64),
+        step: i64,
+        max_fill: usize,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, crate::vocab::MetricHistory)>, ScoringError> {
+        let lookback = max_fill.max(1) as i64 * step;
+        let reach = inputs.map_or(lookback, |i| {
+            crate::features::derive::rate_range(i, step).max(lookback)
+        });
+        let from = DateTime::from_timestamp(grid.0 - reach, 0).unwrap_or_default();
+        let query = crate::store::samples::SampleQuery {
+            asset_id,
+            metric: None,
+            family: None,
+            from,
+            to,
+            step_secs: None,
+            aggregate: crate::store::samples::Aggregate::Last,
+            max_points: 1_000_000,
+        };
+        let stored = self.store.read_samples(&query).await?;
+        let stored = stored.into_iter().map(|s| {
+            let ts = s
+                .ts_micros
+                .iter()
+                .map(|t| t.div_euclid(1_000_000))
+                .collect();
+            let history = crate::vocab::MetricHistory {
+                ts,
+                values: s.values,
+            };
+            (s.metric, history)
+        });
+        Ok(match inputs {
+            None => stored.collect(),
+            Some(inputs) => {
+                let stored: Vec<(crate::vocab::SeriesKey, crate::vocab::MetricHistory)> = stored
+                    .map(|(name, h)| {
+                        let key = crate::vocab::SeriesKey::parse(&name)
+                            .unwrap_or_else(|_| crate::vocab::SeriesKey::plain(&name));
+                        (key, h)
+                    })
+                    .collect();
+                let refs: Vec<_> = stored.iter().map(|(k, h)| (k, h)).collect();
+                let grid = crate::features::derive::Grid {
+                    start: grid.0,
+                    end: grid.1,
+                    step,
+                    lookback,
+                };
+                crate::features::derive::derive(inputs, &refs, &grid)
+                    .into_iter()
+                    .collect()
+            }
+        })
+    }
+
+    /// The past of asset `name` that a window of `model` ending at `end` (Unix seconds) is
+    /// compared with, from its stored samples: `None` without a model, for an asset not
+    /// stored, or without samples in the day before the window's hour.
+    async fn past_by_name(
+        &self,
+        model: Option<&ActiveModel>,
+        name: &str,
+        end: i64,
+    ) -> Result<context_cache::Past, ScoringError> {
+        let Some(model) = model else {
+            return Ok(None);
+        };
+        let block = context_cache::window_block(&model.bundle.schema, end);
+        if let Some(past) = self.pasts.get(name, model.model_id, block) {
+            return Ok(past);
+        }
+        match self.store.asset_by_name(name).await {
+            Ok(asset) => self.past(model, asset.asset_id, name, end).await,
+            Err(crate::store::Error::NotFound(_)) => {
+                self.pasts.put(name, model.model_id, block, None);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Scoring::past_by_name`] for a stored asset, read once per asset and hour.
+    async fn past(
+        &self,
+        model: &ActiveModel,
+        asset_id: i64,
+        name: &str,
+        end: i64,
+    ) -> Result<context_cache::Past, ScoringError> {
+        let schema = &model.bundle.schema;
+        let block = context_cache::window_block(schema, end);
+        if let Some(past) = self.pasts.get(name, model.model_id, block) {
+            return Ok(past);
+        }
+        let grid = context_cache::past_read_grid(block, schema.step_secs, schema.max_fill);
+        let to = DateTime::from_timestamp(grid.1 + 1, 0).unwrap_or_default();
+        let series = self
+            .stored_series(
+                asset_id,
+                schema.inputs.as_ref(),
+                grid,
+                schema.step_secs,
+                schema.max_fill,
+                to,
+            )
+            .await?;
+        let past = context_cache::past_of(&series, block, schema);
+        self.pasts.put(name, model.model_id, block, past.clone());
+        Ok(past)
     }
 
     /// The re-scoring callback the action runner verifies healing with: an asset's latest

@@ -46,12 +46,13 @@ impl super::Scoring {
         answer: &super::ScoreAnswer,
         class: Option<&str>,
         window: &BTreeMap<String, Vec<f64>>,
+        past: Option<&BTreeMap<String, crate::features::Context>>,
         window_end: DateTime<Utc>,
     ) {
         let (Some(writer), Some(shadow)) = (&self.shadow_scores, self.model().shadow()) else {
             return;
         };
-        let Ok(score) = shadow.bundle.score(&answer.asset, class, window, 0) else {
+        let Ok(score) = shadow.bundle.score(&answer.asset, class, window, past, 0) else {
             return;
         };
         let champion_id = match answer.model {

@@ -614,3 +614,45 @@ async fn metrics_count_scores_alerts_samples_and_show_the_model() {
         "a repeat stores nothing"
     );
 }
+
+#[tokio::test]
+async fn each_window_is_compared_with_the_past_it_has_and_the_answer_says_which() {
+    let app = app_with_model(|_| {}).await;
+    let with_asset = |asset: &str| {
+        let mut body = window(550);
+        body["asset"] = json!(asset);
+        body
+    };
+    // A training asset with nothing stored: the past its training saw last.
+    let answer = app.post_value("/v1/score", &with_asset("asset-0")).await;
+    assert_eq!(answer["context"], "training", "{answer}");
+    // An asset nobody has seen: no past, scored on the window's own shape.
+    let answer = app.post_value("/v1/score", &with_asset("nobody")).await;
+    assert_eq!(answer["context"], "none", "{answer}");
+    assert_eq!(answer["model"]["kind"], "trained");
+
+    // Five hours of asset-0's calm minutes stored for a new asset, up to now.
+    let data = synthetic(4, 3, 7);
+    let now = chrono::Utc::now().timestamp().div_euclid(60) * 60;
+    let mut series = Vec::new();
+    for (name, history) in data.metrics.iter().zip(&data.histories[0].metrics) {
+        let values = &history.as_ref().unwrap().values[300..600];
+        let timestamps: Vec<i64> = (0..values.len() as i64)
+            .map(|k| now - (values.len() as i64 - 1 - k) * 60)
+            .collect();
+        series.push(
+            json!({ "asset": "fresh", "metric": name, "timestamps": timestamps, "values": values }),
+        );
+    }
+    let stored = app
+        .post_json("/v1/samples", &json!({ "series": series }))
+        .await;
+    assert!(stored.status().is_success(), "{}", stored.status());
+    let answer = app.post_value("/v1/score", &with_asset("fresh")).await;
+    assert_eq!(answer["context"], "live", "{answer}");
+    let stored = app.get_value("/v1/assets/fresh/score").await;
+    assert_eq!(stored["context"], "live", "{stored}");
+    assert_eq!(stored["model"]["kind"], "trained");
+    // Compared with its own calm past, a calm window of the same asset stays calm.
+    assert!(stored["probability"].as_f64().unwrap() < 0.5, "{stored}");
+}
