@@ -695,6 +695,10 @@ pub struct TrainingSettings {
     pub shadow_secs: i64,
     /// How often a serving replica looks for shadow periods that have ended. Default 30.
     pub shadow_check_secs: u64,
+    /// Whether absolute levels (each metric's window mean, std, min, max, last, slope) enter
+    /// the models besides the comparisons with each asset's own past. Default false: a fleet
+    /// whose assets run at different levels generalizes better without them.
+    pub levels: bool,
 }
 
 impl Default for TrainingSettings {
@@ -718,6 +722,7 @@ impl Default for TrainingSettings {
             schedule: "0 0 2 * * *".to_owned(),
             shadow_secs: 0,
             shadow_check_secs: 30,
+            levels: false,
         }
     }
 }

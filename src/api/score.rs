@@ -34,13 +34,20 @@ pub struct ScoreRequest {
 }
 
 impl ScoreRequest {
-    /// The window to score.
-    fn into_window(self) -> Window {
-        Window {
+    /// The window to score, dated by its last timestamp when given.
+    fn into_window(self) -> Result<Window, ApiError> {
+        let end = self
+            .timestamps
+            .as_ref()
+            .and_then(|t| t.last())
+            .map(|t| t.required("timestamps"))
+            .transpose()?;
+        Ok(Window {
             asset: self.asset,
             class: self.asset_class,
             values: self.window.into_iter().map(|(k, v)| (k, v.0)).collect(),
-        }
+            end,
+        })
     }
 
     /// Parses a body with the error mapping of [`ApiJson`](super::input::ApiJson); the usual
@@ -129,14 +136,8 @@ pub async fn score(
     State(state): State<AppState>,
     ScoreBody(request): ScoreBody,
 ) -> Result<Json<ScoreAnswer>, ApiError> {
-    let window_end = request
-        .timestamps
-        .as_ref()
-        .and_then(|t| t.last())
-        .map(|t| t.required("timestamps"))
-        .transpose()?
-        .unwrap_or_else(chrono::Utc::now);
-    let window = request.into_window();
+    let window = request.into_window()?;
+    let window_end = window.end.unwrap_or_else(chrono::Utc::now);
     Ok(Json(state.scoring.score(&window, window_end).await?))
 }
 
@@ -151,21 +152,31 @@ pub async fn score_batch(
             format!("at most {MAX_BATCH_WINDOWS} windows per batch"),
         ));
     }
-    let windows: Vec<Window> = request
-        .windows
+    // A window whose timestamps do not parse fails alone, as any other bad window.
+    let mut items: Vec<Option<BatchItem>> = Vec::with_capacity(request.windows.len());
+    let mut windows = Vec::with_capacity(request.windows.len());
+    for window in request.windows {
+        match window.into_window() {
+            Ok(window) => {
+                windows.push(window);
+                items.push(None);
+            }
+            Err(e) => items.push(Some(BatchItem::Failed { error: e.body() })),
+        }
+    }
+    let mut scored = state.scoring.score_many(&windows).await.into_iter();
+    // score_many answers every window given, in order: each gap takes the next answer.
+    let scores = items
         .into_iter()
-        .map(ScoreRequest::into_window)
-        .collect();
-    let scores = state
-        .scoring
-        .score_many(&windows)
-        .await
-        .into_iter()
-        .map(|answer| match answer {
-            Ok(answer) => BatchItem::Scored(Box::new(answer)),
-            Err(e) => BatchItem::Failed {
-                error: ApiError::from(e).body(),
-            },
+        .filter_map(|item| {
+            item.or_else(|| {
+                scored.next().map(|answer| match answer {
+                    Ok(answer) => BatchItem::Scored(Box::new(answer)),
+                    Err(e) => BatchItem::Failed {
+                        error: ApiError::from(e).body(),
+                    },
+                })
+            })
         })
         .collect();
     Ok(Json(BatchAnswer { scores }))

@@ -10,7 +10,7 @@
 //! Each metric's window is compared with the asset's own past ([`context::Context`]: the
 //! metric over the day before the window's hour), never with other assets: per metric the
 //! features are [`RELATIVE_STATS`]: the window's last value, mean, min and max as z-scores
-//! against that past (its standard deviation floored at 1% of its level, z clamped at
+//! against that past (its standard deviation floored at 0.01% of its level, z clamped at
 //! ±[`Z_CLAMP`]); the trend over the whole window and over its last third, as the change
 //! over a window's length in the same units; the log of the window's spread over the past's;
 //! the shift of the window's mean from the last hour's mean (a level that moved within the
@@ -69,7 +69,7 @@ pub const RELATIVE_STATS: &[&str] = LEVEL_STATS.split_at(LEVELS).1;
 pub const Z_CLAMP: f64 = 20.0;
 
 /// A standard deviation used as a divisor is at least this share of the level...
-const REL_FLOOR: f64 = 0.01;
+const REL_FLOOR: f64 = 1e-4;
 /// ...and at least this.
 const ABS_FLOOR: f64 = 1e-6;
 /// The spread's log ratio adds this share of the past's deviation to both sides, so that a

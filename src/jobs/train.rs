@@ -292,6 +292,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         settings.max_fill,
     );
     schema.inputs = inputs;
+    schema.levels = settings.levels;
     on_stage("features");
     let started = Instant::now();
     let params = dataset_params(settings);

@@ -158,6 +158,9 @@ pub struct Window {
     pub class: Option<String>,
     /// Values per metric on the model's grid, oldest first.
     pub values: BTreeMap<String, Vec<f64>>,
+    /// The window's end, when the request dated it: the past it is compared with is the
+    /// day before it (else before now).
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// The scoring service. Cloning it is cheap (shared parts); the clone that
@@ -341,7 +344,7 @@ impl Scoring {
     /// Scores many windows with one model version, storing nothing; a bad window fails alone.
     pub async fn score_many(&self, windows: &[Window]) -> Vec<Result<ScoreAnswer, ScoringError>> {
         let model = self.model.current();
-        let now = Utc::now().timestamp();
+        let now = Utc::now();
         let mut answers = Vec::with_capacity(windows.len());
         for w in windows {
             // Each window is CPU work without a wait: let the runtime's other tasks (and
@@ -352,7 +355,8 @@ impl Scoring {
                     self.check_class(c).await?;
                 }
                 check_name("asset", &w.asset)?;
-                let past = self.past_by_name(model.as_deref(), &w.asset, now).await?;
+                let end = w.end.unwrap_or(now).timestamp();
+                let past = self.past_by_name(model.as_deref(), &w.asset, end).await?;
                 self.evaluate(
                     model.as_deref(),
                     w.asset.clone(),

@@ -653,6 +653,24 @@ async fn each_window_is_compared_with_the_past_it_has_and_the_answer_says_which(
     let stored = app.get_value("/v1/assets/fresh/score").await;
     assert_eq!(stored["context"], "live", "{stored}");
     assert_eq!(stored["model"]["kind"], "trained");
+    // In a batch, each window's timestamps date the past it is compared with: a day ago,
+    // nothing was stored yet; a bad time fails that window alone.
+    let mut dated = with_asset("fresh");
+    dated["timestamps"] = json!([now - 86_400]);
+    let mut bad = with_asset("fresh");
+    bad["timestamps"] = json!(["yesterday"]);
+    let batch = app
+        .post_value(
+            "/v1/score/batch",
+            &json!({ "windows": [with_asset("fresh"), dated, bad] }),
+        )
+        .await;
+    assert_eq!(batch["scores"][0]["context"], "live", "{batch}");
+    assert_eq!(batch["scores"][1]["context"], "none", "{batch}");
+    assert_eq!(
+        batch["scores"][2]["error"]["code"], "invalid_value",
+        "{batch}"
+    );
     // Compared with its own calm past, a calm window of the same asset stays calm.
     assert!(stored["probability"].as_f64().unwrap() < 0.5, "{stored}");
 }

@@ -1,0 +1,235 @@
+"""Scores a generated fleet's test period with Vigil (through its HTTP API) and with the
+reference of #27 (per metric: z-scores of the window's last, mean, min and max against the
+asset's own 24 hours before the window, the slope in those units, the log of the window's
+spread over the day's, a presence flag; then an L2 logistic regression fitted on the
+training period), on the same windows, and prints both.
+
+  python evaluate.py split --data DIR --test-days 3      # writes DIR/train_*.csv, test_*.csv
+  python evaluate.py score --data DIR --url http://127.0.0.1:PORT --test-days 3
+
+Windows: 60 one-minute grid points (each point the last sample at or before it, carried at
+most 10 points, as Vigil puts samples on its grid), ending every 5 minutes. A window is
+positive when a failure of its asset starts within 30 minutes after its end; windows that
+overlap a failure are left out. Test windows end after the cut and at least a horizon
+before the data's end; the reference trains on windows ending before the cut minus a
+horizon. A failure is predictable when its kind has a precursor (all but `sudden`); it is
+caught when a window ending within the horizon before it alerts (Vigil: at the threshold its
+answer names; the reference: at its best-F1 threshold on the test windows, which flatters
+it), and its lead is from the first alerting window in the two hours before it.
+"""
+
+import argparse
+import json
+import sys
+import urllib.request
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+STEP, WINDOW, MAX_FILL, HORIZON, STRIDE = 60, 60, 10, 1800, 5
+DAY_POINTS = 1440
+
+
+def load(data):
+    m = pd.read_csv(f"{data}/metrics.csv")
+    inc = pd.read_csv(f"{data}/incidents.csv")
+    assets = pd.read_csv(f"{data}/assets.csv")
+    return m, inc, assets
+
+
+def split(args):
+    m, inc, _ = load(args.data)
+    end = int(m.ts.max())
+    cut = end - args.test_days * 86400
+    m[m.ts < cut].to_csv(f"{args.data}/train_metrics.csv", index=False)
+    m[m.ts >= cut].to_csv(f"{args.data}/test_metrics.csv", index=False)
+    inc[inc.started_at < cut].to_csv(f"{args.data}/train_incidents.csv", index=False)
+    print(json.dumps({"cut": cut, "train_rows": int((m.ts < cut).sum()), "test_rows": int((m.ts >= cut).sum())}))
+
+
+def grids(m):
+    """Per asset: (start, {metric: values on the minute grid, NaN where unfilled})."""
+    out = {}
+    for asset, g in m.groupby("asset"):
+        t0 = (int(g.ts.min()) + STEP - 1) // STEP * STEP
+        t1 = int(g.ts.max()) // STEP * STEP
+        points = t0 + STEP * np.arange((t1 - t0) // STEP + 1)
+        per = {}
+        for metric, s in g.groupby("metric"):
+            s = s.sort_values("ts")
+            ts, v = s.ts.to_numpy(), s.value.to_numpy(dtype=float)
+            i = np.searchsorted(ts, points, side="right") - 1
+            ok = (i >= 0) & (points - ts[np.maximum(i, 0)] <= MAX_FILL * STEP)
+            per[metric] = np.where(ok, v[np.maximum(i, 0)], np.nan)
+        out[asset] = (t0, per)
+    return out
+
+
+def windows(grid, inc, lo, hi):
+    """(asset, end, last point, label) of windows ending every STRIDE minutes in [lo, hi]."""
+    rows = []
+    for asset, (t0, per) in grid.items():
+        n = len(next(iter(per.values())))
+        fails = inc[inc.asset == asset][["started_at", "resolved_at"]].to_numpy()
+        for k in range(WINDOW - 1, n, STRIDE):
+            end = t0 + k * STEP
+            if end < lo or end > hi:
+                continue
+            start = end - (WINDOW - 1) * STEP
+            if any(s <= end and r >= start for s, r in fails):
+                continue
+            y = any(end < s <= end + HORIZON for s, _ in fails)
+            rows.append((asset, end, k, y))
+    return rows
+
+
+def reference_features(grid, rows, metrics):
+    x = np.zeros((len(rows), len(metrics) * 8))
+    # Rolling day sums per asset and metric, over finite points.
+    sums = {}
+    for asset, (_, per) in grid.items():
+        for metric, v in per.items():
+            f = np.isfinite(v)
+            z = np.where(f, v, 0.0)
+            sums[(asset, metric)] = (
+                np.concatenate([[0], np.cumsum(f)]),
+                np.concatenate([[0], np.cumsum(z)]),
+                np.concatenate([[0], np.cumsum(z * z)]),
+            )
+    t = np.arange(WINDOW) - (WINDOW - 1) / 2
+    for r, (asset, _, k, _) in enumerate(rows):
+        per = grid[asset][1]
+        first = k - WINDOW + 1
+        for j, metric in enumerate(metrics):
+            v = per.get(metric)
+            if v is None:
+                continue
+            w = v[first : k + 1]
+            if not np.isfinite(w).all():
+                continue
+            c, s1, s2 = sums[(asset, metric)]
+            a, b = max(0, first - DAY_POINTS), first
+            n = c[b] - c[a]
+            if n < 60:
+                continue
+            mean = (s1[b] - s1[a]) / n
+            sd = max(np.sqrt(max((s2[b] - s2[a]) / n - mean * mean, 0.0)), 1e-6 + 1e-3 * abs(mean))
+            slope = float(np.dot(t, w - w.mean()) / np.dot(t, t))
+            x[r, j * 8 : j * 8 + 8] = [
+                (w[-1] - mean) / sd,
+                (w.mean() - mean) / sd,
+                (w.min() - mean) / sd,
+                (w.max() - mean) / sd,
+                slope * WINDOW / sd,
+                np.log((w.std() + 1e-9) / sd),
+                1.0,
+                0.0,
+            ]
+    return np.clip(x, -50, 50)
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return json.loads(r.read())
+
+
+def vigil_scores(url, grid, rows):
+    probs, thresholds, contexts = np.full(len(rows), np.nan), np.full(len(rows), np.nan), {}
+    for i in range(0, len(rows), 500):
+        chunk = rows[i : i + 500]
+        body = []
+        for asset, end, k, _ in chunk:
+            per = grid[asset][1]
+            window = {}
+            for metric, v in per.items():
+                w = v[k - WINDOW + 1 : k + 1]
+                if np.isfinite(w).all():
+                    window[metric] = [float(x) for x in w]
+            body.append({"asset": asset, "window": window, "timestamps": [int(end)]})
+        answer = post(f"{url}/v1/score/batch", {"windows": body})
+        for j, item in enumerate(answer["scores"]):
+            if "probability" in item:
+                probs[i + j] = item["probability"]
+                thresholds[i + j] = item["threshold"]
+                contexts[item.get("context")] = contexts.get(item.get("context"), 0) + 1
+    return probs, thresholds, contexts
+
+
+def caught(rows, scores, threshold, inc):
+    """Share of predictable test failures caught, and the median lead in minutes."""
+    by_asset = {}
+    for (asset, end, _, _), p in zip(rows, scores):
+        by_asset.setdefault(asset, []).append((end, p))
+    hits, leads, total = 0, [], 0
+    lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
+    for f in inc.itertuples():
+        if f.kind == "sudden" or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
+            continue
+        total += 1
+        th = threshold if np.isscalar(threshold) else threshold.get(f.asset, 0.5)
+        ends = [(e, p) for e, p in by_asset.get(f.asset, []) if f.started_at - 7200 <= e < f.started_at]
+        if any(p >= th for e, p in ends if e >= f.started_at - HORIZON):
+            hits += 1
+            first = min(e for e, p in ends if p >= th)
+            leads.append((f.started_at - first) / 60)
+    return hits / max(total, 1), float(np.median(leads)) if leads else 0.0, total
+
+
+def measures(y, p):
+    keep = np.isfinite(p)
+    return float(roc_auc_score(y[keep], p[keep])), float(average_precision_score(y[keep], p[keep])), int(keep.sum())
+
+
+def score(args):
+    m, inc, assets = load(args.data)
+    end = int(m.ts.max())
+    cut = end - args.test_days * 86400
+    grid = grids(m)
+    metrics = sorted(m.metric.unique())
+    test = windows(grid, inc, cut + WINDOW * STEP, end - HORIZON)
+    train = windows(grid, inc, 0, cut - HORIZON)
+    y_test = np.array([r[3] for r in test])
+    y_train = np.array([r[3] for r in train])
+    print(json.dumps({"train_windows": len(train), "train_positives": int(y_train.sum()),
+                      "test_windows": len(test), "test_positives": int(y_test.sum())}), file=sys.stderr)
+
+    xs = StandardScaler().fit(reference_features(grid, train, metrics))
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(xs.transform(reference_features(grid, train, metrics)), y_train)
+    p_ref = lr.predict_proba(xs.transform(reference_features(grid, test, metrics)))[:, 1]
+    prec, rec, th = precision_recall_curve(y_test, p_ref)
+    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+    ref_th = float(th[np.argmax(f1[:-1])]) if len(th) else 0.5
+    auc, ap, n = measures(y_test, p_ref)
+    share, lead, total = caught(test, p_ref, ref_th, inc)
+    print(json.dumps({"method": "reference", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                      "caught": round(share, 3), "median_lead_min": lead, "failures": total,
+                      "threshold": "best F1 on the test windows"}))
+
+    p_vigil, thresholds, contexts = vigil_scores(args.url, grid, test)
+    auc, ap, n = measures(y_test, p_vigil)
+    per_asset = {}
+    for (asset, *_), t in zip(test, thresholds):
+        if np.isfinite(t):
+            per_asset[asset] = t
+    share, lead, total = caught(test, np.nan_to_num(p_vigil), per_asset, inc)
+    print(json.dumps({"method": "vigil", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                      "caught": round(share, 3), "median_lead_min": lead, "failures": total,
+                      "threshold": "its own", "contexts": contexts}))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["split", "score"])
+    p.add_argument("--data", required=True)
+    p.add_argument("--url")
+    p.add_argument("--test-days", type=float, default=3)
+    a = p.parse_args()
+    split(a) if a.command == "split" else score(a)
+
+
+if __name__ == "__main__":
+    main()

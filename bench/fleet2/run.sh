@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Vigil against the reference of #27 on the second fleet generator (bench/fleet2/generate.py),
+# through the product path: `vigil import` of the training period's samples and incidents,
+# asset classes set over the API, `vigil train` from the database, the test period's samples
+# imported, then every test window through `POST /v1/score/batch` (each dated, so each is
+# compared with the asset's stored past); the reference (evaluate.py) is fitted on the same
+# training period and scored on the same windows. Prints one JSON line per method and seed.
+#
+#   PY=/path/to/python SEEDS="2 3" bench/fleet2/run.sh
+# PY needs numpy, pandas and scikit-learn (the seed-baseline's .venv has them). Seed 1 is
+# the one to tune on; report the others. BASE_URL is a PostgreSQL server where a scratch
+# database may be created (default postgres://postgres@127.0.0.1:5432).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${PY:?set PY to a python with numpy, pandas and scikit-learn}"
+SEEDS=${SEEDS:-"2 3"}
+BASE_URL=${BASE_URL:-postgres://postgres@127.0.0.1:5432}
+ASSETS=${ASSETS:-40}
+DAYS=${DAYS:-10}
+cargo build --release --quiet --bin vigil
+vigil=$PWD/target/release/vigil
+work=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for seed in $SEEDS; do
+    data=$work/fleet-$seed
+    db=vigil_fleet2_${seed}_$$
+    "$PY" bench/fleet2/generate.py --seed "$seed" --assets "$ASSETS" --days "$DAYS" --out "$data"
+    "$PY" bench/fleet2/evaluate.py split --data "$data" >&2
+    psql -q "$BASE_URL/postgres" -c "create database $db" >/dev/null
+    export DATABASE_URL=$BASE_URL/$db
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    VIGIL_TRAINING__HISTORY_DAYS=60 "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$work/dir-$seed" \
+        > "$work/serve-$seed.log" 2>&1 &
+    server=$!
+    until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.5; done
+    "$vigil" import --data-dir "$work/dir-$seed" "$data/train_metrics.csv" --incidents "$data/train_incidents.csv" >&2
+    tail -n +2 "$data/assets.csv" | while IFS=, read -r asset class; do
+        curl -fs -X PUT -H 'content-type: application/json' -d "{\"class\": \"$class\"}" \
+            "http://127.0.0.1:$port/v1/assets/$asset" >/dev/null
+    done
+    "$vigil" train --data-dir "$work/dir-$seed" | grep -E '^(validation|held|total|failure model|model)' >&2 || true
+    "$vigil" import --data-dir "$work/dir-$seed" "$data/test_metrics.csv" >&2
+    "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
+        | sed "s/^{/{\"seed\": $seed, /"
+    kill "$server"; wait "$server" 2>/dev/null || true; server=
+    psql -q "$BASE_URL/postgres" -c "drop database $db" >/dev/null
+done
