@@ -75,6 +75,7 @@ fn baselines(cycles: &[Vec<f64>], n_sensors: usize) -> Vec<Option<Context>> {
                 mean: stats.mean,
                 std: (stats.m2 / f64::from(stats.n)).sqrt(),
                 recent_mean: None,
+                week: None,
             })
         })
         .collect()

@@ -1,7 +1,9 @@
 //! An asset's own recent past, which each window is compared with: the metric's mean and
-//! standard deviation over the [`CONTEXT_BLOCKS`] hours before the window's hour, and its mean
+//! standard deviation over the [`CONTEXT_BLOCKS`] hours before the window's hour, its mean
 //! over the last of those hours (so that a level that moved recently shows apart from one that
-//! has held for a day).
+//! has held for a day), and its mean and standard deviation over the [`WEEK_DAYS`] whole days
+//! before the window's day (a level that crept up over a day, which the day's own past has
+//! absorbed, still shows against the week).
 //!
 //! The past is cut in whole hours ([`BLOCK_SECS`], aligned to the Unix epoch): a window whose
 //! first grid point falls in hour `b` is compared with the grid points of hours `b - 24 ..
@@ -22,6 +24,12 @@ pub const BLOCK_SECS: i64 = 3600;
 
 /// Blocks of the past a window is compared with (24 hours).
 pub const CONTEXT_BLOCKS: i64 = 24;
+
+/// Length of one day, the block of the longer past.
+pub const DAY_SECS: i64 = 86_400;
+
+/// Days of the longer past.
+pub const WEEK_DAYS: i64 = 7;
 
 /// Count, mean and sum of squared deviations of the finite grid values of one block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +70,23 @@ impl BlockStats {
     }
 }
 
+/// Mean and population standard deviation of a stretch of the past.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Spread {
+    /// The spread of merged stats with at least `min` points.
+    fn of(stats: BlockStats, min: i64) -> Option<Spread> {
+        (i64::from(stats.n) >= min.max(2)).then(|| Spread {
+            mean: stats.mean,
+            std: (stats.m2 / f64::from(stats.n)).max(0.0).sqrt(),
+        })
+    }
+}
+
 /// What one metric's window is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Context {
@@ -71,6 +96,10 @@ pub struct Context {
     pub std: f64,
     /// Mean over the last hour before the window's hour, when it has points.
     pub recent_mean: Option<f64>,
+    /// The [`WEEK_DAYS`] whole days before the window's day, when they hold at least a day's
+    /// worth of points.
+    #[serde(default)]
+    pub week: Option<Spread>,
 }
 
 impl Context {
@@ -78,18 +107,21 @@ impl Context {
     /// oldest first (a block without data has `n = 0`); `None` with fewer than an hour's worth
     /// of grid points of `step_secs`.
     pub fn from_blocks(blocks: &[BlockStats], step_secs: i64) -> Option<Context> {
-        let all = blocks
-            .iter()
-            .fold(BlockStats::default(), |acc, b| acc.merge(*b));
-        if i64::from(all.n) < min_points(step_secs) {
-            return None;
-        }
+        let all = merged(blocks);
+        let day = Spread::of(all, min_points(step_secs))?;
         Some(Context {
-            mean: all.mean,
-            std: (all.m2 / f64::from(all.n)).max(0.0).sqrt(),
+            mean: day.mean,
+            std: day.std,
             recent_mean: blocks.last().filter(|b| b.n > 0).map(|b| b.mean),
+            week: None,
         })
     }
+}
+
+fn merged(blocks: &[BlockStats]) -> BlockStats {
+    blocks
+        .iter()
+        .fold(BlockStats::default(), |acc, b| acc.merge(*b))
 }
 
 /// Fewest grid points a context needs: an hour's worth, and at least 2.
@@ -103,14 +135,20 @@ pub fn block_of(t: i64) -> i64 {
 }
 
 /// Per-block stats of one metric's grid (`values[k]` at `start + k * step_secs`, NaN where
-/// missing): the first block's number and each block's stats, in order.
-pub fn grid_blocks(start: i64, step_secs: i64, values: &[f64]) -> (i64, Vec<BlockStats>) {
-    let first = block_of(start);
+/// missing), in blocks of `block_secs` aligned to the epoch: the first block's number and each
+/// block's stats, in order.
+pub fn grid_blocks(
+    start: i64,
+    step_secs: i64,
+    values: &[f64],
+    block_secs: i64,
+) -> (i64, Vec<BlockStats>) {
+    let first = start.div_euclid(block_secs);
     let mut blocks = Vec::new();
     let mut k = 0;
     while k < values.len() {
-        let block = block_of(start + k as i64 * step_secs);
-        let block_end = (block + 1) * BLOCK_SECS;
+        let block = (start + k as i64 * step_secs).div_euclid(block_secs);
+        let block_end = (block + 1) * block_secs;
         // Grid points before the block's end.
         let end = (((block_end - start) + step_secs - 1) / step_secs).min(values.len() as i64);
         let end = end as usize;
@@ -130,42 +168,100 @@ pub fn context_at(
     step_secs: i64,
 ) -> Option<Context> {
     let mut past = [BlockStats::default(); CONTEXT_BLOCKS as usize];
+    fill(&mut past, first, blocks, block);
+    Context::from_blocks(&past, step_secs)
+}
+
+/// Fills `past` with the stats of the blocks just before `block` (oldest first), from
+/// stats that start at block `first`; blocks outside them stay empty.
+fn fill(past: &mut [BlockStats], first: i64, blocks: &[BlockStats], block: i64) {
+    let len = past.len() as i64;
     for (i, slot) in past.iter_mut().enumerate() {
-        let b = block - CONTEXT_BLOCKS + i as i64;
+        let b = block - len + i as i64;
         if b >= first
             && let Some(stats) = blocks.get((b - first) as usize)
         {
             *slot = *stats;
         }
     }
-    Context::from_blocks(&past, step_secs)
 }
 
-/// The first grid point of the past a window in block `block` is compared with, and the
-/// number of grid points up to the block's start.
-pub fn past_grid(block: i64, step_secs: i64) -> (i64, usize) {
-    let from = (block - CONTEXT_BLOCKS) * BLOCK_SECS;
+/// The longer past of a window whose first grid point falls in day `day`, from per-day stats
+/// that start at day `first` ([`grid_blocks`] with [`DAY_SECS`]): `None` with less than a
+/// day's worth of points.
+pub fn week_at(first: i64, days: &[BlockStats], day: i64, step_secs: i64) -> Option<Spread> {
+    let mut past = [BlockStats::default(); WEEK_DAYS as usize];
+    fill(&mut past, first, days, day);
+    Spread::of(merged(&past), DAY_SECS / step_secs.max(1))
+}
+
+/// The day a time (Unix seconds) falls in.
+pub fn day_of(t: i64) -> i64 {
+    t.div_euclid(DAY_SECS)
+}
+
+/// The grid points from `from` (Unix seconds, rounded up to the grid) to before `to`: the
+/// first one and how many.
+pub fn grid_between(from: i64, to: i64, step_secs: i64) -> (i64, usize) {
     let start = from.div_euclid(step_secs) * step_secs
         + if from.rem_euclid(step_secs) == 0 {
             0
         } else {
             step_secs
         };
-    let end = block * BLOCK_SECS;
-    let points = ((end - start) + step_secs - 1) / step_secs;
+    let points = ((to - start) + step_secs - 1) / step_secs;
     (start, points.max(0) as usize)
 }
 
-/// The context of a window whose first grid point falls in block `block`, from one metric's
-/// samples (`ts` ascending; they should reach `max_fill` steps before the past's start),
-/// put on the grid as training puts them ([`resample_grid`]).
+/// The grid of the day's past of a window in block `block`.
+pub fn past_grid(block: i64, step_secs: i64) -> (i64, usize) {
+    grid_between(
+        (block - CONTEXT_BLOCKS) * BLOCK_SECS,
+        block * BLOCK_SECS,
+        step_secs,
+    )
+}
+
+/// The grid of the week's past of a window in day `day`.
+pub fn week_grid(day: i64, step_secs: i64) -> (i64, usize) {
+    grid_between((day - WEEK_DAYS) * DAY_SECS, day * DAY_SECS, step_secs)
+}
+
+/// The day's past ([`Context`], without `week`) of a window whose first grid point falls in
+/// block `block`, from one metric's samples (`ts` ascending; they should reach `max_fill`
+/// steps before the past's start), put on the grid as training puts them ([`resample_grid`]).
 pub fn context_of_history(
     history: &MetricHistory,
     block: i64,
     step_secs: i64,
     max_fill: usize,
 ) -> Option<Context> {
-    let (start, points) = past_grid(block, step_secs);
+    let grid = past_grid(block, step_secs);
+    let (first, blocks) = history_blocks(history, grid, step_secs, max_fill, BLOCK_SECS);
+    context_at(first, &blocks, block, step_secs)
+}
+
+/// The week's past of a window whose first grid point falls in day `day`, from one metric's
+/// samples, as [`context_of_history`] reads them.
+pub fn week_of_history(
+    history: &MetricHistory,
+    day: i64,
+    step_secs: i64,
+    max_fill: usize,
+) -> Option<Spread> {
+    let grid = week_grid(day, step_secs);
+    let (first, days) = history_blocks(history, grid, step_secs, max_fill, DAY_SECS);
+    week_at(first, &days, day, step_secs)
+}
+
+/// [`grid_blocks`] of one metric's samples put on the grid `(start, points)`.
+fn history_blocks(
+    history: &MetricHistory,
+    (start, points): (i64, usize),
+    step_secs: i64,
+    max_fill: usize,
+    block_secs: i64,
+) -> (i64, Vec<BlockStats>) {
     let grid = resample_grid(
         &history.ts,
         &history.values,
@@ -174,8 +270,7 @@ pub fn context_of_history(
         step_secs,
         max_fill,
     );
-    let (first, blocks) = grid_blocks(start, step_secs, &grid);
-    context_at(first, &blocks, block, step_secs)
+    grid_blocks(start, step_secs, &grid, block_secs)
 }
 
 #[cfg(test)]
@@ -218,11 +313,19 @@ mod tests {
         // The same from one long grid, as training cuts it.
         let start = history.ts[0];
         let grid = resample_grid(&history.ts, &history.values, start, 48 * 60, step, 2);
-        let (first, blocks) = grid_blocks(start, step, &grid);
+        let (first, blocks) = grid_blocks(start, step, &grid, BLOCK_SECS);
         assert_eq!(blocks.len(), 48);
         assert_eq!(context_at(first, &blocks, block, step), Some(c));
         // Less than an hour of past is no context.
         assert_eq!(context_at(first, &blocks, first, step), None);
         assert!(context_at(first, &blocks, first + 1, step).is_some());
+        // The week: the whole days before the window's day, from the same samples or grid.
+        let day = day_of(block * BLOCK_SECS);
+        let week = week_of_history(&history, day, step, 2).unwrap();
+        let (first_day, days) = grid_blocks(start, step, &grid, DAY_SECS);
+        assert_eq!(week_at(first_day, &days, day, step), Some(week));
+        let points = grid[..((day * DAY_SECS - start) / step) as usize].to_vec();
+        let whole = BlockStats::of(&points);
+        assert!((week.mean - whole.mean).abs() < 1e-12);
     }
 }

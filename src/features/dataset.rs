@@ -25,7 +25,9 @@ use std::borrow::Borrow;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::context::{BlockStats, Context, block_of, context_at, grid_blocks};
+use super::context::{
+    BLOCK_SECS, BlockStats, Context, DAY_SECS, block_of, context_at, day_of, grid_blocks, week_at,
+};
 use super::{FeatureSchema, extract, resample_grid};
 
 pub use crate::vocab::MetricHistory;
@@ -181,7 +183,7 @@ impl Dataset {
                         &mut window,
                     );
                     let at = self.starts[asset] + first_point as i64 * self.schema.step_secs;
-                    self.contexts_into(asset, block_of(at), &mut contexts);
+                    self.contexts_into(asset, at, &mut contexts);
                     // Cannot fail: windows without a usable metric were left out.
                     let _ = extract(&self.schema, &window, &contexts, row);
                 }
@@ -189,15 +191,17 @@ impl Dataset {
         Array2::from_shape_vec((rows.len(), n_features), x).expect("rows have the schema's width")
     }
 
-    /// Asset `asset`'s past of each schema metric for a window starting in block `block`.
-    fn contexts_into(&self, asset: usize, block: i64, out: &mut Vec<Option<Context>>) {
+    /// Asset `asset`'s past of each schema metric for a window starting at `at` (Unix
+    /// seconds).
+    fn contexts_into(&self, asset: usize, at: i64, out: &mut Vec<Option<Context>>) {
         out.clear();
         let grids = &self.grids[asset];
+        let step = self.schema.step_secs;
         out.extend((0..self.schema.metrics.len()).map(|m| {
-            grids
-                .get(m)?
-                .as_ref()
-                .and_then(|g| context_at(g.first_block, &g.blocks, block, self.schema.step_secs))
+            let g = grids.get(m)?.as_ref()?;
+            let mut context = context_at(g.first_block, &g.blocks, block_of(at), step)?;
+            context.week = week_at(g.first_day, &g.days, day_of(at), step);
+            Some(context)
         }));
     }
 
@@ -214,7 +218,7 @@ impl Dataset {
                     .unwrap_or(0);
                 let after = self.starts[asset] + points as i64 * self.schema.step_secs;
                 let mut out = Vec::new();
-                self.contexts_into(asset, block_of(after), &mut out);
+                self.contexts_into(asset, after, &mut out);
                 out
             })
             .collect()
@@ -352,6 +356,8 @@ struct Grid {
     gaps: Vec<u32>,
     first_block: i64,
     blocks: Vec<BlockStats>,
+    first_day: i64,
+    days: Vec<BlockStats>,
 }
 
 impl Grid {
@@ -361,12 +367,15 @@ impl Grid {
         for v in &values {
             gaps.push(gaps[gaps.len() - 1] + u32::from(v.is_nan()));
         }
-        let (first_block, blocks) = grid_blocks(start, step_secs, &values);
+        let (first_block, blocks) = grid_blocks(start, step_secs, &values, BLOCK_SECS);
+        let (first_day, days) = grid_blocks(start, step_secs, &values, DAY_SECS);
         Self {
             values,
             gaps,
             first_block,
             blocks,
+            first_day,
+            days,
         }
     }
 }
@@ -741,34 +750,40 @@ mod tests {
         assert_eq!(data.features(&data.validation, &[]).nrows(), 0);
     }
 
-    #[test]
-    fn training_rows_equal_the_scoring_path_for_the_same_window() {
-        let schema = schema();
-        let history = history();
-        let data = build(&schema, std::slice::from_ref(&history), &[], &params());
-        let mut with_context = 0;
+    /// Checks that every window's row of `data` equals the row serving would compute from
+    /// `history`'s samples; returns how many windows had a day's past and a week's.
+    fn rows_equal_the_serving_path(
+        schema: &FeatureSchema,
+        history: &AssetHistory,
+        data: &Dataset,
+    ) -> (usize, usize) {
+        use crate::features::context::{context_of_history, week_of_history};
+        let (mut with_day, mut with_week) = (0, 0);
         for part in [&data.train, &data.validation] {
             let all = data.all_features(part);
             for i in 0..part.len() {
                 let end = part.end[i];
-                let block = block_of(end - (schema.window as i64 - 1) * schema.step_secs);
+                let at = end - (schema.window as i64 - 1) * schema.step_secs;
+                let (step, fill) = (schema.step_secs, schema.max_fill);
                 let mut windows = Vec::new();
                 let mut contexts = Vec::new();
                 for (m, name) in history.metrics.iter().zip(&schema.metrics) {
                     let m = m.as_ref().unwrap();
-                    windows.push(resample(name, &m.ts, &m.values, end, &schema).ok());
-                    // As serving computes it: from the samples, for this window's hour.
-                    contexts.push(crate::features::context::context_of_history(
-                        m,
-                        block,
-                        schema.step_secs,
-                        schema.max_fill,
-                    ));
+                    windows.push(resample(name, &m.ts, &m.values, end, schema).ok());
+                    // As serving computes it: from the samples, for this window's hour and day.
+                    contexts.push(
+                        context_of_history(m, block_of(at), step, fill).map(|mut c| {
+                            c.week = week_of_history(m, day_of(at), step, fill);
+                            c
+                        }),
+                    );
                 }
-                with_context += usize::from(contexts.iter().all(Option::is_some));
+                with_day += usize::from(contexts.iter().all(Option::is_some));
+                with_week +=
+                    usize::from(contexts.iter().all(|c| c.is_some_and(|c| c.week.is_some())));
                 let window: Vec<Option<&[f64]>> = windows.iter().map(|w| w.as_deref()).collect();
                 let mut row = vec![0.0; schema.len()];
-                extract(&schema, &window, &contexts, &mut row).unwrap();
+                extract(schema, &window, &contexts, &mut row).unwrap();
                 assert_eq!(
                     row.as_slice(),
                     all.row(i).to_slice().unwrap(),
@@ -776,6 +791,42 @@ mod tests {
                 );
             }
         }
-        assert!(with_context > 50, "{with_context} windows had a past");
+        (with_day, with_week)
+    }
+
+    #[test]
+    fn training_rows_equal_the_scoring_path_for_the_same_window() {
+        let schema = schema();
+        let history = history();
+        let data = build(&schema, std::slice::from_ref(&history), &[], &params());
+        let (with_day, _) = rows_equal_the_serving_path(&schema, &history, &data);
+        assert!(with_day > 50, "{with_day} windows had a past");
+        // Nine days every 5 minutes (jittered, some missing), so that windows have a week.
+        let schema = FeatureSchema::new(vec!["cpu".into(), "mem".into()], 5, 300, 2);
+        let ts: Vec<i64> = (0..9 * 288)
+            .filter(|k| k % 97 != 0)
+            .map(|k| k * 300 + (k * 37) % 120)
+            .collect();
+        let series = |f: fn(f64) -> f64| MetricHistory {
+            values: ts.iter().map(|&t| f(t as f64)).collect(),
+            ts: ts.clone(),
+        };
+        let long = AssetHistory {
+            asset: "a".into(),
+            metrics: vec![
+                Some(series(|t| 50.0 + 10.0 * (t / 7200.0).sin())),
+                Some(series(|t| 1e6 + t / 1000.0)),
+            ],
+        };
+        let params = DatasetParams {
+            stride: 13,
+            ..params()
+        };
+        let data = build(&schema, std::slice::from_ref(&long), &[], &params);
+        let (with_day, with_week) = rows_equal_the_serving_path(&schema, &long, &data);
+        assert!(
+            with_week > 100 && with_day >= with_week,
+            "{with_day} {with_week}"
+        );
     }
 }

@@ -15,7 +15,9 @@
 //! over a window's length in the same units; the log of the window's spread over the past's;
 //! the shift of the window's mean from the last hour's mean (a level that moved within the
 //! hour, against one that has held for a day); the last value against the window's own mean
-//! and spread; a flag for no known past; and a missing indicator. Without a known past the
+//! and spread; the window's mean and last value against the week before its day (a slow
+//! creep the day's past has absorbed) with a flag for no known week; a flag for no known past;
+//! and a missing indicator. Without a known past the
 //! comparisons are 0 and the flag 1. Absolute levels (the head of [`LEVEL_STATS`]: mean, std,
 //! min, max, last, slope per step) come first only where a schema asks for them (`levels`). A missing metric
 //! gets zeros and `missing = 1`, so a window lacking some metrics is still scored from what it
@@ -31,14 +33,15 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the feature definition, saved with every model; bump it when the stats or
 /// their formulas change. Version 1 had absolute levels and a baseline fixed at training;
-/// bundles of another version are refused at load with a request to retrain.
-pub const FEATURE_VERSION: u32 = 2;
+/// version 2 had no week; bundles of another version are refused at load with a request to
+/// retrain.
+pub const FEATURE_VERSION: u32 = 3;
 
 pub use context::Context;
 
 /// Per-metric statistics of a schema with `levels`, in feature order: the absolute levels,
 /// then [`RELATIVE_STATS`].
-pub const LEVEL_STATS: [&str; 17] = [
+pub const LEVEL_STATS: [&str; 20] = [
     "mean",
     "std",
     "min",
@@ -54,6 +57,9 @@ pub const LEVEL_STATS: [&str; 17] = [
     "spread",
     "shift",
     "within",
+    "week_z_mean",
+    "week_z_last",
+    "no_week",
     "no_context",
     "missing",
 ];
@@ -340,25 +346,28 @@ fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
     } else {
         0.0
     };
-    match context {
-        Some(c) => {
-            let sd = c.std.max(floor_at(c.mean));
-            let z = |v: f64| clamp_z((v - c.mean) / sd);
-            out[0] = z(w.last);
-            out[1] = z(w.mean);
-            out[2] = z(w.min);
-            out[3] = z(w.max);
-            out[4] = clamp_z(w.slope * span / sd);
-            out[5] = clamp_z(w.slope_recent * span / sd);
-            out[6] = clamp_z(((w.std + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
-            out[7] = c.recent_mean.map_or(0.0, |r| clamp_z((w.mean - r) / sd));
-            out[9] = 0.0;
-        }
-        None => {
-            out[..8].fill(0.0);
-            out[9] = 1.0;
-        }
+    out[9..13].copy_from_slice(&[0.0, 0.0, 1.0, 1.0]);
+    let Some(c) = context else {
+        out[..8].fill(0.0);
+        return;
+    };
+    let sd = c.std.max(floor_at(c.mean));
+    let z = |v: f64| clamp_z((v - c.mean) / sd);
+    out[0] = z(w.last);
+    out[1] = z(w.mean);
+    out[2] = z(w.min);
+    out[3] = z(w.max);
+    out[4] = clamp_z(w.slope * span / sd);
+    out[5] = clamp_z(w.slope_recent * span / sd);
+    out[6] = clamp_z(((w.std + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
+    out[7] = c.recent_mean.map_or(0.0, |r| clamp_z((w.mean - r) / sd));
+    if let Some(week) = c.week {
+        let sd = week.std.max(floor_at(week.mean));
+        out[9] = clamp_z((w.mean - week.mean) / sd);
+        out[10] = clamp_z((w.last - week.mean) / sd);
+        out[11] = 0.0;
     }
+    out[12] = 0.0;
 }
 
 /// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
@@ -466,6 +475,10 @@ mod tests {
             mean: 2.0,
             std: 2.0,
             recent_mean: Some(3.0),
+            week: Some(context::Spread {
+                mean: 1.0,
+                std: 4.0,
+            }),
         };
         let missing = extract(&s, &[Some(&x)], &[Some(context)], &mut out).unwrap();
         assert!(missing.is_empty());
@@ -490,6 +503,9 @@ mod tests {
             ((std + 0.02) / 2.02f64).ln(),
             (mean - 3.0) / 2.0,
             (10.0 - mean) / std,
+            (mean - 1.0) / 4.0,
+            (10.0 - 1.0) / 4.0,
+            0.0,
             0.0,
             0.0,
         ];
@@ -506,7 +522,7 @@ mod tests {
         extract(&s, &[Some(&x)], &[None], &mut out).unwrap();
         assert_eq!(&out[6..14], &[0.0; 8]);
         assert!((out[14] - (10.0 - mean) / std).abs() < 1e-12);
-        assert_eq!(out[15], 1.0);
+        assert_eq!(&out[15..19], &[0.0, 0.0, 1.0, 1.0]);
     }
 
     #[test]
@@ -520,6 +536,7 @@ mod tests {
             mean,
             std: 20.0,
             recent_mean: Some(mean),
+            week: Some(context::Spread { mean, std: 30.0 }),
         };
         let (mut a, mut b) = (vec![0.0; s.len()], vec![0.0; s.len()]);
         extract(&s, &[Some(&low)], &[Some(past(11.0))], &mut a).unwrap();
@@ -552,6 +569,7 @@ mod tests {
             mean: 0.0,
             std: 0.0,
             recent_mean: None,
+            week: None,
         };
         extract(&s, &[Some(&ramp)], &[Some(past)], &mut out).unwrap();
         assert!(
@@ -572,7 +590,7 @@ mod tests {
         assert!(out[..width - 1].iter().all(|&v| v == 0.0));
         assert_eq!(out[width - 1], 1.0);
         // The present metric: no past known, not missing.
-        assert_eq!(out[width + 9], 1.0);
+        assert_eq!(out[width + 12], 1.0);
         assert_eq!(out[2 * width - 1], 0.0);
     }
 

@@ -179,8 +179,10 @@ pub struct Scoring {
     drift: Arc<drift::DriftCounts>,
     /// The writer of the challenger-in-shadow's scores, once started.
     shadow_scores: Option<shadow::ShadowSender>,
-    /// Each asset's past, read from its stored samples once an hour.
-    pasts: Arc<context_cache::ContextCache>,
+    /// Each asset's past, read from its stored samples once an hour...
+    pasts: Arc<context_cache::ContextCache<context_cache::Past>>,
+    /// ...and its week, once a day.
+    weeks: Arc<context_cache::ContextCache<context_cache::Week>>,
     counters: Arc<Counters>,
 }
 
@@ -236,6 +238,7 @@ impl Scoring {
             drift: Arc::default(),
             shadow_scores: None,
             pasts: Arc::default(),
+            weeks: Arc::default(),
             counters,
         }
     }
@@ -790,21 +793,42 @@ impl Scoring {
         if let Some(past) = self.pasts.get(name, model.model_id, block) {
             return Ok(past);
         }
+        let day = context_cache::window_day(schema, end);
+        let week = match self.weeks.get(name, model.model_id, day) {
+            Some(week) => week,
+            None => {
+                let grid = context_cache::week_read_grid(day, schema.step_secs, schema.max_fill);
+                let series = self.past_series(asset_id, schema, grid).await?;
+                let week = context_cache::week_of(&series, day, schema);
+                self.weeks.put(name, model.model_id, day, week.clone());
+                week
+            }
+        };
         let grid = context_cache::past_read_grid(block, schema.step_secs, schema.max_fill);
-        let to = DateTime::from_timestamp(grid.1 + 1, 0).unwrap_or_default();
-        let series = self
-            .stored_series(
-                asset_id,
-                schema.inputs.as_ref(),
-                grid,
-                schema.step_secs,
-                schema.max_fill,
-                to,
-            )
-            .await?;
-        let past = context_cache::past_of(&series, block, schema);
+        let series = self.past_series(asset_id, schema, grid).await?;
+        let past = context_cache::past_of(&series, block, &week, schema);
         self.pasts.put(name, model.model_id, block, past.clone());
         Ok(past)
+    }
+
+    /// An asset's series on the grid `grid` (first and last point) of a model's schema, as
+    /// the past is read.
+    async fn past_series(
+        &self,
+        asset_id: i64,
+        schema: &FeatureSchema,
+        grid: (i64, i64),
+    ) -> Result<Vec<(String, crate::vocab::MetricHistory)>, ScoringError> {
+        let to = DateTime::from_timestamp(grid.1 + 1, 0).unwrap_or_default();
+        self.stored_series(
+            asset_id,
+            schema.inputs.as_ref(),
+            grid,
+            schema.step_secs,
+            schema.max_fill,
+            to,
+        )
+        .await
     }
 
     /// The re-scoring callback the action runner verifies healing with: an asset's latest
