@@ -230,11 +230,32 @@ pub struct ProfileScore {
     pub false_positives: usize,
 }
 
-/// Scores a corpus under every profile of `profiles`.
+/// Scores a corpus under every profile of `profiles`, each at its best threshold.
 pub fn score_corpus(
     files: &[File<'_>],
     profiles: &[Profile],
 ) -> Result<Vec<ProfileScore>, NabError> {
+    let (rows, all_windows, windows) = corpus_rows(files)?;
+    Ok(profiles
+        .iter()
+        .map(|p| sweep(&rows, all_windows, windows, p, None))
+        .collect())
+}
+
+/// Scores a corpus under `profile` at a threshold chosen elsewhere (detection when a score
+/// reaches it).
+pub fn score_at(
+    files: &[File<'_>],
+    profile: &Profile,
+    threshold: f64,
+) -> Result<ProfileScore, NabError> {
+    let (rows, all_windows, windows) = corpus_rows(files)?;
+    Ok(sweep(&rows, all_windows, windows, profile, Some(threshold)))
+}
+
+/// The corpus' scorable rows, highest scores first, with the number of windows and of
+/// windows scored.
+fn corpus_rows(files: &[File<'_>]) -> Result<(Vec<Row>, usize, usize), NabError> {
     let mut rows = Vec::new();
     let mut first_window = 0;
     let mut scored_windows = std::collections::BTreeSet::new();
@@ -256,14 +277,18 @@ pub fn score_corpus(
     }
     // Highest scores first; equal scores enter together.
     rows.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(profiles
-        .iter()
-        .map(|p| sweep(&rows, first_window, scored_windows.len(), p))
-        .collect())
+    Ok((rows, first_window, scored_windows.len()))
 }
 
-/// Sweeps the threshold down through every distinct score and keeps the best.
-fn sweep(rows: &[Row], all_windows: usize, windows: usize, profile: &Profile) -> ProfileScore {
+/// Sweeps the threshold down through every distinct score and keeps the best; or, with
+/// `fixed`, takes the rows down to that threshold and keeps what they give.
+fn sweep(
+    rows: &[Row],
+    all_windows: usize,
+    windows: usize,
+    profile: &Profile,
+    fixed: Option<f64>,
+) -> ProfileScore {
     let null = -profile.fn_ * windows as f64;
     // Best detection weight per window so far (None: missed).
     let mut best: Vec<Option<f64>> = vec![None; all_windows];
@@ -278,7 +303,7 @@ fn sweep(rows: &[Row], all_windows: usize, windows: usize, profile: &Profile) ->
         0,
     );
     let mut i = 0;
-    while i < rows.len() {
+    while i < rows.len() && fixed.is_none_or(|f| rows[i].score >= f) {
         let threshold = rows[i].score;
         while i < rows.len() && rows[i].score == threshold {
             let row = rows[i];
@@ -305,9 +330,12 @@ fn sweep(rows: &[Row], all_windows: usize, windows: usize, profile: &Profile) ->
             }
             i += 1;
         }
-        if total > top.1 {
+        if total > top.1 || fixed.is_some() {
             top = (threshold, total, detected, false_positives);
         }
+    }
+    if let Some(threshold) = fixed {
+        top.0 = threshold;
     }
     let perfect = profile.tp * windows as f64;
     let (threshold, raw, detected, false_positives) = top;
@@ -402,6 +430,31 @@ mod tests {
         let early = scaled_sigmoid(-(49.0 - 41.0 + 1.0) / 10.0) / scaled_sigmoid(-1.0);
         assert!((s.raw - early).abs() < 1e-9, "{s:?}");
         assert_eq!(s.threshold, 0.8);
+    }
+
+    #[test]
+    fn a_fixed_threshold_scores_what_it_detects_and_the_best_one_agrees() {
+        let scores = [0.0, 0.2, 0.6, 0.8, 0.3, 0.6, 0.1, 0.0, 0.0, 0.0];
+        let windows = [(3_i64, 5_i64)];
+        let best = corpus(&scores, &windows);
+        let timestamps: Vec<i64> = (0..10).collect();
+        let file = File {
+            timestamps: &timestamps,
+            scores: &scores,
+            windows: &windows,
+        };
+        let at_best = score_at(std::slice::from_ref(&file), &STANDARD, best.threshold).unwrap();
+        assert_eq!(at_best.raw, best.raw);
+        assert_eq!(at_best.threshold, best.threshold);
+        // Above every score nothing is detected: the null score.
+        let never = score_at(std::slice::from_ref(&file), &STANDARD, 2.0).unwrap();
+        assert_eq!(
+            (never.raw, never.detected, never.normalized),
+            (never.null, 0, 0.0)
+        );
+        // At 0 everything past probation fires.
+        let always = score_at(std::slice::from_ref(&file), &STANDARD, 0.0).unwrap();
+        assert!(always.false_positives > best.false_positives);
     }
 
     #[test]
