@@ -19,7 +19,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     --input "$SEED/results/data/metrics.csv" --incidents "$SEED/results/data/incidents.csv" \
     -o "$out/bundle.json" > "$out/vigil.txt"
 grep -E '"quality"|"summary"' "$out/baseline.jsonl"
-grep -E '^(total|failure model|isolation forest)' "$out/vigil.txt"
+grep -E '^(total|failure model|isolation forest|held-out|training \(sample\))' "$out/vigil.txt"
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -265,6 +265,28 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     };
     line("failure model", &r.failure);
     line("isolation forest", &r.anomaly);
+    if let Some(h) = &r.held_out {
+        line("held-out assets", &h.failure);
+        line("training (sample)", &h.training);
+        let ap = |c: &Option<Scorecard>| c.as_ref().and_then(|c| c.average_precision);
+        println!(
+            "held-out assets: one in {} ({} assets, whole) left out of a second fit and \
+             scored on their validation windows{}{}",
+            crate::model::bundle::HELD_OUT_EVERY,
+            h.assets,
+            match (ap(&h.training), ap(&r.failure)) {
+                (Some(t), Some(v)) => format!(
+                    "; average precision training {t:.4} -> validation {v:.4} (gap {:.4})",
+                    t - v
+                ),
+                _ => String::new(),
+            },
+            match (ap(&r.failure), ap(&h.failure)) {
+                (Some(v), Some(a)) => format!(" -> held-out assets {a:.4} (gap {:.4})", v - a),
+                _ => String::new(),
+            }
+        );
+    }
     if let Some(champion) = &r.champion
         && let Some(ap) = champion.champion_average_precision
     {

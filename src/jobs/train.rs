@@ -414,6 +414,10 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         });
     }
     report.stage("score_validation", started);
+    on_stage("validate on held-out assets");
+    let started = Instant::now();
+    report.held_out = held_out_check(&data, &failure, &failure_params, &forest, &near, &hard)?;
+    report.stage("held_out", started);
     // The champion on the same windows, when it can be measured on them.
     let champion_logits = champion
         .filter(|c| c.schema == schema)
@@ -827,6 +831,79 @@ fn feedback_report(
         true_alarm_probability: mean_of(probabilities, true),
         champion_true_alarm_probability: champion.and_then(|c| mean_of(c, true)),
     }
+}
+
+/// Training windows sampled for the training figures of [`HeldOutReport`].
+const TRAINING_SAMPLE: usize = 20_000;
+
+/// Fits the failure model again without one asset in [`HELD_OUT_EVERY`] (whole assets, in name
+/// order) and scores it on those assets' validation windows; and scores `failure` on a sample
+/// of its own training windows. `None` when no held-out asset has a validation window that a
+/// failure follows, or no training asset is left with one.
+fn held_out_check(
+    data: &dataset::Dataset,
+    failure: &FailureModel,
+    params: &crate::model::failure::FailureModelValidParams,
+    forest: &IsolationForest,
+    near: &[bool],
+    hard: &[bool],
+) -> Result<Option<crate::model::bundle::HeldOutReport>, TrainError> {
+    use crate::model::bundle::{HELD_OUT_EVERY, HeldOutReport};
+    let mut order: Vec<usize> = (0..data.assets.len()).collect();
+    order.sort_by(|&a, &b| data.assets[a].cmp(&data.assets[b]));
+    let mut held = vec![false; data.assets.len()];
+    for (rank, &asset) in order.iter().enumerate() {
+        held[asset] = rank % HELD_OUT_EVERY == HELD_OUT_EVERY - 1;
+    }
+    let is_held = |part: &dataset::Part, i: usize| held[part.asset[i] as usize];
+    let keep: Vec<usize> = (0..data.train.len())
+        .filter(|&i| !is_held(&data.train, i))
+        .collect();
+    let test: Vec<usize> = (0..data.validation.len())
+        .filter(|&i| is_held(&data.validation, i))
+        .collect();
+    let pick = |v: &[bool], rows: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<bool>>();
+    let y_keep = pick(&data.train.y, &keep);
+    let y_test = pick(&data.validation.y, &test);
+    // A sample of the training windows (evenly spaced), for the training figures.
+    let step = (data.train.len() / TRAINING_SAMPLE).max(1);
+    let sample: Vec<usize> = (0..data.train.len()).step_by(step).collect();
+    let sample_x = data.features(&data.train, &sample);
+    let sample_y = pick(&data.train.y, &sample);
+    let card = |model: &FailureModel, x: &ndarray::Array2<f64>, y: &[bool]| {
+        let anomaly = forest.score(x.view());
+        Scorecard::ranking(&model.logits(x.view(), &anomaly), y)
+    };
+    let training = sample_y
+        .contains(&true)
+        .then(|| card(failure, &sample_x, &sample_y));
+    let held_assets = held.iter().filter(|&&h| h).count() as u64;
+    if !y_test.contains(&true) || !y_keep.contains(&true) {
+        return Ok(Some(HeldOutReport {
+            assets: held_assets,
+            failure: None,
+            training,
+        }));
+    }
+    let rows = |rows: &[usize]| {
+        let mapped: Vec<usize> = rows.iter().map(|&r| keep[r]).collect();
+        data.features(&data.train, &mapped)
+    };
+    let ends: Vec<i64> = keep.iter().map(|&i| data.train.end[i]).collect();
+    let model = params.fit(
+        &rows,
+        &|x| forest.score(x),
+        &y_keep,
+        &ends,
+        &pick(near, &keep),
+        &pick(hard, &keep),
+    )?;
+    let test_x = data.features(&data.validation, &test);
+    Ok(Some(HeldOutReport {
+        assets: held_assets,
+        failure: Some(card(&model, &test_x, &y_test)),
+        training,
+    }))
 }
 
 /// Loads training data from the database: the samples of `[from, to)`, the incidents
@@ -1516,6 +1593,23 @@ mod tests {
         );
         assert_eq!(loaded.params.window, settings.window);
         assert_eq!(loaded.schema, bundle.schema);
+    }
+
+    #[test]
+    fn training_reports_held_out_assets_and_its_own_training_figures() {
+        let data = synthetic(10, 3, 5);
+        let bundle = fit_small(&data, &small_settings());
+        let held = bundle.report.held_out.clone().unwrap();
+        assert_eq!(held.assets, 2, "one asset in five");
+        let on_held = held.failure.unwrap();
+        let validation = bundle.report.failure.clone().unwrap();
+        // Two whole assets' validation windows: fewer than all of them, some positive.
+        assert!(on_held.n > 0 && on_held.n < validation.n, "{on_held:?}");
+        assert!(on_held.positives > 0);
+        // The planted fleet is easy: the model fitted without them still ranks them well.
+        assert!(on_held.roc_auc.unwrap() > 0.9, "{on_held:?}");
+        let training = held.training.unwrap();
+        assert!(training.n > 0 && training.average_precision.is_some());
     }
 
     #[test]

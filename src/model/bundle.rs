@@ -200,6 +200,11 @@ pub struct TrainReport {
     /// Labels from operators' feedback on alerts, and what they changed.
     #[serde(default)]
     pub feedback: Option<FeedbackReport>,
+    /// Validation that does not flatter: a second failure model, fitted without one asset in
+    /// [`HELD_OUT_EVERY`] (whole assets, in name order), scored on those assets' validation
+    /// windows; and the model's figures on a sample of its own training windows, for the gap.
+    #[serde(default)]
+    pub held_out: Option<HeldOutReport>,
 }
 
 /// Operators' feedback in a training run: alerts they called true or false alarms became
@@ -303,6 +308,20 @@ pub enum ContextSource {
     Training,
     /// No past known: the window was scored on its own shape.
     None,
+}
+
+/// One asset in this many (in name order) is held out for [`HeldOutReport`].
+pub const HELD_OUT_EVERY: usize = 5;
+
+/// Validation on held-out assets, and the training figures beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutReport {
+    /// Assets held out.
+    pub assets: u64,
+    /// The failure model fitted without them, on their validation windows.
+    pub failure: Option<Scorecard>,
+    /// The bundle's failure model on a sample of its own training windows.
+    pub training: Option<Scorecard>,
 }
 
 /// Kind of the registry rows that hold bundles.
