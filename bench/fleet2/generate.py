@@ -31,7 +31,7 @@ Its design was fixed before any Vigil result on it was looked at:
 
 Writes `metrics.csv` (asset,metric,ts,value), `incidents.csv` (asset,kind,started_at,
 resolved_at) and `assets.csv` (asset,class) to --out; timestamps are Unix seconds, the data
-ending at --end (default: now, rounded down to the minute).
+ending at --end (default: the last midnight UTC).
 
   python generate.py --seed 1 --assets 40 --days 10 --out /tmp/fleet2-1
 """
@@ -230,11 +230,14 @@ def main():
     p.add_argument("--assets", type=int, default=40)
     p.add_argument("--days", type=float, default=10)
     p.add_argument("--failures-per-week", type=float, default=2.0, help="per asset")
-    p.add_argument("--end", type=int, default=None, help="Unix seconds of the last minute (default: now)")
+    p.add_argument("--end", type=int, default=None, help="Unix seconds of the last minute (default: the last midnight UTC)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     rng = np.random.default_rng(a.seed)
-    end = (a.end or int(time.time())) // 60 * 60
+    # Ending at a whole UTC day keeps every run's hours and days aligned alike (the features
+    # cut the past in whole hours and days), so that a seed gives the same figures every day.
+    end = a.end or int(time.time()) // 86400 * 86400
+    end = end // 60 * 60
     n = int(a.days * 1440)
     t0 = end - (n - 1) * STEP
     os.makedirs(a.out, exist_ok=True)
