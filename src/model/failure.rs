@@ -428,11 +428,14 @@ impl FailureModelValidParams {
                         if self.ensemble_rounds == 0 || !held_out {
                             return Ok(None);
                         }
+                        // Shallow trees on large leaves: deeper ones (4, leaves of 20)
+                        // learnt each training failure's windows by heart on a fleet of
+                        // varied assets (bench/fleet2, #27).
                         GradientBoosting::params()
                             .n_rounds(self.ensemble_rounds)
                             .learning_rate(0.1)
-                            .max_depth(4)
-                            .min_leaf(20)
+                            .max_depth(3)
+                            .min_leaf(100)
                             .seed(self.seed)
                             .check()
                             .map_err(|e| FitError::Solver(e.to_string()))?
