@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use ndarray::Array2;
-use vigil::features::context::BlockStats;
+use vigil::features::context::{BlockStats, Spread};
 use vigil::features::{Context, FeatureSchema, extract};
 use vigil::model::GradientBoosting;
 
@@ -70,10 +70,9 @@ fn baselines(cycles: &[Vec<f64>], n_sensors: usize) -> Vec<Option<Context>> {
                 .iter()
                 .map(|c| c[s])
                 .collect();
-            let stats = BlockStats::of(&first);
-            (stats.n > 0).then(|| Context {
-                mean: stats.mean,
-                std: (stats.m2 / f64::from(stats.n)).sqrt(),
+            Spread::of(BlockStats::of(&first), 2).map(|s| Context {
+                mean: s.mean,
+                std: s.std,
                 recent_mean: None,
                 week: None,
             })

@@ -78,8 +78,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// The spread of merged stats with at least `min` points.
-    fn of(stats: BlockStats, min: i64) -> Option<Spread> {
+    /// The spread of merged stats with at least `min` points (and at least 2).
+    pub fn of(stats: BlockStats, min: i64) -> Option<Spread> {
         (i64::from(stats.n) >= min.max(2)).then(|| Spread {
             mean: stats.mean,
             std: (stats.m2 / f64::from(stats.n)).max(0.0).sqrt(),
