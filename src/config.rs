@@ -669,7 +669,7 @@ pub struct TrainingSettings {
     /// Seed of every random choice. Default 0.
     pub seed: u64,
     /// Normal windows kept per pre-failure window to fit the failure model (class
-    /// imbalance). Default 5.
+    /// imbalance). Default 50.
     pub negatives_per_positive: usize,
     /// How many times each window that operators called a false alarm (alert feedback)
     /// enters the failure model's fit, besides the sampled negatives; 0 ignores them.
@@ -713,7 +713,7 @@ impl Default for TrainingSettings {
             n_trees: 100,
             sample_size: 256,
             seed: 0,
-            negatives_per_positive: 5,
+            negatives_per_positive: 50,
             false_alarm_weight: 5,
             calibration_frac: 0.3,
             ttf_cap_secs: 21_600,

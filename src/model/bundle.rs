@@ -115,7 +115,7 @@ impl Default for TrainingParams {
             n_trees: 100,
             sample_size: 256,
             seed: 0,
-            negatives_per_positive: 5,
+            negatives_per_positive: 50,
             false_alarm_weight: 5,
             calibration_frac: 0.3,
             ttf_cap_secs: 21_600,
