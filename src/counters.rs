@@ -64,8 +64,8 @@ pub struct Counters {
     pub alerts_opened: Counter,
     /// Alerts cleared.
     pub alerts_cleared: Counter,
-    /// Windows scoring on ingest passed over because the asset was still being scored (a
-    /// later batch scores it again).
+    /// Grid points scoring on ingest left unscored: more than
+    /// `scoring::on_ingest::CATCH_UP_POINTS` behind an asset's newest sample.
     pub on_ingest_skipped: Counter,
     /// Events of stored batches waiting for the ingest scorer.
     pub on_ingest_queue: Gauge,
@@ -141,7 +141,7 @@ impl Counters {
         describe("vigil_alerts_total", "Alerts, by transition.");
         describe(
             "vigil_scoring_on_ingest_skipped_total",
-            "Assets scoring on ingest passed over while their previous scoring ran.",
+            "Grid points scoring on ingest left unscored (too far behind the newest sample).",
         );
         recorder.describe_gauge(
             KeyName::from_const_str("vigil_scoring_on_ingest_queue"),

@@ -395,10 +395,10 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
         "the ramp before the failure never opened an alert"
     );
 
-    // A calm stretch long after the failure clears it.
+    // A calm stretch long after the failure clears it (scoring on ingest catches up on
+    // its last grid points, in order).
     post_minutes(&app, base, 520..=550).await;
-    wait_for_scores(&app, scored + 1).await;
-    for _ in 0..50 {
+    for _ in 0..100 {
         if app
             .db
             .store
@@ -412,6 +412,46 @@ async fn scoring_on_ingest_opens_and_clears_alerts_with_hysteresis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the calm window did not clear the alert");
+}
+
+#[tokio::test]
+async fn scoring_on_ingest_scores_every_grid_point_a_batch_spans_and_counts_what_it_skips() {
+    let app = app_with_model(|_| {}).await;
+    sqlx::query("delete from score")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let base = (chrono::Utc::now().timestamp() / 60 - 600) * 60;
+    let skipped = "vigil_scoring_on_ingest_skipped_total";
+    // First sight of the asset: its newest point only.
+    post_minutes(&app, base, 100..=170).await;
+    wait_for_scores(&app, 1).await;
+    // One batch of five minutes: five windows, one per grid point.
+    post_minutes(&app, base, 171..=175).await;
+    wait_for_scores(&app, 6).await;
+    let ends: Vec<i64> = sqlx::query_scalar(
+        "select extract(epoch from window_end)::bigint from score \
+         where window_end < now() - interval '30 minutes' order by window_end",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    let minutes: Vec<i64> = ends.iter().map(|e| (e - base) / 60).collect();
+    assert_eq!(minutes, vec![170, 171, 172, 173, 174, 175]);
+    assert_eq!(metric(&app, skipped).await, 0.0);
+    // A batch 100 points ahead: the last CATCH_UP_POINTS are scored, the rest counted.
+    post_minutes(&app, base, 176..=275).await;
+    let catch_up = vigil::scoring::on_ingest::CATCH_UP_POINTS;
+    wait_for_scores(&app, 6 + catch_up).await;
+    assert_eq!(metric(&app, skipped).await, (100 - catch_up) as f64);
+    let last: i64 = sqlx::query_scalar(
+        "select extract(epoch from max(window_end))::bigint from score \
+         where window_end < now() - interval '30 minutes'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((last - base) / 60, 275);
 }
 
 #[tokio::test]
