@@ -5,7 +5,8 @@ spread over the day's, a presence flag; then an L2 logistic regression fitted on
 training period), on the same windows, and prints both.
 
   python evaluate.py split --data DIR --test-days 3      # writes DIR/train_*.csv, test_*.csv
-  python evaluate.py score --data DIR --url http://127.0.0.1:PORT --test-days 3
+  python evaluate.py stream --data DIR --url http://127.0.0.1:PORT   # test samples, scored on ingest
+  python evaluate.py score --data DIR --url http://127.0.0.1:PORT --test-days 3 [--ingest-scores F]
 
 Windows: 60 one-minute grid points (each point the last sample at or before it, carried at
 most 10 points, as Vigil puts samples on its grid), ending every 5 minutes. A window is
@@ -21,6 +22,7 @@ it), and its lead is from the first alerting window in the two hours before it.
 import argparse
 import json
 import sys
+import time
 import urllib.request
 
 import numpy as np
@@ -159,6 +161,42 @@ def vigil_scores(url, grid, rows):
     return probs, thresholds, contexts
 
 
+def stream(args):
+    """Posts the test period's samples to POST /v1/samples in batches of --batch-minutes (all
+    assets, in time order), as collectors would, at --speed times real time, then waits until
+    scoring on ingest is idle."""
+    m = pd.read_csv(f"{args.data}/test_metrics.csv").sort_values(["ts", "asset", "metric"])
+    first = int(m.ts.min()) // 60 * 60
+    batches, started = 0, time.monotonic()
+    for _, g in m.groupby((m.ts - first) // (60 * args.batch_minutes)):
+        series = [{"asset": a, "metric": k, "timestamps": s.ts.astype(int).tolist(), "values": s.value.tolist()}
+                  for (a, k), s in g.groupby(["asset", "metric"])]
+        post(f"{args.url}/v1/samples", {"series": series})
+        batches += 1
+        ahead = started + batches * 60 * args.batch_minutes / args.speed - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    seconds = time.monotonic() - started
+    # Idle: the queue empty and the count of scores still for two seconds.
+    last, still = None, 0
+    while still < 4:
+        time.sleep(0.5)
+        text = urllib.request.urlopen(f"{args.url}/metrics", timeout=30).read().decode()
+        queue = scores = skipped = 0.0
+        for line in text.splitlines():
+            if line.startswith("vigil_scoring_on_ingest_queue "):
+                queue = float(line.split()[-1])
+            elif line.startswith("vigil_scoring_on_ingest_skipped_total "):
+                skipped = float(line.split()[-1])
+            elif line.startswith("vigil_scores_total{"):
+                scores += float(line.split()[-1])
+        still = still + 1 if (queue == 0 and scores == last) else 0
+        last = scores
+    print(json.dumps({"streamed_rows": len(m), "batches": batches, "batch_minutes": args.batch_minutes,
+                      "speed": round(len(m.ts) and (m.ts.max() - m.ts.min()) / seconds, 1),
+                      "skipped_on_ingest": skipped}), file=sys.stderr)
+
+
 def caught(rows, scores, threshold, inc):
     """Share of predictable test failures caught, and the median lead in minutes."""
     by_asset = {}
@@ -220,15 +258,32 @@ def score(args):
                       "caught": round(share, 3), "median_lead_min": lead, "failures": total,
                       "threshold": "its own", "contexts": contexts}))
 
+    if args.ingest_scores:
+        # Scores stored by scoring on ingest while the test period was streamed in: the same
+        # windows, looked up by asset and window end.
+        stored = pd.read_csv(args.ingest_scores, names=["asset", "end", "probability", "threshold"])
+        by_key = {(a, int(e)): (p, t) for a, e, p, t in stored.itertuples(index=False)}
+        found = [by_key.get((asset, int(end))) for asset, end, _, _ in test]
+        p_ingest = np.array([f[0] if f else np.nan for f in found], dtype=float)
+        per_asset = {asset: f[1] for (asset, *_), f in zip(test, found) if f}
+        auc, ap, n = measures(y_test, p_ingest)
+        share, lead, total = caught(test, np.nan_to_num(p_ingest), per_asset, inc)
+        print(json.dumps({"method": "vigil_on_ingest", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                          "unscored": round(1 - n / len(test), 4), "caught": round(share, 3),
+                          "median_lead_min": lead, "failures": total, "threshold": "its own"}))
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["split", "score"])
+    p.add_argument("command", choices=["split", "stream", "score"])
     p.add_argument("--data", required=True)
     p.add_argument("--url")
     p.add_argument("--test-days", type=float, default=3)
+    p.add_argument("--batch-minutes", type=int, default=5, help="stream: minutes of samples per POST")
+    p.add_argument("--speed", type=float, default=1000, help="stream: at most this many times real time")
+    p.add_argument("--ingest-scores", help="score: CSV (asset,window end,probability,threshold) stored on ingest")
     a = p.parse_args()
-    split(a) if a.command == "split" else score(a)
+    {"split": split, "stream": stream, "score": score}[a.command](a)
 
 
 if __name__ == "__main__":

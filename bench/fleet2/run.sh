@@ -2,9 +2,11 @@
 # Vigil against the reference of #27 on the second fleet generator (bench/fleet2/generate.py),
 # through the product path: `vigil import` of the training period's samples and incidents,
 # asset classes set over the API, `vigil train` from the database, the test period's samples
-# imported, then every test window through `POST /v1/score/batch` (each dated, so each is
+# streamed in through `POST /v1/samples` in 5-minute batches at 1000x real time (scored on
+# ingest), then every test window through `POST /v1/score/batch` (each dated, so each is
 # compared with the asset's stored past); the reference (evaluate.py) is fitted on the same
-# training period and scored on the same windows. Prints one JSON line per method and seed.
+# training period and scored on the same windows. Prints one JSON line per method (reference, vigil: the
+# batch route, vigil_on_ingest: the scores stored on ingest) and seed.
 #
 #   PY=/path/to/python SEEDS="2 3" bench/fleet2/run.sh
 # PY needs numpy, pandas and scikit-learn (the seed-baseline's .venv has them). Seed 1 is
@@ -35,7 +37,7 @@ for seed in $SEEDS; do
     psql -q "$BASE_URL/postgres" -c "create database $db" >/dev/null
     export DATABASE_URL=$BASE_URL/$db
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    VIGIL_TRAINING__HISTORY_DAYS=60 "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$work/dir-$seed" \
+    VIGIL_TRAINING__HISTORY_DAYS=60 VIGIL_TRAINING__SCHEDULE="" "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$work/dir-$seed" \
         > "$work/serve-$seed.log" 2>&1 &
     server=$!
     until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.5; done
@@ -45,9 +47,14 @@ for seed in $SEEDS; do
             "http://127.0.0.1:$port/v1/assets/$asset" >/dev/null
     done
     "$vigil" train --data-dir "$work/dir-$seed" >&2
-    "$vigil" import --data-dir "$work/dir-$seed" "$data/test_metrics.csv" >&2
+    # The test period arrives as collectors would send it (5-minute batches), scored on
+    # ingest; those scores are kept apart before the batch scoring stores its own.
+    "$PY" bench/fleet2/evaluate.py stream --data "$data" --url "http://127.0.0.1:$port"
+    psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from s.window_end)::bigint,
+        s.probability, s.threshold from score s join asset a using (asset_id)
+        where s.probability is not null" > "$work/ingest-$seed.csv"
     "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
-        | sed "s/^{/{\"seed\": $seed, /"
+        --ingest-scores "$work/ingest-$seed.csv" | sed "s/^{/{\"seed\": $seed, /"
     kill "$server"; wait "$server" 2>/dev/null || true; server=
     psql -q "$BASE_URL/postgres" -c "drop database $db" >/dev/null
 done
