@@ -8,15 +8,16 @@ training period), on the same windows, and prints both.
   python evaluate.py stream --data DIR --url http://127.0.0.1:PORT   # test samples, scored on ingest
   python evaluate.py score --data DIR --url http://127.0.0.1:PORT --test-days 3 [--ingest-scores F]
 
-Windows: 60 one-minute grid points (each point the last sample at or before it, carried at
-most 10 points, as Vigil puts samples on its grid), ending every 5 minutes. A window is
+Windows (by default; --step, --window, --max-fill, --horizon and --stride change them): 60
+one-minute grid points (each point the last sample at or before it, carried at most 10
+points, as Vigil puts samples on its grid), ending every 5 minutes. A window is
 positive when a failure of its asset starts within 30 minutes after its end; windows that
 overlap a failure are left out. Test windows end after the cut and at least a horizon
 before the data's end; the reference trains on windows ending before the cut minus a
 horizon. A failure is predictable when its kind has a precursor (all but `sudden`); it is
 caught when a window ending within the horizon before it alerts (Vigil: at the threshold its
 answer names; the reference: at its best-F1 threshold on the test windows, which flatters
-it), and its lead is from the first alerting window in the two hours before it.
+it), and its lead is from the first alerting window in the four horizons before it.
 """
 
 import argparse
@@ -33,6 +34,13 @@ from sklearn.preprocessing import StandardScaler
 
 STEP, WINDOW, MAX_FILL, HORIZON, STRIDE = 60, 60, 10, 1800, 5
 DAY_POINTS = 1440
+
+
+def configure(args):
+    """The grid and windows from the command line (defaults: fleet2's minute grid)."""
+    global STEP, WINDOW, MAX_FILL, HORIZON, STRIDE, DAY_POINTS
+    STEP, WINDOW, MAX_FILL, HORIZON, STRIDE = args.step, args.window, args.max_fill, args.horizon, args.stride
+    DAY_POINTS = 86400 // STEP
 
 
 def load(data):
@@ -115,7 +123,7 @@ def reference_features(grid, rows, metrics):
             c, s1, s2 = sums[(asset, metric)]
             a, b = max(0, first - DAY_POINTS), first
             n = c[b] - c[a]
-            if n < 60:
+            if n < DAY_POINTS // 24 * 2:
                 continue
             mean = (s1[b] - s1[a]) / n
             sd = max(np.sqrt(max((s2[b] - s2[a]) / n - mean * mean, 0.0)), 1e-6 + 1e-3 * abs(mean))
@@ -209,7 +217,7 @@ def caught(rows, scores, threshold, inc):
             continue
         total += 1
         th = threshold if np.isscalar(threshold) else threshold.get(f.asset, 0.5)
-        ends = [(e, p) for e, p in by_asset.get(f.asset, []) if f.started_at - 7200 <= e < f.started_at]
+        ends = [(e, p) for e, p in by_asset.get(f.asset, []) if f.started_at - 4 * HORIZON <= e < f.started_at]
         if any(p >= th for e, p in ends if e >= f.started_at - HORIZON):
             hits += 1
             first = min(e for e, p in ends if p >= th)
@@ -282,7 +290,13 @@ def main():
     p.add_argument("--batch-minutes", type=int, default=5, help="stream: minutes of samples per POST")
     p.add_argument("--speed", type=float, default=1000, help="stream: at most this many times real time")
     p.add_argument("--ingest-scores", help="score: CSV (asset,window end,probability,threshold) stored on ingest")
+    p.add_argument("--step", type=int, default=60, help="grid step, seconds")
+    p.add_argument("--window", type=int, default=60, help="grid points per window")
+    p.add_argument("--max-fill", type=int, default=10, help="grid points a value is carried")
+    p.add_argument("--horizon", type=int, default=1800, help="seconds after a window a failure makes it positive")
+    p.add_argument("--stride", type=int, default=5, help="grid points between scored window ends")
     a = p.parse_args()
+    configure(a)
     {"split": split, "stream": stream, "score": score}[a.command](a)
 
 

@@ -12,6 +12,11 @@
 # PY needs numpy, pandas and scikit-learn (the seed-baseline's .venv has them). Seed 1 is
 # the one to tune on; report the others. BASE_URL is a PostgreSQL server where a scratch
 # database may be created (default postgres://postgres@127.0.0.1:5432).
+#
+#   PY=... SOURCE=azure bench/fleet2/run.sh
+# runs the same protocol on the Azure predictive-maintenance subset instead (bench/fleet2/
+# azure.py; hourly grid, windows of 24 hours, a failure within a day; the last 27 of its 90
+# days are the test period; nothing tuned on it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${PY:?set PY to a python with numpy, pandas and scikit-learn}"
@@ -19,6 +24,16 @@ SEEDS=${SEEDS:-"2 3"}
 BASE_URL=${BASE_URL:-postgres://postgres@127.0.0.1:5432}
 ASSETS=${ASSETS:-40}
 DAYS=${DAYS:-10}
+SOURCE=${SOURCE:-fleet2}
+export VIGIL_TRAINING__HISTORY_DAYS=120
+TEST_DAYS=3 GRID=() STREAM=(--batch-minutes 5 --speed 1000)
+if [ "$SOURCE" = azure ]; then
+    SEEDS=azure TEST_DAYS=27
+    GRID=(--step 3600 --window 24 --max-fill 2 --horizon 86400 --stride 1)
+    STREAM=(--batch-minutes 60 --speed 50000)
+    export VIGIL_TRAINING__STEP_SECS=3600 VIGIL_TRAINING__WINDOW=24 VIGIL_TRAINING__MAX_FILL=2 \
+        VIGIL_TRAINING__HORIZON_SECS=86400 VIGIL_TRAINING__TTF_CAP_SECS=604800
+fi
 cargo build --release --quiet --bin vigil
 vigil=$PWD/target/release/vigil
 work=$(mktemp -d)
@@ -32,12 +47,16 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for seed in $SEEDS; do
     data=$work/fleet-$seed
     db=vigil_fleet2_${seed}_$$
-    "$PY" bench/fleet2/generate.py --seed "$seed" --assets "$ASSETS" --days "$DAYS" --out "$data"
-    "$PY" bench/fleet2/evaluate.py split --data "$data" >&2
+    if [ "$SOURCE" = azure ]; then
+        "$PY" bench/fleet2/azure.py --src ../shared/datasets/azure_pdm/subset_20machines_90days --out "$data"
+    else
+        "$PY" bench/fleet2/generate.py --seed "$seed" --assets "$ASSETS" --days "$DAYS" --out "$data"
+    fi
+    "$PY" bench/fleet2/evaluate.py split --data "$data" --test-days "$TEST_DAYS" >&2
     psql -q "$BASE_URL/postgres" -c "create database $db" >/dev/null
     export DATABASE_URL=$BASE_URL/$db
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    VIGIL_TRAINING__HISTORY_DAYS=60 VIGIL_TRAINING__SCHEDULE="" "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$work/dir-$seed" \
+    VIGIL_TRAINING__SCHEDULE="" "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$work/dir-$seed" \
         > "$work/serve-$seed.log" 2>&1 &
     server=$!
     until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.5; done
@@ -49,12 +68,12 @@ for seed in $SEEDS; do
     "$vigil" train --data-dir "$work/dir-$seed" >&2
     # The test period arrives as collectors would send it (5-minute batches), scored on
     # ingest; those scores are kept apart before the batch scoring stores its own.
-    "$PY" bench/fleet2/evaluate.py stream --data "$data" --url "http://127.0.0.1:$port"
+    "$PY" bench/fleet2/evaluate.py stream --data "$data" --url "http://127.0.0.1:$port" "${STREAM[@]}"
     psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from s.window_end)::bigint,
         s.probability, s.threshold from score s join asset a using (asset_id)
         where s.probability is not null" > "$work/ingest-$seed.csv"
     "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
-        --ingest-scores "$work/ingest-$seed.csv" | sed "s/^{/{\"seed\": $seed, /"
+        --test-days "$TEST_DAYS" "${GRID[@]}" --ingest-scores "$work/ingest-$seed.csv" | sed "s/^{/{\"seed\": \"$seed\", /"
     kill "$server"; wait "$server" 2>/dev/null || true; server=
     psql -q "$BASE_URL/postgres" -c "drop database $db" >/dev/null
 done
