@@ -123,7 +123,7 @@ def reference_features(grid, rows, metrics):
             c, s1, s2 = sums[(asset, metric)]
             a, b = max(0, first - DAY_POINTS), first
             n = c[b] - c[a]
-            if n < DAY_POINTS // 24 * 2:
+            if n < max(DAY_POINTS // 24, 12):  # an hour of points (at least 12)
                 continue
             mean = (s1[b] - s1[a]) / n
             sd = max(np.sqrt(max((s2[b] - s2[a]) / n - mean * mean, 0.0)), 1e-6 + 1e-3 * abs(mean))
