@@ -102,7 +102,8 @@ async fn score_new_points(
     let step = match scoring.model.current() {
         Some(m) => m.bundle.schema.step_secs,
         None => scoring.settings.training.step_secs,
-    };
+    }
+    .max(1);
     let end = latest_micros.div_euclid(1_000_000).div_euclid(step) * step;
     let from = {
         let mut p = Progress::lock(progress);
