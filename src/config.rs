@@ -763,7 +763,7 @@ impl Settings {
     }
 
     /// Checks what serde cannot: token hashes are 64 hex digits, names unique, the training
-    /// schedule parses.
+    /// schedule parses, the training grid (step, window, stride, horizon) is positive.
     pub fn check(&self) -> Result<(), Error> {
         if !self.training.schedule.trim().is_empty() {
             self.training
@@ -780,6 +780,19 @@ impl Settings {
             if !url.starts_with("http://") && !url.starts_with("https://") {
                 return Err(Error::Invalid(format!(
                     "alertmanager.push_urls {url:?}: expected http://host:port"
+                )));
+            }
+        }
+        let training = &self.training;
+        for (name, value) in [
+            ("training.step_secs", training.step_secs),
+            ("training.window", training.window as i64),
+            ("training.stride", training.stride as i64),
+            ("training.horizon_secs", training.horizon_secs),
+        ] {
+            if value <= 0 {
+                return Err(Error::Invalid(format!(
+                    "{name} must be positive, not {value}"
                 )));
             }
         }
@@ -1058,6 +1071,21 @@ mod tests {
             let err = load_in_jail(None, &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("training.schedule"), "{err}");
             jail.set_env("VIGIL_TRAINING__SCHEDULE", "0 30 3 * * *");
+            assert!(load_in_jail(None, &Overrides::default()).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_training_grid_of_zero_is_rejected() {
+        Jail::expect_with(|jail| {
+            for key in ["STEP_SECS", "WINDOW", "STRIDE", "HORIZON_SECS"] {
+                jail.set_env(format!("VIGIL_TRAINING__{key}"), "0");
+                let err = load_in_jail(None, &Overrides::default()).unwrap_err();
+                let name = format!("training.{}", key.to_lowercase());
+                assert!(err.to_string().contains(&name), "{err}");
+                jail.set_env(format!("VIGIL_TRAINING__{key}"), "60");
+            }
             assert!(load_in_jail(None, &Overrides::default()).is_ok());
             Ok(())
         });
