@@ -201,7 +201,7 @@ def stream(args):
         still = still + 1 if (queue == 0 and scores == last) else 0
         last = scores
     print(json.dumps({"streamed_rows": len(m), "batches": batches, "batch_minutes": args.batch_minutes,
-                      "speed": round(len(m.ts) and (m.ts.max() - m.ts.min()) / seconds, 1),
+                      "speed": round((m.ts.max() - m.ts.min()) / seconds, 1),
                       "skipped_on_ingest": skipped}), file=sys.stderr)
 
 
