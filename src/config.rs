@@ -415,9 +415,16 @@ impl Default for AlertmanagerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringSettings {
-    /// Failure probability at or above which a score is an alert (until feedback-tuned
-    /// thresholds exist). Default 0.5.
+    /// Failure probability at or above which a score is an alert, where no threshold is
+    /// stored for the asset's class (feedback-tuned or set by an admin) and the model
+    /// proposes none (see `model_threshold`). Default 0.5.
     pub alert_threshold: f64,
+    /// Use the threshold the active model chose on its validation windows (the best F1,
+    /// within `policy.min_threshold` and `policy.max_threshold`; it clears at the same
+    /// ratio `clear_threshold` bears to `alert_threshold`) where no threshold is stored for
+    /// the class. A trained model's probabilities are calibrated to the fleet's failure
+    /// rate, which on a rare failure seldom reaches 0.5. Default true.
+    pub model_threshold: bool,
     /// How many drivers an explanation lists. Default 5.
     pub top_drivers: usize,
     /// An alert opens after this many consecutive windows at or above the threshold.
@@ -452,6 +459,7 @@ impl Default for ScoringSettings {
     fn default() -> Self {
         Self {
             alert_threshold: 0.5,
+            model_threshold: true,
             top_drivers: 5,
             fire_windows: 3,
             clear_threshold: 0.3,
@@ -796,6 +804,25 @@ impl Settings {
                 )));
             }
         }
+        let (scoring, policy) = (&self.scoring, &self.policy);
+        for (name, value) in [
+            ("scoring.alert_threshold", scoring.alert_threshold),
+            ("scoring.clear_threshold", scoring.clear_threshold),
+            ("policy.min_threshold", policy.min_threshold),
+            ("policy.max_threshold", policy.max_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(Error::Invalid(format!(
+                    "{name} must be in [0, 1], not {value}"
+                )));
+            }
+        }
+        if policy.min_threshold > policy.max_threshold {
+            return Err(Error::Invalid(format!(
+                "policy.min_threshold ({}) must not exceed policy.max_threshold ({})",
+                policy.min_threshold, policy.max_threshold
+            )));
+        }
         if self.alertmanager.push_interval_secs == 0 {
             return Err(Error::Invalid(
                 "alertmanager.push_interval_secs must be positive".to_owned(),
@@ -1086,6 +1113,22 @@ mod tests {
                 assert!(err.to_string().contains(&name), "{err}");
                 jail.set_env(format!("VIGIL_TRAINING__{key}"), "60");
             }
+            assert!(load_in_jail(None, &Overrides::default()).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn thresholds_outside_0_1_or_crossed_bounds_are_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VIGIL_SCORING__ALERT_THRESHOLD", "1.5");
+            let err = load_in_jail(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("scoring.alert_threshold"), "{err}");
+            jail.set_env("VIGIL_SCORING__ALERT_THRESHOLD", "0.4");
+            jail.set_env("VIGIL_POLICY__MIN_THRESHOLD", "0.96");
+            let err = load_in_jail(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("policy.min_threshold"), "{err}");
+            jail.set_env("VIGIL_POLICY__MIN_THRESHOLD", "0.1");
             assert!(load_in_jail(None, &Overrides::default()).is_ok());
             Ok(())
         });

@@ -5,6 +5,8 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -12,6 +14,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{ApiJson, ApiPath, check_name};
 use crate::policy::threshold::{self, Decision};
+use crate::scoring::policy_cache::unstored_threshold;
 use crate::store::thresholds::{GLOBAL_CLASS, NewThreshold, Threshold, ThresholdChange};
 
 /// What one adaptation did for one class.
@@ -37,7 +40,11 @@ pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptati
     let costs = costs(&settings.policy);
     let mut out = Vec::new();
     for c in class.into_iter().chain([GLOBAL_CLASS]) {
-        let (current, _) = state.scoring.policy().threshold_for(Some(c), settings);
+        let (current, _) =
+            state
+                .scoring
+                .policy()
+                .threshold_for(Some(c), settings, proposed_threshold(state, c));
         let cases = state
             .store
             .labelled_cases(
@@ -104,11 +111,27 @@ pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptati
     Ok(out)
 }
 
+/// The threshold the active model proposes for `class` (`*`: its fleet-wide one).
+fn proposed_threshold(state: &AppState, class: &str) -> Option<f64> {
+    let model = state.scoring.model().current()?;
+    model
+        .bundle
+        .proposed_threshold((class != GLOBAL_CLASS).then_some(class))
+}
+
 /// Answer of `GET /v1/policy/thresholds`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThresholdsAnswer {
-    /// The configured default (used where no class and no global threshold is stored).
+    /// The default (used where no class and no global threshold is stored): the active
+    /// model's fleet-wide proposed threshold when `scoring.model_threshold`, else the
+    /// configured `scoring.alert_threshold` and `scoring.clear_threshold`.
     default: ThresholdPair,
+    /// Where the default comes from: `model` or `config`.
+    default_source: &'static str,
+    /// The thresholds the active model proposes (chosen on its validation windows), by the
+    /// class its per-class models score (`*`: the fleet-wide model's); used for a class
+    /// where nothing is stored, when `scoring.model_threshold`.
+    proposed: BTreeMap<String, f64>,
     /// Thresholds in force by class (`*`: global).
     thresholds: Vec<Threshold>,
     /// The latest changes, newest first.
@@ -126,11 +149,25 @@ pub struct ThresholdPair {
 
 /// `GET /v1/policy/thresholds`.
 pub async fn thresholds(State(state): State<AppState>) -> Result<Json<ThresholdsAnswer>, ApiError> {
+    let settings = &state.settings;
+    let mut proposed = BTreeMap::new();
+    if let Some(model) = state.scoring.model().current() {
+        let bundle = &model.bundle;
+        let classes = bundle.classes.keys().map(|c| Some(c.as_str()));
+        for class in std::iter::once(None).chain(classes) {
+            if let Some(t) = bundle.proposed_threshold(class) {
+                proposed.insert(class.unwrap_or(GLOBAL_CLASS).to_owned(), t);
+            }
+        }
+    }
+    // For a class that nothing is stored for and no class model scores.
+    let fleet = proposed.get(GLOBAL_CLASS).copied();
+    let (fire_at, clear_at) = unstored_threshold(settings, fleet);
+    let from_model = settings.scoring.model_threshold && fleet.is_some();
     Ok(Json(ThresholdsAnswer {
-        default: ThresholdPair {
-            fire_at: state.settings.scoring.alert_threshold,
-            clear_at: state.settings.scoring.clear_threshold,
-        },
+        default: ThresholdPair { fire_at, clear_at },
+        default_source: if from_model { "model" } else { "config" },
+        proposed,
         thresholds: state.store.thresholds().await?,
         history: state.store.threshold_changes(None, 100).await?,
     }))

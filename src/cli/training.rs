@@ -306,6 +306,19 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
                 .unwrap_or_default()
         );
     }
+    match &bundle.alert_threshold {
+        Some(t) => println!(
+            "alert threshold proposed: {:.4} (best F1 on the validation windows: precision \
+             {:.3}, recall {:.3} of {} windows before failures; used where no threshold is \
+             stored, when scoring.model_threshold)",
+            t.fire_at, t.precision, t.recall, t.positives
+        ),
+        None => println!(
+            "alert threshold proposed: none (fewer than {} validation windows before failures); \
+             scoring.alert_threshold applies",
+            crate::model::bundle::MIN_THRESHOLD_POSITIVES
+        ),
+    }
     if let Some(f) = &r.feedback {
         println!(
             "\nfeedback on alerts: {} true and {} false alarms among the training windows \

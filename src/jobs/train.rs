@@ -22,11 +22,12 @@ use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Label
 use crate::features::{FeatureSchema, derive};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
+use crate::model::bundle::MIN_THRESHOLD_POSITIVES;
 pub use crate::model::bundle::{
     Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TrainingParams, TtfReport,
 };
 use crate::model::diagnosis::KindScore;
-use crate::model::evaluation::{Scorecard, brier, reliability};
+use crate::model::evaluation::{Scorecard, best_f1_threshold, brier, reliability};
 use crate::model::{
     Diagnosis, FailureModel, FitError, GradientBoosting, IsolationForest, ParamsError,
 };
@@ -402,6 +403,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     on_stage("score validation");
     let started = Instant::now();
     let mut probabilities = Vec::new();
+    let mut alert_threshold = None;
     if !data.validation.is_empty() {
         let logits = failure.logits(validation_x.view(), &validation_anomaly);
         probabilities = logits.iter().map(|&z| failure.calibrate(z)).collect();
@@ -412,6 +414,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
             reliability: reliability(&probabilities, y, 10),
             ..Scorecard::ranking(&logits, y)
         });
+        alert_threshold = best_f1_threshold(&probabilities, y, MIN_THRESHOLD_POSITIVES);
     }
     report.stage("score_validation", started);
     on_stage("validate on held-out assets");
@@ -476,6 +479,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         classes: BTreeMap::new(),
         params: training_params(settings),
         drift,
+        alert_threshold,
         report,
     })
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::diagnosis::{Diagnosed, KindScore};
-use super::evaluation::Scorecard;
+use super::evaluation::{Scorecard, ThresholdChoice};
 use super::{Diagnosis, FailureModel, GradientBoosting, IsolationForest, rounded};
 use crate::features::{
     Context, FEATURE_VERSION, FeatureSchema, WindowError, check_window, extract,
@@ -52,9 +52,18 @@ pub struct Bundle {
     /// without validation windows).
     #[serde(default)]
     pub drift: Option<super::drift::Reference>,
+    /// The alert threshold chosen on the validation windows (best F1), when they held at
+    /// least [`MIN_THRESHOLD_POSITIVES`] windows before failures; used until a threshold is
+    /// stored for the asset's class (feedback-tuned or set by an admin).
+    #[serde(default)]
+    pub alert_threshold: Option<ThresholdChoice>,
     /// Validation measures.
     pub report: TrainReport,
 }
+
+/// Validation windows before failures needed before a bundle proposes its own alert
+/// threshold.
+pub const MIN_THRESHOLD_POSITIVES: usize = 10;
 
 /// The hyperparameters a bundle was trained with: the model's own record of them, not the
 /// configuration's struct (which may change without breaking saved bundles). Unknown fields
@@ -393,6 +402,15 @@ pub struct WindowScore {
 }
 
 impl Bundle {
+    /// The alert threshold proposed by the model that scores windows of `model_class` (its
+    /// class bundle's when it proposes one, else this fleet-wide bundle's).
+    pub fn proposed_threshold(&self, model_class: Option<&str>) -> Option<f64> {
+        model_class
+            .and_then(|c| self.classes.get(c)?.alert_threshold)
+            .or(self.alert_threshold)
+            .map(|t| t.fire_at)
+    }
+
     /// Scores one window: `window` maps metric names to values on the model's grid, oldest
     /// first, each of exactly `schema.window` finite values. Metrics the model knows but the
     /// window lacks are scored as missing; a window with none of them is refused. The

@@ -1,5 +1,6 @@
 //! Quality measures of probabilistic classifiers: ROC AUC, average precision (as
-//! scikit-learn computes them), Brier score and a reliability table.
+//! scikit-learn computes them), Brier score, a reliability table, and the best-F1 alert
+//! threshold.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,16 +29,12 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
         .then(|| (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
 }
 
-/// Average precision: the sum over score thresholds of (recall step) x precision, as
-/// scikit-learn's `average_precision_score`; `None` without positives.
-pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
-    let total_positives = labels.iter().filter(|&&l| l).count() as f64;
-    if total_positives == 0.0 {
-        return None;
-    }
+/// Cumulative (true, false) positives at each distinct score, from the highest down: what
+/// alerting at or above that score would catch and raise.
+fn sweep_down(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp, mut ap, mut last_recall) = (0.0, 0.0, 0.0, 0.0);
+    let (mut tp, mut fp, mut out) = (0.0, 0.0, Vec::new());
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
@@ -51,12 +48,72 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
                 fp += 1.0;
             }
         }
+        out.push((scores[order[i]], tp, fp));
+        i = j + 1;
+    }
+    out
+}
+
+/// Average precision: the sum over score thresholds of (recall step) x precision, as
+/// scikit-learn's `average_precision_score`; `None` without positives.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let total_positives = labels.iter().filter(|&&l| l).count() as f64;
+    if total_positives == 0.0 {
+        return None;
+    }
+    let (mut ap, mut last_recall) = (0.0, 0.0);
+    for (_, tp, fp) in sweep_down(scores, labels) {
         let recall = tp / total_positives;
         ap += (recall - last_recall) * tp / (tp + fp);
         last_recall = recall;
-        i = j + 1;
     }
     Some(ap)
+}
+
+/// An alert threshold chosen on labelled windows, and how it did on them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdChoice {
+    /// Alert at or above this probability.
+    pub fire_at: f64,
+    /// Of the windows at or above it, the share that preceded a failure.
+    pub precision: f64,
+    /// Of the windows that preceded a failure, the share at or above it.
+    pub recall: f64,
+    /// Harmonic mean of both.
+    pub f1: f64,
+    /// Positive windows it was chosen on.
+    pub positives: u64,
+}
+
+/// The score threshold with the best F1 on `scores` (the highest one on ties: fewer
+/// alerts for the same F1); `None` with fewer than `min_positives` positives.
+pub fn best_f1_threshold(
+    scores: &[f64],
+    labels: &[bool],
+    min_positives: usize,
+) -> Option<ThresholdChoice> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 || positives < min_positives {
+        return None;
+    }
+    let total = positives as f64;
+    sweep_down(scores, labels)
+        .into_iter()
+        .filter(|&(_, tp, _)| tp > 0.0)
+        .map(|(fire_at, tp, fp)| {
+            let (precision, recall) = (tp / (tp + fp), tp / total);
+            ThresholdChoice {
+                fire_at,
+                precision,
+                recall,
+                f1: 2.0 * precision * recall / (precision + recall),
+                positives: positives as u64,
+            }
+        })
+        .fold(None, |best: Option<ThresholdChoice>, c| match best {
+            Some(b) if b.f1 >= c.f1 => Some(b),
+            _ => Some(c),
+        })
 }
 
 /// Mean squared difference between predicted probability and outcome.
@@ -159,6 +216,21 @@ mod tests {
         );
         assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
         assert_eq!(roc_auc(&[0.5, 0.6], &[true, true]), None);
+    }
+
+    #[test]
+    fn best_f1_threshold_of_a_hand_computed_case() {
+        // Alerting at or above 0.8: P 1, R 1/3, F1 1/2; 0.4: P 1/2, F1 2/5; 0.35: P 2/3,
+        // R 2/3, F1 2/3; 0.3: P 3/4, R 1, F1 6/7 (best); 0.2: P 3/5, F1 3/4; 0.1: F1 2/3.
+        let scores = [0.1, 0.4, 0.35, 0.8, 0.2, 0.3];
+        let labels = [false, false, true, true, false, true];
+        let c = best_f1_threshold(&scores, &labels, 1).unwrap();
+        assert_eq!(c.fire_at, 0.3);
+        assert!((c.precision - 0.75).abs() < 1e-12 && c.recall == 1.0);
+        assert!((c.f1 - 6.0 / 7.0).abs() < 1e-12);
+        assert_eq!(c.positives, 3);
+        assert_eq!(best_f1_threshold(&scores, &labels, 4), None);
+        assert_eq!(best_f1_threshold(&[0.5], &[false], 0), None);
     }
 
     #[test]

@@ -437,7 +437,11 @@ impl Scoring {
             Ok((model, score)) => {
                 self.count_drift(model, &score);
                 let ignored = score.ignored_metrics.clone();
-                let (fire_at, clear_at) = self.policy.threshold_for(class, &self.settings);
+                let proposed = model
+                    .bundle
+                    .proposed_threshold(score.model_class.as_deref());
+                let (fire_at, clear_at) =
+                    self.policy.threshold_for(class, &self.settings, proposed);
                 let recommended_action = score.diagnosis.as_ref().and_then(|d| {
                     self.policy
                         .recommend(&self.settings, &d.kind, class.unwrap_or("default"))

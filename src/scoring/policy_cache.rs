@@ -12,6 +12,27 @@ use crate::config::Settings;
 use crate::store::Store;
 use crate::store::thresholds::GLOBAL_CLASS;
 
+/// (fire at, clear below) where no threshold is stored: the model's `proposed` one when
+/// `scoring.model_threshold` (within `policy.min_threshold` and `policy.max_threshold`,
+/// clearing at the ratio `scoring.clear_threshold` bears to `scoring.alert_threshold`), else
+/// the configured `scoring.alert_threshold` and `scoring.clear_threshold`.
+pub fn unstored_threshold(settings: &Settings, proposed: Option<f64>) -> (f64, f64) {
+    let scoring = &settings.scoring;
+    match proposed.filter(|_| scoring.model_threshold) {
+        Some(proposed) => {
+            let fire_at =
+                proposed.clamp(settings.policy.min_threshold, settings.policy.max_threshold);
+            let ratio = if scoring.alert_threshold > 0.0 {
+                (scoring.clear_threshold / scoring.alert_threshold).min(1.0)
+            } else {
+                0.0
+            };
+            (fire_at, fire_at * ratio)
+        }
+        None => (scoring.alert_threshold, scoring.clear_threshold),
+    }
+}
+
 /// What this replica knows of the policy: thresholds by class and the classes in use.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
@@ -21,19 +42,21 @@ pub struct PolicyCache {
 }
 
 impl PolicyCache {
-    /// (fire at, clear below) for an asset of `class`: its class's threshold, else the
-    /// global (`*`) one, else the configured `scoring.alert_threshold` and
-    /// `scoring.clear_threshold`.
-    pub fn threshold_for(&self, class: Option<&str>, settings: &Settings) -> (f64, f64) {
+    /// (fire at, clear below) for an asset of `class`: its class's stored threshold, else
+    /// the global (`*`) one, else [`unstored_threshold`] of what the model that scores the
+    /// class `proposed`.
+    pub fn threshold_for(
+        &self,
+        class: Option<&str>,
+        settings: &Settings,
+        proposed: Option<f64>,
+    ) -> (f64, f64) {
         let map = self.thresholds.read().unwrap_or_else(|e| e.into_inner());
         class
             .and_then(|c| map.get(c))
             .or_else(|| map.get(GLOBAL_CLASS))
             .copied()
-            .unwrap_or((
-                settings.scoring.alert_threshold,
-                settings.scoring.clear_threshold,
-            ))
+            .unwrap_or_else(|| unstored_threshold(settings, proposed))
     }
 
     /// Reloads thresholds and classes from the database.
@@ -123,4 +146,44 @@ pub fn spawn_policy_refresh(
             tokio::time::sleep(every).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_thresholds_beat_the_models_which_beats_the_configured_one() {
+        let mut settings = Settings::default();
+        let cache = PolicyCache::default();
+        // Nothing stored: the model's proposal, clearing at 0.3 / 0.5 of it; bounded.
+        assert_eq!(
+            cache.threshold_for(Some("web"), &settings, None),
+            (0.5, 0.3)
+        );
+        let (fire, clear) = cache.threshold_for(Some("web"), &settings, Some(0.2));
+        assert!(
+            fire == 0.2 && (clear - 0.12).abs() < 1e-12,
+            "{fire} {clear}"
+        );
+        assert_eq!(cache.threshold_for(None, &settings, Some(0.01)).0, 0.05);
+        assert_eq!(cache.threshold_for(None, &settings, Some(0.99)).0, 0.95);
+        settings.scoring.model_threshold = false;
+        assert_eq!(cache.threshold_for(None, &settings, Some(0.2)), (0.5, 0.3));
+        settings.scoring.model_threshold = true;
+        // Stored: the class's, else the global one, whatever the model proposes.
+        cache
+            .thresholds
+            .write()
+            .unwrap()
+            .extend([("web".to_owned(), (0.7, 0.5)), ("*".to_owned(), (0.4, 0.2))]);
+        assert_eq!(
+            cache.threshold_for(Some("web"), &settings, Some(0.2)),
+            (0.7, 0.5)
+        );
+        assert_eq!(
+            cache.threshold_for(Some("db"), &settings, Some(0.2)),
+            (0.4, 0.2)
+        );
+    }
 }

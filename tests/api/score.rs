@@ -103,7 +103,22 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
         "the model knows every metric"
     );
     assert_eq!(risky["horizon_secs"], 1800);
-    assert_eq!(risky["threshold"], 0.5);
+    // Nothing is stored for the class: the threshold is the one the model chose on its
+    // validation windows (within the policy's bounds), not the configured 0.5.
+    let proposed = bundle
+        .alert_threshold
+        .expect("the synthetic fleet proposes one");
+    let fire_at = proposed.fire_at.clamp(0.05, 0.95);
+    assert!(
+        proposed.f1 > 0.0 && proposed.positives >= 10,
+        "{proposed:?}"
+    );
+    assert_eq!(risky["threshold"].as_f64(), Some(fire_at), "{risky}");
+    let policy: Value = app.get_value("/v1/policy/thresholds").await;
+    assert_eq!(policy["default_source"], "model", "{policy}");
+    assert_eq!(policy["default"]["fire_at"].as_f64(), Some(fire_at));
+    assert_eq!(policy["default"]["clear_at"].as_f64(), Some(fire_at * 0.6));
+    assert_eq!(policy["proposed"]["*"].as_f64(), Some(proposed.fire_at));
     assert!(risky["alert"].is_boolean());
     assert!(risky["anomaly_score"].as_f64().unwrap() > 0.0);
     let drivers = risky["drivers"].as_array().unwrap();
