@@ -1107,6 +1107,10 @@ pub async fn register_for(
             "decision".to_owned(),
             serde_json::to_value(&decision).unwrap_or_default(),
         );
+        map.insert(
+            "alert_threshold".to_owned(),
+            serde_json::to_value(bundle.alert_threshold).unwrap_or_default(),
+        );
     }
     let new = NewModel {
         kind: BUNDLE_KIND.to_owned(),

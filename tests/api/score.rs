@@ -119,6 +119,15 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     assert_eq!(policy["default"]["fire_at"].as_f64(), Some(fire_at));
     assert_eq!(policy["default"]["clear_at"].as_f64(), Some(fire_at * 0.6));
     assert_eq!(policy["proposed"]["*"].as_f64(), Some(proposed.fire_at));
+    let id = registration.model.model_id;
+    let detail: Value = app.get_value(&format!("/v1/models/{id}")).await;
+    let recorded = &detail["metrics"]["alert_threshold"];
+    assert_eq!(
+        recorded["fire_at"].as_f64(),
+        Some(proposed.fire_at),
+        "{detail}"
+    );
+    assert_eq!(recorded["positives"].as_u64(), Some(proposed.positives));
     assert!(risky["alert"].is_boolean());
     assert!(risky["anomaly_score"].as_f64().unwrap() > 0.0);
     let drivers = risky["drivers"].as_array().unwrap();
