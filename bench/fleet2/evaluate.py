@@ -18,6 +18,10 @@ horizon. A failure is predictable when its kind has a precursor (all but `sudden
 caught when a window ending within the horizon before it alerts (Vigil: at the threshold its
 answer names; the reference: at its best-F1 threshold on the test windows, which flatters
 it), and its lead is from the first alerting window in the four horizons before it.
+`vigil_alerts` counts the alerts scoring on ingest opened (after `scoring.fire_windows`
+windows in a row at the threshold), dated by the window that opened them: a failure is
+caught when one opened in the horizon before it (an alert opened earlier and still open is
+not counted: a strict measure).
 """
 
 import argparse
@@ -225,6 +229,33 @@ def caught(rows, scores, threshold, inc):
     return hits / max(total, 1), float(np.median(leads)) if leads else 0.0, total
 
 
+def alerted(rows, alerts, inc):
+    """The alerts opened on ingest against the predictable test failures: the share of those
+    with an alert opened in the horizon before them, the median lead of the first alert opened
+    in the four horizons before each caught one, the alerts opened in the test period, and the
+    share of those a failure of the asset followed within the horizon."""
+    lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
+    opened = {}
+    for a, t in alerts.itertuples(index=False):
+        if lo <= t <= hi + HORIZON:
+            opened.setdefault(a, []).append(int(t))
+    starts = {}
+    for f in inc.itertuples():
+        starts.setdefault(f.asset, []).append(f.started_at)
+    hits, leads, total = 0, [], 0
+    for f in inc.itertuples():
+        if f.kind == "sudden" or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
+            continue
+        total += 1
+        before = [t for t in opened.get(f.asset, []) if f.started_at - 4 * HORIZON <= t < f.started_at]
+        if any(t >= f.started_at - HORIZON for t in before):
+            hits += 1
+            leads.append((f.started_at - min(before)) / 60)
+    n = sum(len(v) for v in opened.values())
+    true = sum(any(t < s <= t + HORIZON for s in starts.get(a, [])) for a, ts in opened.items() for t in ts)
+    return hits / max(total, 1), float(np.median(leads)) if leads else 0.0, total, n, true / max(n, 1)
+
+
 def measures(y, p):
     keep = np.isfinite(p)
     return float(roc_auc_score(y[keep], p[keep])), float(average_precision_score(y[keep], p[keep])), int(keep.sum())
@@ -279,6 +310,13 @@ def score(args):
         print(json.dumps({"method": "vigil_on_ingest", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
                           "unscored": round(1 - n / len(test), 4), "caught": round(share, 3),
                           "median_lead_min": lead, "failures": total, "threshold": "its own"}))
+    if args.ingest_alerts:
+        alerts = pd.read_csv(args.ingest_alerts, names=["asset", "opened"])
+        share, lead, total, n, precision = alerted(test, alerts, inc)
+        days = (max(r[1] for r in test) - min(r[1] for r in test)) / 86400
+        print(json.dumps({"method": "vigil_alerts", "caught": round(share, 3), "median_lead_min": lead,
+                          "failures": total, "alerts": n, "alerts_followed_by_failure": round(precision, 3),
+                          "alerts_per_asset_day": round(n / max(len({r[0] for r in test}) * days, 1e-9), 3)}))
 
 
 def main():
@@ -290,6 +328,7 @@ def main():
     p.add_argument("--batch-minutes", type=int, default=5, help="stream: minutes of samples per POST")
     p.add_argument("--speed", type=float, default=1000, help="stream: at most this many times real time")
     p.add_argument("--ingest-scores", help="score: CSV (asset,window end,probability,threshold) stored on ingest")
+    p.add_argument("--ingest-alerts", help="score: CSV (asset,opened) of the alerts scoring on ingest opened")
     p.add_argument("--step", type=int, default=60, help="grid step, seconds")
     p.add_argument("--window", type=int, default=60, help="grid points per window")
     p.add_argument("--max-fill", type=int, default=10, help="grid points a value is carried")

@@ -6,7 +6,8 @@
 # ingest), then every test window through `POST /v1/score/batch` (each dated, so each is
 # compared with the asset's stored past); the reference (evaluate.py) is fitted on the same
 # training period and scored on the same windows. Prints one JSON line per method (reference, vigil: the
-# batch route, vigil_on_ingest: the scores stored on ingest) and seed.
+# batch route, vigil_on_ingest: the scores stored on ingest, vigil_alerts: the alerts they
+# opened) and seed.
 #
 #   PY=/path/to/python SEEDS="2 3" bench/fleet2/run.sh
 # PY needs numpy, pandas and scikit-learn (the seed-baseline's .venv has them). Seed 1 is
@@ -72,8 +73,13 @@ for seed in $SEEDS; do
     psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from s.window_end)::bigint,
         s.probability, s.threshold from score s join asset a using (asset_id)
         where s.probability is not null" > "$work/ingest-$seed.csv"
+    # The alerts those scores opened (after `scoring.fire_windows` in a row), dated by the
+    # window that opened them.
+    psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from al.opened_at)::bigint
+        from alert al join asset a on a.asset_id = al.asset_id" > "$work/alerts-$seed.csv"
     "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
-        --test-days "$TEST_DAYS" "${GRID[@]}" --ingest-scores "$work/ingest-$seed.csv" | sed "s/^{/{\"seed\": \"$seed\", /"
+        --test-days "$TEST_DAYS" "${GRID[@]}" --ingest-scores "$work/ingest-$seed.csv" \
+        --ingest-alerts "$work/alerts-$seed.csv" | sed "s/^{/{\"seed\": \"$seed\", /"
     kill "$server"; wait "$server" 2>/dev/null || true; server=
     psql -q "$BASE_URL/postgres" -c "drop database $db" >/dev/null
 done
