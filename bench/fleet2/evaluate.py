@@ -20,8 +20,8 @@ answer names; the reference: at its best-F1 threshold on the test windows, which
 it), and its lead is from the first alerting window in the four horizons before it.
 `vigil_alerts` counts the alerts scoring on ingest opened (after `scoring.fire_windows`
 windows in a row at the threshold), dated by the window that opened them: a failure is
-caught when one opened in the horizon before it (an alert opened earlier and still open is
-not counted: a strict measure).
+caught when one opened in the horizon before it (strict: an alert opened earlier and still
+open is not counted); `open_in_horizon` also counts those.
 """
 
 import argparse
@@ -231,29 +231,35 @@ def caught(rows, scores, threshold, inc):
 
 def alerted(rows, alerts, inc):
     """The alerts opened on ingest against the predictable test failures: the share of those
-    with an alert opened in the horizon before them, the median lead of the first alert opened
-    in the four horizons before each caught one, the alerts opened in the test period, and the
-    share of those a failure of the asset followed within the horizon."""
+    with an alert opened in the horizon before them, the share with one open at some time in
+    that horizon, the median lead of the first alert opened in the four horizons before each
+    caught one, the alerts opened in the test period, and the share of those followed by a
+    failure of the asset (while open, or within the horizon after opening)."""
     lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
-    opened = {}
-    for a, t in alerts.itertuples(index=False):
-        if lo <= t <= hi + HORIZON:
-            opened.setdefault(a, []).append(int(t))
+    spans = {}
+    for a, opened, cleared in alerts.itertuples(index=False):
+        cleared = np.inf if pd.isna(cleared) else int(cleared)
+        spans.setdefault(a, []).append((int(opened), cleared))
     starts = {}
     for f in inc.itertuples():
         starts.setdefault(f.asset, []).append(f.started_at)
-    hits, leads, total = 0, [], 0
+    hits, open_hits, leads, total = 0, 0, [], 0
     for f in inc.itertuples():
         if f.kind == "sudden" or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
             continue
         total += 1
-        before = [t for t in opened.get(f.asset, []) if f.started_at - 4 * HORIZON <= t < f.started_at]
-        if any(t >= f.started_at - HORIZON for t in before):
+        near = f.started_at - HORIZON
+        ours = spans.get(f.asset, [])
+        before = [o for o, _ in ours if f.started_at - 4 * HORIZON <= o < f.started_at]
+        if any(o >= near for o in before):
             hits += 1
             leads.append((f.started_at - min(before)) / 60)
-    n = sum(len(v) for v in opened.values())
-    true = sum(any(t < s <= t + HORIZON for s in starts.get(a, [])) for a, ts in opened.items() for t in ts)
-    return hits / max(total, 1), float(np.median(leads)) if leads else 0.0, total, n, true / max(n, 1)
+        open_hits += any(o < f.started_at and c >= near for o, c in ours)
+    tested = [(a, o, c) for a, v in spans.items() for o, c in v if lo <= o <= hi + HORIZON]
+    true = sum(any(o < s <= max(c, o + HORIZON) for s in starts.get(a, [])) for a, o, c in tested)
+    n = len(tested)
+    return (hits / max(total, 1), open_hits / max(total, 1),
+            float(np.median(leads)) if leads else 0.0, total, n, true / max(n, 1))
 
 
 def measures(y, p):
@@ -311,10 +317,11 @@ def score(args):
                           "unscored": round(1 - n / len(test), 4), "caught": round(share, 3),
                           "median_lead_min": lead, "failures": total, "threshold": "its own"}))
     if args.ingest_alerts:
-        alerts = pd.read_csv(args.ingest_alerts, names=["asset", "opened"])
-        share, lead, total, n, precision = alerted(test, alerts, inc)
+        alerts = pd.read_csv(args.ingest_alerts, names=["asset", "opened", "cleared"])
+        share, open_share, lead, total, n, precision = alerted(test, alerts, inc)
         days = (max(r[1] for r in test) - min(r[1] for r in test)) / 86400
-        print(json.dumps({"method": "vigil_alerts", "caught": round(share, 3), "median_lead_min": lead,
+        print(json.dumps({"method": "vigil_alerts", "caught": round(share, 3),
+                          "open_in_horizon": round(open_share, 3), "median_lead_min": lead,
                           "failures": total, "alerts": n, "alerts_followed_by_failure": round(precision, 3),
                           "alerts_per_asset_day": round(n / max(len({r[0] for r in test}) * days, 1e-9), 3)}))
 

@@ -74,8 +74,9 @@ for seed in $SEEDS; do
         s.probability, s.threshold from score s join asset a using (asset_id)
         where s.probability is not null" > "$work/ingest-$seed.csv"
     # The alerts those scores opened (after `scoring.fire_windows` in a row), dated by the
-    # window that opened them.
-    psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from al.opened_at)::bigint
+    # windows that opened and cleared them.
+    psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from al.opened_at)::bigint,
+        extract(epoch from al.cleared_at)::bigint
         from alert al join asset a on a.asset_id = al.asset_id" > "$work/alerts-$seed.csv"
     "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
         --test-days "$TEST_DAYS" "${GRID[@]}" --ingest-scores "$work/ingest-$seed.csv" \

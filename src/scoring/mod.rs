@@ -576,7 +576,12 @@ impl Scoring {
                 }
             }
             Transition::Clear => {
-                if self.store.clear_alert(&answer.asset).await?.is_some() {
+                if self
+                    .store
+                    .clear_alert(&answer.asset, record.window_end)
+                    .await?
+                    .is_some()
+                {
                     counters::add(&self.counters.alerts_cleared, 1);
                 }
             }

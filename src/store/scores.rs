@@ -184,14 +184,18 @@ impl Store {
         Ok(id)
     }
 
-    /// Clears the asset's open alert, if any; returns its id.
-    pub async fn clear_alert(&self, asset: &str) -> Result<Option<i64>> {
+    /// Clears the asset's open alert, if any, at the end of the window that cleared it
+    /// (`window_end`; at the latest now, at the earliest when it opened), as alerts open;
+    /// returns its id.
+    pub async fn clear_alert(&self, asset: &str, window_end: DateTime<Utc>) -> Result<Option<i64>> {
         let id = sqlx::query_scalar(
-            "update alert set state = 'cleared', cleared_at = greatest(now(), opened_at) \
+            "update alert set state = 'cleared', \
+             cleared_at = greatest(least($2::timestamptz, now()), opened_at) \
              where state = 'open' and asset_id = (select asset_id from asset where name = $1) \
              returning alert_id",
         )
         .bind(asset)
+        .bind(window_end)
         .fetch_optional(&self.pool)
         .await?;
         Ok(id)

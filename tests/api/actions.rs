@@ -109,7 +109,11 @@ async fn alert(app: &TestApp, asset: &str) -> AlertContext {
         kind_confidence: Some(0.9),
         ..score_at(asset, chrono::Utc::now(), true)
     };
-    app.db.store.clear_alert(asset).await.unwrap();
+    app.db
+        .store
+        .clear_alert(asset, chrono::Utc::now())
+        .await
+        .unwrap();
     let alert_id = app.db.store.open_alert(&score).await.unwrap().unwrap();
     AlertContext {
         alert_id,

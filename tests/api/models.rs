@@ -212,7 +212,7 @@ async fn false_alarm_feedback_lowers_the_scores_of_such_windows_in_the_next_mode
             .await
             .unwrap()
             .unwrap();
-        store.clear_alert(asset).await.unwrap();
+        store.clear_alert(asset, chrono::Utc::now()).await.unwrap();
         store
             .insert_feedback(&vigil::store::alerts::NewFeedback {
                 alert_id,

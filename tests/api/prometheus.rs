@@ -272,7 +272,11 @@ async fn alerts_reach_alertmanager(app: &TestApp, port: u16, prometheus: u16) {
     // Prometheus that scrapes Vigil.
     dashboard_queries_return_data(app, prometheus).await;
 
-    app.db.store.clear_alert(asset).await.unwrap();
+    app.db
+        .store
+        .clear_alert(asset, chrono::Utc::now())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while listed_in_alertmanager(app, port, asset).await.is_some() {
         assert!(

@@ -1,4 +1,4 @@
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use vigil::store::Error;
@@ -399,6 +399,54 @@ async fn a_dump_for_training_holds_every_sample_of_the_range_in_series_order() {
 }
 
 #[tokio::test]
+async fn alerts_open_and_clear_at_the_ends_of_their_windows_never_later_than_now() {
+    let db = TestDb::migrated().await;
+    let store = &db.store;
+    let pool = &db.pool;
+    let times = |id: i64| async move {
+        sqlx::query_as::<_, (DateTime<Utc>, Option<DateTime<Utc>>)>(
+            "select opened_at, cleared_at from alert where alert_id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let hour = chrono::Duration::hours(1);
+    let opened_at = (Utc::now() - hour * 2).trunc_subsecs(0);
+    // Replayed samples: opened and cleared at their windows' ends.
+    let score = crate::support::score_at("a", opened_at, true);
+    let id = store.open_alert(&score).await.unwrap().unwrap();
+    assert_eq!(times(id).await.0, opened_at);
+    store
+        .clear_alert("a", opened_at + hour)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(times(id).await, (opened_at, Some(opened_at + hour)));
+    // A window end before the opening clears at the opening; one in the future, now.
+    let id = store.open_alert(&score).await.unwrap().unwrap();
+    store
+        .clear_alert("a", opened_at - hour)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(times(id).await.1, Some(opened_at));
+    let id = store.open_alert(&score).await.unwrap().unwrap();
+    let before = Utc::now();
+    store
+        .clear_alert("a", before + hour * 24)
+        .await
+        .unwrap()
+        .unwrap();
+    let cleared = times(id).await.1.unwrap();
+    assert!(
+        cleared >= before - chrono::Duration::seconds(1) && cleared <= Utc::now(),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
 async fn the_shared_hysteresis_fires_after_n_windows_and_clears_below_the_lower_threshold() {
     use vigil::store::scores::Transition::{Clear, Fire, Stay};
     let db = TestDb::migrated().await;
@@ -419,7 +467,7 @@ async fn the_shared_hysteresis_fires_after_n_windows_and_clears_below_the_lower_
                     .unwrap();
             }
             Clear => {
-                store.clear_alert("a").await.unwrap().unwrap();
+                store.clear_alert("a", Utc::now()).await.unwrap().unwrap();
             }
             Stay => {}
         }
