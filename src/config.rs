@@ -420,8 +420,8 @@ pub struct ScoringSettings {
     /// proposes none (see `model_threshold`). Default 0.5.
     pub alert_threshold: f64,
     /// Use the threshold the active model chose on its validation windows (the best F1,
-    /// within `policy.min_threshold` and `policy.max_threshold`; it clears at the same
-    /// ratio `clear_threshold` bears to `alert_threshold`) where no threshold is stored for
+    /// within `policy.min_threshold` and `policy.max_threshold`; it clears where
+    /// `policy.clear_gap` says) where no threshold is stored for
     /// the class. A trained model's probabilities are calibrated to the fleet's failure
     /// rate, which on a rare failure seldom reaches 0.5. Default true.
     pub model_threshold: bool,
@@ -628,7 +628,9 @@ pub struct PolicySettings {
     pub max_step: f64,
     /// Smallest relative cost reduction worth a move. Default 0.02.
     pub min_gain: f64,
-    /// An adapted threshold clears this far below where it fires. Default 0.2.
+    /// An adapted threshold (or one set without a clear point) clears this far below where
+    /// it fires, or at `scoring.clear_threshold / scoring.alert_threshold` of it (0.6),
+    /// whichever is higher. Default 0.2.
     pub clear_gap: f64,
     /// Lowest threshold the adapter may choose. Default 0.05.
     pub min_threshold: f64,

@@ -14,7 +14,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::input::{ApiJson, ApiPath, check_name};
 use crate::policy::threshold::{self, Decision};
-use crate::scoring::policy_cache::unstored_threshold;
+use crate::scoring::policy_cache::{clear_below, unstored_threshold};
 use crate::store::thresholds::{GLOBAL_CLASS, NewThreshold, Threshold, ThresholdChange};
 
 /// What one adaptation did for one class.
@@ -72,7 +72,7 @@ pub async fn adapt(state: &AppState, class: Option<&str>) -> Result<Vec<Adaptati
                         &NewThreshold {
                             asset_class: c,
                             fire_at,
-                            clear_at: (fire_at - settings.policy.clear_gap).max(0.0),
+                            clear_at: clear_below(settings, fire_at),
                             pinned: None,
                             reason: &reason,
                             evidence: serde_json::to_value(&evidence).unwrap_or_default(),
@@ -179,7 +179,8 @@ pub async fn thresholds(State(state): State<AppState>) -> Result<Json<Thresholds
 pub struct SetThreshold {
     /// Fire at or above, in [0, 1].
     fire_at: f64,
-    /// Clear below, in [0, fire_at] (default: fire_at minus policy.clear_gap).
+    /// Clear below, in [0, fire_at] (default: policy.clear_gap below fire_at, or 0.6 of it
+    /// (scoring.clear_threshold / scoring.alert_threshold), whichever is higher).
     #[serde(default)]
     clear_at: Option<f64>,
     /// Pin it so the adapter leaves it alone (default: true).
@@ -208,7 +209,7 @@ pub async fn set_threshold(
     check_class(&class)?;
     let clear_at = body
         .clear_at
-        .unwrap_or((body.fire_at - state.settings.policy.clear_gap).max(0.0));
+        .unwrap_or_else(|| clear_below(&state.settings, body.fire_at));
     if !(0.0..=1.0).contains(&body.fire_at) {
         return Err(ApiError::invalid("fire_at", "must be in [0, 1]"));
     }

@@ -12,22 +12,34 @@ use crate::config::Settings;
 use crate::store::Store;
 use crate::store::thresholds::GLOBAL_CLASS;
 
+/// Where an alert firing at `fire_at` clears, for a threshold set without its own clear
+/// point (the model's proposal, the adapter's move, an admin's threshold without one):
+/// `policy.clear_gap` below it, or at the ratio `scoring.clear_threshold` bears to
+/// `scoring.alert_threshold` (0.6), whichever is higher, so that a low threshold still
+/// clears (0.1 clears at 0.06, not at 0).
+pub fn clear_below(settings: &Settings, fire_at: f64) -> f64 {
+    let scoring = &settings.scoring;
+    let ratio = if scoring.alert_threshold > 0.0 {
+        (scoring.clear_threshold / scoring.alert_threshold).min(1.0)
+    } else {
+        0.0
+    };
+    (fire_at - settings.policy.clear_gap)
+        .max(fire_at * ratio)
+        .clamp(0.0, fire_at.max(0.0))
+}
+
 /// (fire at, clear below) where no threshold is stored: the model's `proposed` one when
 /// `scoring.model_threshold` (within `policy.min_threshold` and `policy.max_threshold`,
-/// clearing at the ratio `scoring.clear_threshold` bears to `scoring.alert_threshold`), else
-/// the configured `scoring.alert_threshold` and `scoring.clear_threshold`.
+/// clearing at [`clear_below`]), else the configured `scoring.alert_threshold` and
+/// `scoring.clear_threshold`.
 pub fn unstored_threshold(settings: &Settings, proposed: Option<f64>) -> (f64, f64) {
     let scoring = &settings.scoring;
     match proposed.filter(|_| scoring.model_threshold) {
         Some(proposed) => {
             let fire_at =
                 proposed.clamp(settings.policy.min_threshold, settings.policy.max_threshold);
-            let ratio = if scoring.alert_threshold > 0.0 {
-                (scoring.clear_threshold / scoring.alert_threshold).min(1.0)
-            } else {
-                0.0
-            };
-            (fire_at, fire_at * ratio)
+            (fire_at, clear_below(settings, fire_at))
         }
         None => (scoring.alert_threshold, scoring.clear_threshold),
     }
@@ -156,7 +168,8 @@ mod tests {
     fn stored_thresholds_beat_the_models_which_beats_the_configured_one() {
         let mut settings = Settings::default();
         let cache = PolicyCache::default();
-        // Nothing stored: the model's proposal, clearing at 0.3 / 0.5 of it; bounded.
+        // Nothing stored: the model's proposal, clearing at 0.3 / 0.5 of it (or clear_gap
+        // below it, whichever is higher); bounded.
         assert_eq!(
             cache.threshold_for(Some("web"), &settings, None),
             (0.5, 0.3)
@@ -167,7 +180,14 @@ mod tests {
             "{fire} {clear}"
         );
         assert_eq!(cache.threshold_for(None, &settings, Some(0.01)).0, 0.05);
-        assert_eq!(cache.threshold_for(None, &settings, Some(0.99)).0, 0.95);
+        assert_eq!(
+            cache.threshold_for(None, &settings, Some(0.99)),
+            (0.95, 0.75)
+        );
+        // A low threshold still clears above 0; a high one clears clear_gap below.
+        assert!((clear_below(&settings, 0.1) - 0.06).abs() < 1e-12);
+        assert!((clear_below(&settings, 0.9) - 0.7).abs() < 1e-12);
+        assert_eq!(clear_below(&settings, 0.5), 0.3);
         settings.scoring.model_threshold = false;
         assert_eq!(cache.threshold_for(None, &settings, Some(0.2)), (0.5, 0.3));
         settings.scoring.model_threshold = true;

@@ -117,7 +117,8 @@ async fn an_activated_model_reaches_the_app_and_scores_with_an_explanation() {
     let policy: Value = app.get_value("/v1/policy/thresholds").await;
     assert_eq!(policy["default_source"], "model", "{policy}");
     assert_eq!(policy["default"]["fire_at"].as_f64(), Some(fire_at));
-    assert_eq!(policy["default"]["clear_at"].as_f64(), Some(fire_at * 0.6));
+    let clear_at = (fire_at - 0.2).max(fire_at * 0.6);
+    assert_eq!(policy["default"]["clear_at"].as_f64(), Some(clear_at));
     assert_eq!(policy["proposed"]["*"].as_f64(), Some(proposed.fire_at));
     let id = registration.model.model_id;
     let detail: Value = app.get_value(&format!("/v1/models/{id}")).await;
