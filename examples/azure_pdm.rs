@@ -132,6 +132,7 @@ fn main() {
             &histories,
             &mine,
             &settings,
+            &vigil::model::evaluation::AlertRule::default(),
             None,
             &mut |_| {},
         ) {

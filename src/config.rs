@@ -419,8 +419,10 @@ pub struct ScoringSettings {
     /// stored for the asset's class (feedback-tuned or set by an admin) and the model
     /// proposes none (see `model_threshold`). Default 0.5.
     pub alert_threshold: f64,
-    /// Use the threshold the active model chose on its validation windows (the best F1,
-    /// within `policy.min_threshold` and `policy.max_threshold`; it clears where
+    /// Use the threshold the active model chose on its validation windows (the one whose
+    /// alerts, under `fire_windows` and the clear rule, cost least by
+    /// `policy.false_alarm_cost` and `missed_failure_cost`, else the best F1; within
+    /// `policy.min_threshold` and `policy.max_threshold`; it clears where
     /// `policy.clear_gap` says) where no threshold is stored for
     /// the class. A trained model's probabilities are calibrated to the fleet's failure
     /// rate, which on a rare failure seldom reaches 0.5. Default true.

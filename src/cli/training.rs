@@ -53,6 +53,7 @@ async fn fit(
     spinner: &ProgressBar,
 ) -> anyhow::Result<Bundle> {
     let training = settings.training.clone();
+    let rule = crate::scoring::policy_cache::alert_rule(settings);
     let bar = spinner.clone();
     let bundle = tokio::task::spawn_blocking(move || {
         let mut bundle = train::train(
@@ -60,6 +61,7 @@ async fn fit(
             &data.histories,
             &data.failures,
             &training,
+            &rule,
             champion.as_ref(),
             &mut |stage| bar.set_message(stage.to_owned()),
         )?;
@@ -307,15 +309,26 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
         );
     }
     match &bundle.alert_threshold {
-        Some(t) => println!(
-            "alert threshold proposed: {:.4} (best F1 on the validation windows: precision \
-             {:.3}, recall {:.3} of {} windows before failures; used where no threshold is \
-             stored, when scoring.model_threshold)",
-            t.fire_at, t.precision, t.recall, t.positives
-        ),
+        Some(t) => {
+            let how = match &t.events {
+                Some(e) => format!(
+                    "least cost of its alerts replayed on the validation windows: {} of {} \
+                     failures caught, {} alerts, {} false",
+                    e.caught, e.failures, e.alerts, e.false_alarms
+                ),
+                None => "best F1 on the validation windows".to_owned(),
+            };
+            println!(
+                "alert threshold proposed: {:.4} ({how}; window precision {:.3}, recall {:.3} \
+                 of {} windows before failures; used where no threshold is stored, when \
+                 scoring.model_threshold)",
+                t.fire_at, t.precision, t.recall, t.positives
+            )
+        }
         None => println!(
-            "alert threshold proposed: none (fewer than {} validation windows before failures); \
-             scoring.alert_threshold applies",
+            "alert threshold proposed: none (fewer than {} validation failures and {} \
+             windows before failures); scoring.alert_threshold applies",
+            crate::model::bundle::MIN_THRESHOLD_FAILURES,
             crate::model::bundle::MIN_THRESHOLD_POSITIVES
         ),
     }

@@ -22,12 +22,14 @@ use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Label
 use crate::features::{FeatureSchema, derive};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
 use crate::ingest::{Limits, NamedBatch};
-use crate::model::bundle::MIN_THRESHOLD_POSITIVES;
 pub use crate::model::bundle::{
     Bundle, ChampionComparison, ClassReport, TimeToFailure, TrainReport, TrainingParams, TtfReport,
 };
+use crate::model::bundle::{MIN_THRESHOLD_FAILURES, MIN_THRESHOLD_POSITIVES};
 use crate::model::diagnosis::KindScore;
-use crate::model::evaluation::{Scorecard, best_f1_threshold, brier, reliability};
+use crate::model::evaluation::{
+    AlertRule, EventWindows, Scorecard, best_event_threshold, best_f1_threshold, brier, reliability,
+};
 use crate::model::{
     Diagnosis, FailureModel, FitError, GradientBoosting, IsolationForest, ParamsError,
 };
@@ -249,6 +251,7 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
     histories: &[H],
     failures: &[Failure],
     settings: &TrainingSettings,
+    rule: &AlertRule,
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
@@ -257,8 +260,25 @@ pub fn train<H: std::borrow::Borrow<AssetHistory> + Sync>(
         labels: &[],
     };
     train_derived(
-        metrics, None, histories, outcomes, settings, champion, on_stage,
+        metrics,
+        None,
+        histories,
+        outcomes,
+        Rules {
+            training: settings,
+            alerts: rule,
+        },
+        champion,
+        on_stage,
     )
+}
+
+/// What a training run follows: `training.*`, and how alerts open and what they cost (for
+/// the threshold it proposes).
+#[derive(Debug, Clone, Copy)]
+struct Rules<'a> {
+    training: &'a TrainingSettings,
+    alerts: &'a AlertRule,
 }
 
 /// What happened after the windows: recorded failures, and what operators said about
@@ -276,11 +296,15 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     inputs: Option<crate::vocab::ModelInputs>,
     histories: &[H],
     outcomes: Outcomes<'_>,
-    settings: &TrainingSettings,
+    rules: Rules<'_>,
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
     let Outcomes { failures, labels } = outcomes;
+    let Rules {
+        training: settings,
+        alerts: rule,
+    } = rules;
     let mut report = TrainReport {
         assets: histories.len() as u64,
         failures: failures.len() as u64,
@@ -414,7 +438,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
             reliability: reliability(&probabilities, y, 10),
             ..Scorecard::ranking(&logits, y)
         });
-        alert_threshold = best_f1_threshold(&probabilities, y, MIN_THRESHOLD_POSITIVES);
+        alert_threshold = propose_threshold(&probabilities, &data.validation, settings, rule);
     }
     report.stage("score_validation", started);
     on_stage("validate on held-out assets");
@@ -484,6 +508,36 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     })
 }
 
+/// The alert threshold a bundle proposes from its validation `probabilities`: the one whose
+/// alerts cost least when replayed on the validation windows under `rule` (scoring's
+/// hysteresis and the policy's costs), when they hold at least [`MIN_THRESHOLD_FAILURES`]
+/// failures; else the best-F1 one when they hold at least [`MIN_THRESHOLD_POSITIVES`]
+/// windows before failures; else none.
+fn propose_threshold(
+    probabilities: &[f64],
+    validation: &dataset::Part,
+    settings: &TrainingSettings,
+    rule: &AlertRule,
+) -> Option<crate::model::evaluation::ThresholdChoice> {
+    // A window an operator called a true alarm without a recorded failure after it stands
+    // for a failure of its own.
+    let failure_at: Vec<Option<i64>> = (0..validation.len())
+        .map(|i| {
+            validation.y[i]
+                .then(|| validation.end[i] + validation.ttf[i].map_or(0, |t| t.round() as i64))
+        })
+        .collect();
+    let windows = EventWindows {
+        asset: &validation.asset,
+        end: &validation.end,
+        failure_at: &failure_at,
+        stride: settings.stride,
+        step_secs: settings.step_secs,
+    };
+    best_event_threshold(probabilities, &windows, rule, MIN_THRESHOLD_FAILURES)
+        .or_else(|| best_f1_threshold(probabilities, &validation.y, MIN_THRESHOLD_POSITIVES))
+}
+
 /// Trains the fleet-wide bundle ([`train`]) and, when the assets fall in two or more known
 /// classes, one bundle per class on that class's assets and the metrics they report. A
 /// class bundle is kept when its validation average precision is at least the fleet-wide
@@ -491,6 +545,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
 pub fn train_fleet(
     data: &TrainingData,
     settings: &TrainingSettings,
+    rule: &AlertRule,
     champion: Option<&Bundle>,
     on_stage: &mut dyn FnMut(&str),
 ) -> Result<Bundle, TrainError> {
@@ -502,7 +557,10 @@ pub fn train_fleet(
             failures: &data.failures,
             labels: &data.labels,
         },
-        settings,
+        Rules {
+            training: settings,
+            alerts: rule,
+        },
         champion,
         on_stage,
     )?;
@@ -521,7 +579,7 @@ pub fn train_fleet(
     let classes: Vec<String> = classes.into_iter().cloned().collect();
     for class in classes {
         on_stage(&format!("fit class {class}"));
-        let (report, model) = train_class(data, &bundle, &class, settings)?;
+        let (report, model) = train_class(data, &bundle, &class, settings, rule)?;
         if let Some(model) = model {
             bundle.classes.insert(class, model);
         }
@@ -536,6 +594,7 @@ fn train_class(
     fleet: &Bundle,
     class: &str,
     settings: &TrainingSettings,
+    rule: &AlertRule,
 ) -> Result<(ClassReport, Option<Bundle>), TrainError> {
     let mine: Vec<&AssetHistory> = data
         .histories
@@ -595,7 +654,10 @@ fn train_class(
             data.inputs.clone(),
             &mine,
             outcomes,
-            settings,
+            Rules {
+                training: settings,
+                alerts: rule,
+            },
             None,
             &mut |_| {},
         )
@@ -612,7 +674,10 @@ fn train_class(
             data.inputs.clone(),
             &subset,
             outcomes,
-            settings,
+            Rules {
+                training: settings,
+                alerts: rule,
+            },
             None,
             &mut |_| {},
         )
@@ -1343,8 +1408,9 @@ async fn run(
         },
     };
     let training = settings.training.clone();
+    let rule = crate::scoring::policy_cache::alert_rule(settings);
     let mut bundle = tokio::task::spawn_blocking(move || {
-        train_fleet(&data, &training, champion.as_ref(), &mut on_stage)
+        train_fleet(&data, &training, &rule, champion.as_ref(), &mut on_stage)
     })
     .await
     .map_err(|e| TrainError::Task(e.to_string()))??;
@@ -1454,7 +1520,16 @@ mod tests {
             n_trees: 50,
             ..TrainingSettings::default()
         };
-        let bundle = train(metrics, &histories, &failures, &settings, None, &mut |_| {}).unwrap();
+        let bundle = train(
+            metrics,
+            &histories,
+            &failures,
+            &settings,
+            &AlertRule::default(),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
         let card = bundle.report.failure.as_ref().unwrap();
         assert!(card.roc_auc.unwrap() > 0.9, "{card:?}");
         let diagnosis = bundle.report.diagnosis.as_ref().unwrap();
@@ -1499,7 +1574,8 @@ mod tests {
             n_trees: 50,
             ..TrainingSettings::default()
         };
-        let mut bundle = train_fleet(&data, &settings, None, &mut |_| {}).unwrap();
+        let mut bundle =
+            train_fleet(&data, &settings, &AlertRule::default(), None, &mut |_| {}).unwrap();
         let reports = &bundle.report.classes;
         assert_eq!(
             reports.iter().map(|r| r.class.as_str()).collect::<Vec<_>>(),
@@ -1529,6 +1605,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             &data.failures,
             &settings,
+            &AlertRule::default(),
             None,
             &mut |_| {},
         )
@@ -1571,6 +1648,7 @@ mod tests {
             &histories,
             &[],
             &TrainingSettings::default(),
+            &AlertRule::default(),
             None,
             &mut |_| {},
         )
@@ -1642,6 +1720,7 @@ mod tests {
             &data.histories,
             &data.failures,
             settings,
+            &AlertRule::default(),
             None,
             &mut |_| {},
         )

@@ -52,9 +52,11 @@ pub struct Bundle {
     /// without validation windows).
     #[serde(default)]
     pub drift: Option<super::drift::Reference>,
-    /// The alert threshold chosen on the validation windows (best F1), when they held at
-    /// least [`MIN_THRESHOLD_POSITIVES`] windows before failures; used until a threshold is
-    /// stored for the asset's class (feedback-tuned or set by an admin).
+    /// The alert threshold chosen on the validation windows: the one whose alerts cost
+    /// least there when they held at least [`MIN_THRESHOLD_FAILURES`] failures, else the
+    /// best-F1 one when they held at least [`MIN_THRESHOLD_POSITIVES`] windows before
+    /// failures; used until a threshold is stored for the asset's class (feedback-tuned or
+    /// set by an admin).
     #[serde(default)]
     pub alert_threshold: Option<ThresholdChoice>,
     /// Validation measures.
@@ -64,6 +66,10 @@ pub struct Bundle {
 /// Validation windows before failures needed before a bundle proposes its own alert
 /// threshold.
 pub const MIN_THRESHOLD_POSITIVES: usize = 10;
+
+/// Validation failures needed before a bundle chooses its alert threshold by what its
+/// alerts would cost (else by best F1 on the windows).
+pub const MIN_THRESHOLD_FAILURES: usize = 5;
 
 /// The hyperparameters a bundle was trained with: the model's own record of them, not the
 /// configuration's struct (which may change without breaking saved bundles). Unknown fields

@@ -1,6 +1,6 @@
 //! Quality measures of probabilistic classifiers: ROC AUC, average precision (as
-//! scikit-learn computes them), Brier score, a reliability table, and the best-F1 alert
-//! threshold.
+//! scikit-learn computes them), Brier score, a reliability table, and the alert threshold:
+//! the one whose alerts cost least on the validation windows, else the best-F1 one.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,8 +81,215 @@ pub struct ThresholdChoice {
     pub recall: f64,
     /// Harmonic mean of both.
     pub f1: f64,
-    /// Positive windows it was chosen on.
+    /// Positive windows it was measured on.
     pub positives: u64,
+    /// The alerts it opened on the windows (when chosen by [`best_event_threshold`]);
+    /// `None`: chosen by [`best_f1_threshold`], on windows alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventFigures>,
+}
+
+impl ThresholdChoice {
+    /// The window figures of alerting at or above `fire_at`.
+    fn at(scores: &[f64], labels: &[bool], fire_at: f64) -> Self {
+        let (mut tp, mut fp, mut positives) = (0.0, 0.0, 0u64);
+        for (&s, &l) in scores.iter().zip(labels) {
+            positives += u64::from(l);
+            match (s >= fire_at, l) {
+                (true, true) => tp += 1.0,
+                (true, false) => fp += 1.0,
+                _ => {}
+            }
+        }
+        let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        let recall = if positives > 0 {
+            tp / positives as f64
+        } else {
+            0.0
+        };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        Self {
+            fire_at,
+            precision,
+            recall,
+            f1,
+            positives,
+            events: None,
+        }
+    }
+}
+
+/// How alerts open and clear (scoring's hysteresis) and what their errors cost (the
+/// policy's), for [`best_event_threshold`] and the clear point of any threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlertRule {
+    /// Consecutive grid points at or above the threshold that open an alert.
+    pub fire_windows: u32,
+    /// An alert clears below `fire_at - clear_gap` or `fire_at * clear_ratio`, whichever is
+    /// higher ([`AlertRule::clear_below`]).
+    pub clear_gap: f64,
+    /// See `clear_gap`.
+    pub clear_ratio: f64,
+    /// Cost of an alert that no failure followed.
+    pub false_alarm_cost: f64,
+    /// Cost of a failure no alert opened before.
+    pub missed_failure_cost: f64,
+    /// Lowest and highest threshold allowed.
+    pub bounds: (f64, f64),
+}
+
+impl AlertRule {
+    /// Where an alert opened at `fire_at` clears: `clear_gap` below it or `clear_ratio` of
+    /// it, whichever is higher, within [0, `fire_at`] (0.5 clears at 0.3, 0.1 at 0.06 with
+    /// the defaults, not at 0).
+    pub fn clear_below(&self, fire_at: f64) -> f64 {
+        (fire_at - self.clear_gap)
+            .max(fire_at * self.clear_ratio.min(1.0))
+            .clamp(0.0, fire_at.max(0.0))
+    }
+}
+
+/// What alerting at one threshold did on validation windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EventFigures {
+    /// Failures with a window in the horizon before them.
+    pub failures: u64,
+    /// Of those, the ones an alert opened before (within the horizon).
+    pub caught: u64,
+    /// Alerts opened.
+    pub alerts: u64,
+    /// Alerts opened at a window no failure followed within the horizon.
+    pub false_alarms: u64,
+    /// `false_alarm_cost` x false alarms + `missed_failure_cost` x missed failures.
+    pub cost: f64,
+}
+
+/// Validation windows for [`best_event_threshold`], by index.
+#[derive(Debug, Clone, Copy)]
+pub struct EventWindows<'a> {
+    /// Each window's asset.
+    pub asset: &'a [u32],
+    /// Each window's end, Unix seconds.
+    pub end: &'a [i64],
+    /// Start of the failure the window precedes within the horizon (`None`: none).
+    pub failure_at: &'a [Option<i64>],
+    /// Grid points between consecutive windows of an asset (a longer gap restarts the
+    /// count of windows in a row).
+    pub stride: usize,
+    /// Grid step, seconds.
+    pub step_secs: i64,
+}
+
+/// Most thresholds [`best_event_threshold`] tries (evenly spaced ranks of the scores).
+const EVENT_CANDIDATES: usize = 400;
+
+/// The threshold whose alerts, replayed on `windows` in time order per asset with `rule`'s
+/// hysteresis, cost least (the highest on ties: fewer alerts for the same cost): an alert
+/// opens after `fire_windows` grid points in a row at or above it, unless one is open, and
+/// clears at the first below [`AlertRule::clear_below`]; it catches the failure it was
+/// opened within the horizon before, and is a false alarm when none followed. `None` with
+/// fewer than `min_failures` failures.
+pub fn best_event_threshold(
+    scores: &[f64],
+    windows: &EventWindows<'_>,
+    rule: &AlertRule,
+    min_failures: usize,
+) -> Option<ThresholdChoice> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by_key(|&i| (windows.asset[i], windows.end[i]));
+    let mut failures: Vec<(u32, i64)> = (0..scores.len())
+        .filter_map(|i| Some((windows.asset[i], windows.failure_at[i]?)))
+        .collect();
+    failures.sort_unstable();
+    failures.dedup();
+    if failures.is_empty() || failures.len() < min_failures {
+        return None;
+    }
+    let mut sorted: Vec<f64> = scores
+        .iter()
+        .copied()
+        .filter(|s| (rule.bounds.0..=rule.bounds.1).contains(s))
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup();
+    let mut candidates: Vec<f64> = (0..EVENT_CANDIDATES.min(sorted.len()))
+        .map(|k| sorted[k * sorted.len() / EVENT_CANDIDATES.min(sorted.len())])
+        .chain([rule.bounds.0, rule.bounds.1])
+        .collect();
+    candidates.sort_by(|a, b| b.total_cmp(a));
+    candidates.dedup();
+    let labels: Vec<bool> = windows.failure_at.iter().map(Option::is_some).collect();
+    candidates
+        .into_iter()
+        .map(|fire_at| {
+            let events = replay_alerts(scores, windows, &order, failures.len(), rule, fire_at);
+            (fire_at, events)
+        })
+        .fold(None, |best: Option<(f64, EventFigures)>, c| match best {
+            Some(b) if b.1.cost <= c.1.cost => Some(b),
+            _ => Some(c),
+        })
+        .map(|(fire_at, events)| ThresholdChoice {
+            events: Some(events),
+            ..ThresholdChoice::at(scores, &labels, fire_at)
+        })
+}
+
+/// The alerts `rule` opens at `fire_at` on `windows` (visited in `order`: by asset, then
+/// time), against the `failures` they could catch.
+fn replay_alerts(
+    scores: &[f64],
+    windows: &EventWindows<'_>,
+    order: &[usize],
+    failures: usize,
+    rule: &AlertRule,
+    fire_at: f64,
+) -> EventFigures {
+    let stride = windows.stride.max(1);
+    let needed = (rule.fire_windows.max(1) as usize).div_ceil(stride);
+    let spacing = stride as i64 * windows.step_secs;
+    let clear = rule.clear_below(fire_at);
+    let mut caught: Vec<(u32, i64)> = Vec::new();
+    let (mut alerts, mut false_alarms) = (0u64, 0u64);
+    let (mut streak, mut open, mut last) = (0usize, false, None::<(u32, i64)>);
+    for &i in order {
+        let (asset, end) = (windows.asset[i], windows.end[i]);
+        match last {
+            Some((a, _)) if a != asset => (streak, open) = (0, false),
+            Some((_, e)) if end - e > spacing => streak = 0,
+            _ => {}
+        }
+        last = Some((asset, end));
+        if scores[i] >= fire_at {
+            streak += 1;
+            if streak >= needed && !open {
+                open = true;
+                alerts += 1;
+                match windows.failure_at[i] {
+                    Some(at) => caught.push((asset, at)),
+                    None => false_alarms += 1,
+                }
+            }
+        } else {
+            streak = 0;
+            open &= scores[i] >= clear;
+        }
+    }
+    caught.sort_unstable();
+    caught.dedup();
+    let missed = failures - caught.len();
+    EventFigures {
+        failures: failures as u64,
+        caught: caught.len() as u64,
+        alerts,
+        false_alarms,
+        cost: rule.false_alarm_cost * false_alarms as f64
+            + rule.missed_failure_cost * missed as f64,
+    }
 }
 
 /// The score threshold with the best F1 on `scores` (the highest one on ties: fewer
@@ -108,6 +315,7 @@ pub fn best_f1_threshold(
                 recall,
                 f1: 2.0 * precision * recall / (precision + recall),
                 positives: positives as u64,
+                events: None,
             }
         })
         .fold(None, |best: Option<ThresholdChoice>, c| match best {
@@ -231,6 +439,63 @@ mod tests {
         assert_eq!(c.positives, 3);
         assert_eq!(best_f1_threshold(&scores, &labels, 4), None);
         assert_eq!(best_f1_threshold(&[0.5], &[false], 0), None);
+    }
+
+    #[test]
+    fn event_threshold_of_a_hand_computed_case() {
+        // One asset, windows a minute apart; a failure at 1000 s follows windows 5..=8
+        // (failure_at), another at 2000 s follows windows 14..=16. Two in a row open an
+        // alert; it clears below max(t - 0.2, 0.6 t).
+        let scores = [
+            0.1, 0.5, 0.5, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3, 0.9, 0.9,
+        ];
+        let asset = [0; 17];
+        let end: Vec<i64> = (0..17).map(|i| i * 60).collect();
+        let failure_at: Vec<Option<i64>> = (0..17)
+            .map(|i| match i {
+                5..=8 => Some(1000),
+                14..=16 => Some(2000),
+                _ => None,
+            })
+            .collect();
+        let windows = EventWindows {
+            asset: &asset,
+            end: &end,
+            failure_at: &failure_at,
+            stride: 1,
+            step_secs: 60,
+        };
+        let rule = AlertRule {
+            fire_windows: 2,
+            clear_gap: 0.2,
+            clear_ratio: 0.6,
+            false_alarm_cost: 1.0,
+            missed_failure_cost: 10.0,
+            bounds: (0.0, 1.0),
+        };
+        // At 0.9: one alert (window 16) catches the second failure: cost 10. At 0.5 (clear
+        // below 0.3): a false alarm (window 2), the 0.9s open a second: cost 11. At 0.3
+        // (clear below 0.18): the false alarm clears at window 3, windows 6, 7 open one
+        // that catches the first failure, 14, 15 one that catches the second: cost 1. At
+        // 0.2 (clear below 0.12) windows 5, 6 open the first failure's: cost 1 too, and the
+        // higher threshold wins the tie. At 0.1 one alert opens at window 1 and never
+        // clears: cost 21.
+        let c = best_event_threshold(&scores, &windows, &rule, 1).unwrap();
+        assert_eq!(c.fire_at, 0.3);
+        let e = c.events.unwrap();
+        assert_eq!(
+            (e.failures, e.caught, e.alerts, e.false_alarms),
+            (2, 2, 3, 1)
+        );
+        assert_eq!(e.cost, 1.0);
+        // Window figures at 0.3: 8 windows at or above it, 6 of them before a failure.
+        assert_eq!(c.positives, 7);
+        assert!((c.precision - 6.0 / 8.0).abs() < 1e-12);
+        assert!((c.recall - 6.0 / 7.0).abs() < 1e-12);
+        // Fewer failures than asked for: no choice.
+        assert_eq!(best_event_threshold(&scores, &windows, &rule, 3), None);
+        assert_eq!(rule.clear_below(0.5), 0.3);
+        assert!((rule.clear_below(0.1) - 0.06).abs() < 1e-12);
     }
 
     #[test]

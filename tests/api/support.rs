@@ -462,6 +462,7 @@ pub fn trained() -> vigil::jobs::train::Bundle {
         &data.histories,
         &data.failures,
         &settings,
+        &vigil::model::evaluation::AlertRule::default(),
         None,
         &mut |_| {},
     )
