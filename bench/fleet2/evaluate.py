@@ -14,14 +14,17 @@ points, as Vigil puts samples on its grid), ending every 5 minutes. A window is
 positive when a failure of its asset starts within 30 minutes after its end; windows that
 overlap a failure are left out. Test windows end after the cut and at least a horizon
 before the data's end; the reference trains on windows ending before the cut minus a
-horizon. A failure is predictable when its kind has a precursor (all but `sudden`); it is
+horizon. A failure is predictable when it has a precursor (not `sudden`, and its asset reports
+the metric its kind shows in: generate.py's PRECURSOR_METRIC); it is
 caught when a window ending within the horizon before it alerts (Vigil: at the threshold its
 answer names; the reference: at its best-F1 threshold on the test windows, which flatters
 it), and its lead is from the first alerting window in the four horizons before it.
 `vigil_alerts` counts the alerts scoring on ingest opened (after `scoring.fire_windows`
 windows in a row at the threshold), dated by the window that opened them: a failure is
 caught when one opened in the horizon before it (strict: an alert opened earlier and still
-open is not counted); `open_in_horizon` also counts those.
+open is not counted); `open_in_horizon` also counts those. `auc_predictable` leaves out the
+windows before failures without a precursor; `auc_ceiling` is the AUC of a ranking perfect on
+the others and at chance on those (no method can score above it on these windows).
 """
 
 import argparse
@@ -35,6 +38,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.preprocessing import StandardScaler
+
+from generate import PRECURSOR_METRIC
 
 STEP, WINDOW, MAX_FILL, HORIZON, STRIDE = 60, 60, 10, 1800, 5
 DAY_POINTS = 1440
@@ -80,6 +85,18 @@ def grids(m):
             per[metric] = np.where(ok, v[np.maximum(i, 0)], np.nan)
         out[asset] = (t0, per)
     return out
+
+
+def predictable(kind, metrics):
+    """A failure with a precursor: not `sudden`, and (for fleet2's kinds) on an asset that
+    reports the metric its kind shows in; other sources' kinds all count."""
+    return kind != "sudden" and (kind not in PRECURSOR_METRIC or PRECURSOR_METRIC[kind] in metrics)
+
+
+def failure_after(inc, asset, end):
+    """The first failure of `asset` within the horizon after `end`."""
+    f = inc[(inc.asset == asset) & (inc.started_at > end) & (inc.started_at <= end + HORIZON)]
+    return f.sort_values("started_at").iloc[0]
 
 
 def windows(grid, inc, lo, hi):
@@ -209,7 +226,7 @@ def stream(args):
                       "skipped_on_ingest": skipped}), file=sys.stderr)
 
 
-def caught(rows, scores, threshold, inc):
+def caught(rows, scores, threshold, inc, grid):
     """Share of predictable test failures caught, and the median lead in minutes."""
     by_asset = {}
     for (asset, end, _, _), p in zip(rows, scores):
@@ -217,7 +234,7 @@ def caught(rows, scores, threshold, inc):
     hits, leads, total = 0, [], 0
     lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
     for f in inc.itertuples():
-        if f.kind == "sudden" or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
+        if not predictable(f.kind, grid[f.asset][1]) or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
             continue
         total += 1
         th = threshold if np.isscalar(threshold) else threshold.get(f.asset, 0.5)
@@ -229,7 +246,7 @@ def caught(rows, scores, threshold, inc):
     return hits / max(total, 1), float(np.median(leads)) if leads else 0.0, total
 
 
-def alerted(rows, alerts, inc):
+def alerted(rows, alerts, inc, grid):
     """The alerts opened on ingest against the predictable test failures: the share of those
     with an alert opened in the horizon before them, the share with one open at some time in
     that horizon, the median lead of the first alert opened in the four horizons before each
@@ -245,7 +262,7 @@ def alerted(rows, alerts, inc):
         starts.setdefault(f.asset, []).append(f.started_at)
     hits, open_hits, leads, total = 0, 0, [], 0
     for f in inc.itertuples():
-        if f.kind == "sudden" or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
+        if not predictable(f.kind, grid[f.asset][1]) or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
             continue
         total += 1
         near = f.started_at - HORIZON
@@ -262,9 +279,13 @@ def alerted(rows, alerts, inc):
             float(np.median(leads)) if leads else 0.0, total, n, true / max(n, 1))
 
 
-def measures(y, p):
+def measures(y, p, unpredictable):
+    """AUC, AP, windows scored, and the AUC without the windows before failures that have
+    no precursor."""
     keep = np.isfinite(p)
-    return float(roc_auc_score(y[keep], p[keep])), float(average_precision_score(y[keep], p[keep])), int(keep.sum())
+    fair = keep & ~unpredictable
+    return (float(roc_auc_score(y[keep], p[keep])), float(average_precision_score(y[keep], p[keep])),
+            int(keep.sum()), float(roc_auc_score(y[fair], p[fair])))
 
 
 def score(args):
@@ -277,8 +298,12 @@ def score(args):
     train = windows(grid, inc, 0, cut - HORIZON)
     y_test = np.array([r[3] for r in test])
     y_train = np.array([r[3] for r in train])
+    unpredictable = np.array([y and not predictable(failure_after(inc, a, e).kind, grid[a][1])
+                              for a, e, _, y in test])
+    ceiling = 1 - unpredictable.sum() / max(y_test.sum(), 1) / 2
     print(json.dumps({"train_windows": len(train), "train_positives": int(y_train.sum()),
-                      "test_windows": len(test), "test_positives": int(y_test.sum())}), file=sys.stderr)
+                      "test_windows": len(test), "test_positives": int(y_test.sum()),
+                      "before_failures_without_precursor": int(unpredictable.sum())}), file=sys.stderr)
 
     xs = StandardScaler().fit(reference_features(grid, train, metrics))
     lr = LogisticRegression(C=1.0, max_iter=2000).fit(xs.transform(reference_features(grid, train, metrics)), y_train)
@@ -286,20 +311,22 @@ def score(args):
     prec, rec, th = precision_recall_curve(y_test, p_ref)
     f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
     ref_th = float(th[np.argmax(f1[:-1])]) if len(th) else 0.5
-    auc, ap, n = measures(y_test, p_ref)
-    share, lead, total = caught(test, p_ref, ref_th, inc)
+    auc, ap, n, fair = measures(y_test, p_ref, unpredictable)
+    share, lead, total = caught(test, p_ref, ref_th, inc, grid)
     print(json.dumps({"method": "reference", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                      "auc_ceiling": round(ceiling, 4), "auc_predictable": round(fair, 4),
                       "caught": round(share, 3), "median_lead_min": lead, "failures": total,
                       "threshold": "best F1 on the test windows"}))
 
     p_vigil, thresholds, contexts = vigil_scores(args.url, grid, test)
-    auc, ap, n = measures(y_test, p_vigil)
+    auc, ap, n, fair = measures(y_test, p_vigil, unpredictable)
     per_asset = {}
     for (asset, *_), t in zip(test, thresholds):
         if np.isfinite(t):
             per_asset[asset] = t
-    share, lead, total = caught(test, np.nan_to_num(p_vigil), per_asset, inc)
+    share, lead, total = caught(test, np.nan_to_num(p_vigil), per_asset, inc, grid)
     print(json.dumps({"method": "vigil", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                      "auc_predictable": round(fair, 4),
                       "caught": round(share, 3), "median_lead_min": lead, "failures": total,
                       "threshold": "its own", "contexts": contexts}))
 
@@ -311,14 +338,15 @@ def score(args):
         found = [by_key.get((asset, int(end))) for asset, end, _, _ in test]
         p_ingest = np.array([f[0] if f else np.nan for f in found], dtype=float)
         per_asset = {asset: f[1] for (asset, *_), f in zip(test, found) if f}
-        auc, ap, n = measures(y_test, p_ingest)
-        share, lead, total = caught(test, np.nan_to_num(p_ingest), per_asset, inc)
+        auc, ap, n, fair = measures(y_test, p_ingest, unpredictable)
+        share, lead, total = caught(test, np.nan_to_num(p_ingest), per_asset, inc, grid)
         print(json.dumps({"method": "vigil_on_ingest", "auc": round(auc, 4), "ap": round(ap, 4), "windows": n,
+                          "auc_predictable": round(fair, 4),
                           "unscored": round(1 - n / len(test), 4), "caught": round(share, 3),
                           "median_lead_min": lead, "failures": total, "threshold": "its own"}))
     if args.ingest_alerts:
         alerts = pd.read_csv(args.ingest_alerts, names=["asset", "opened", "cleared"])
-        share, open_share, lead, total, n, precision = alerted(test, alerts, inc)
+        share, open_share, lead, total, n, precision = alerted(test, alerts, inc, grid)
         days = (max(r[1] for r in test) - min(r[1] for r in test)) / 86400
         print(json.dumps({"method": "vigil_alerts", "caught": round(share, 3),
                           "open_in_horizon": round(open_share, 3), "median_lead_min": lead,

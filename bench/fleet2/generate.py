@@ -76,8 +76,22 @@ KINDS = {
     "worker": ["fd_exhaustion", "gc_spiral"],
 }
 
+# The metric each kind's precursor shows in; an asset without it fails without one.
+PRECURSOR_METRIC = {
+    "connection_leak": "conn_used",
+    "replication_stall": "repl_lag_s",
+    "fd_exhaustion": "open_fds",
+    "gc_spiral": "heap_mb",
+    "herd": "evictions_per_s",
+}
+
 STEP = 60
 DAY = 86400
+
+
+def has_precursor(kind, metrics):
+    """Whether a failure of `kind` on an asset reporting `metrics` has a precursor."""
+    return PRECURSOR_METRIC.get(kind) in metrics
 
 
 def loguniform(rng, low, high):
@@ -189,19 +203,19 @@ def apply_benign(rng, cls, m, n):
 
 def apply_failure(rng, cls, m, n, at, kind):
     """The precursor of `kind` ending at minute `at`; returns the failure's length."""
-    if kind == "connection_leak" and "conn_used" in m:
+    if kind == "connection_leak" and has_precursor(kind, m):
         length = int(rng.integers(120, 361))
         s = max(0, at - length)
         m["conn_used"] *= 1 + rng.uniform(1.0, 2.5) * ramp(n, s, at - s)
         if "p99_ms" in m:
             m["p99_ms"] *= 1 + 0.8 * ramp(n, at - 20, 20, "convex")
-    elif kind == "replication_stall" and "repl_lag_s" in m:
+    elif kind == "replication_stall" and has_precursor(kind, m):
         length = int(rng.integers(30, 121))
         s = max(0, at - length)
         grow = ramp(n, s, at - s)
         saw = (np.arange(n) % int(rng.integers(5, 15))) / 10.0
         m["repl_lag_s"] *= 1 + 8 * grow * saw
-    elif kind == "fd_exhaustion" and "open_fds" in m:
+    elif kind == "fd_exhaustion" and has_precursor(kind, m):
         length = int(rng.integers(60, 241))
         s = max(0, at - length)
         m["open_fds"] *= 1 + rng.uniform(0.8, 2.0) * ramp(n, s, at - s, "stairs")

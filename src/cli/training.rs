@@ -53,7 +53,7 @@ async fn fit(
     spinner: &ProgressBar,
 ) -> anyhow::Result<Bundle> {
     let training = settings.training.clone();
-    let rule = crate::scoring::policy_cache::alert_rule(settings);
+    let rule = train::alert_rule(settings);
     let bar = spinner.clone();
     let bundle = tokio::task::spawn_blocking(move || {
         let mut bundle = train::train(

@@ -17,7 +17,7 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 use sha2::Digest;
 
-use crate::config::TrainingSettings;
+use crate::config::{Settings, TrainingSettings};
 use crate::features::dataset::{self, AssetHistory, DatasetParams, Failure, Label, MetricHistory};
 use crate::features::{FeatureSchema, derive};
 use crate::ingest::files::{self, FileError, Layout, Rejections};
@@ -48,6 +48,35 @@ pub fn dataset_params(settings: &TrainingSettings) -> DatasetParams {
         stride: settings.stride,
         train_frac: settings.train_frac,
         ttf_cap_secs: settings.ttf_cap_secs,
+    }
+}
+
+/// How alerts open and clear and what their errors cost, from the settings:
+/// `scoring.fire_windows`; clearing `policy.clear_gap` below the fire point or at the ratio
+/// `scoring.clear_threshold` bears to `scoring.alert_threshold` (0.6), whichever is higher;
+/// `policy.false_alarm_cost` and `missed_failure_cost`; within `policy.min_threshold` and
+/// `max_threshold`. Training chooses a model's threshold with it; scoring clears thresholds
+/// set without a clear point by it.
+pub fn alert_rule(settings: &Settings) -> AlertRule {
+    let (scoring, policy) = (&settings.scoring, &settings.policy);
+    AlertRule {
+        fire_windows: scoring.fire_windows,
+        clear_gap: policy.clear_gap,
+        clear_ratio: if scoring.alert_threshold > 0.0 {
+            scoring.clear_threshold / scoring.alert_threshold
+        } else {
+            0.0
+        },
+        false_alarm_cost: policy.false_alarm_cost,
+        missed_failure_cost: policy.missed_failure_cost,
+        bounds: (policy.min_threshold, policy.max_threshold),
+    }
+}
+
+/// The rule of the default settings.
+impl Default for AlertRule {
+    fn default() -> Self {
+        alert_rule(&Settings::default())
     }
 }
 
@@ -1408,7 +1437,7 @@ async fn run(
         },
     };
     let training = settings.training.clone();
-    let rule = crate::scoring::policy_cache::alert_rule(settings);
+    let rule = alert_rule(settings);
     let mut bundle = tokio::task::spawn_blocking(move || {
         train_fleet(&data, &training, &rule, champion.as_ref(), &mut on_stage)
     })

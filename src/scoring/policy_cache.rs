@@ -9,43 +9,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::model::evaluation::AlertRule;
 use crate::store::Store;
 use crate::store::thresholds::GLOBAL_CLASS;
 
 /// Where an alert firing at `fire_at` clears, for a threshold set without its own clear
 /// point (the model's proposal, the adapter's move, an admin's threshold without one):
-/// [`AlertRule::clear_below`] of [`alert_rule`].
+/// [`AlertRule::clear_below`](crate::model::evaluation::AlertRule::clear_below) of
+/// [`alert_rule`](crate::jobs::train::alert_rule).
 pub fn clear_below(settings: &Settings, fire_at: f64) -> f64 {
-    alert_rule(settings).clear_below(fire_at)
-}
-
-/// How alerts open and clear and what their errors cost, from the settings:
-/// `scoring.fire_windows`; clearing `policy.clear_gap` below the fire point or at the ratio
-/// `scoring.clear_threshold` bears to `scoring.alert_threshold` (0.6), whichever is higher;
-/// `policy.false_alarm_cost` and `missed_failure_cost`; within `policy.min_threshold` and
-/// `max_threshold`. Training chooses the model's threshold with it.
-pub fn alert_rule(settings: &Settings) -> AlertRule {
-    let (scoring, policy) = (&settings.scoring, &settings.policy);
-    AlertRule {
-        fire_windows: scoring.fire_windows,
-        clear_gap: policy.clear_gap,
-        clear_ratio: if scoring.alert_threshold > 0.0 {
-            scoring.clear_threshold / scoring.alert_threshold
-        } else {
-            0.0
-        },
-        false_alarm_cost: policy.false_alarm_cost,
-        missed_failure_cost: policy.missed_failure_cost,
-        bounds: (policy.min_threshold, policy.max_threshold),
-    }
-}
-
-/// The rule of the default settings.
-impl Default for AlertRule {
-    fn default() -> Self {
-        alert_rule(&Settings::default())
-    }
+    crate::jobs::train::alert_rule(settings).clear_below(fire_at)
 }
 
 /// (fire at, clear below) where no threshold is stored: the model's `proposed` one when
