@@ -537,6 +537,10 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
     })
 }
 
+/// An alert opened at most this many label horizons before a failure announced it, when a
+/// bundle chooses its threshold by what its alerts cost (an early alarm is a true one).
+const EARLY_ALARM_HORIZONS: i64 = 4;
+
 /// The alert threshold a bundle proposes from its validation `probabilities`: the one whose
 /// alerts cost least when replayed on the validation windows under `rule` (scoring's
 /// hysteresis and the policy's costs), when they hold at least [`MIN_THRESHOLD_FAILURES`]
@@ -548,18 +552,23 @@ fn propose_threshold(
     settings: &TrainingSettings,
     rule: &AlertRule,
 ) -> Option<crate::model::evaluation::ThresholdChoice> {
-    // A window an operator called a true alarm without a recorded failure after it stands
+    // The asset's next failure after each window (its time to failure, when under the cap);
+    // a window an operator called a true alarm without a recorded failure after it stands
     // for a failure of its own.
-    let failure_at: Vec<Option<i64>> = (0..validation.len())
-        .map(|i| {
-            validation.y[i]
-                .then(|| validation.end[i] + validation.ttf[i].map_or(0, |t| t.round() as i64))
+    let next_failure: Vec<Option<i64>> = (0..validation.len())
+        .map(|i| match validation.ttf[i] {
+            Some(t) if t < settings.ttf_cap_secs as f64 => {
+                Some(validation.end[i] + t.round() as i64)
+            }
+            _ => validation.y[i].then_some(validation.end[i]),
         })
         .collect();
     let windows = EventWindows {
         asset: &validation.asset,
         end: &validation.end,
-        failure_at: &failure_at,
+        positive: &validation.y,
+        next_failure: &next_failure,
+        lead_secs: EARLY_ALARM_HORIZONS * settings.horizon_secs,
         stride: settings.stride,
         step_secs: settings.step_secs,
     };

@@ -175,8 +175,13 @@ pub struct EventWindows<'a> {
     pub asset: &'a [u32],
     /// Each window's end, Unix seconds.
     pub end: &'a [i64],
-    /// Start of the failure the window precedes within the horizon (`None`: none).
-    pub failure_at: &'a [Option<i64>],
+    /// The window precedes a failure within the horizon (a positive window).
+    pub positive: &'a [bool],
+    /// Start of the asset's next failure after the window, when one is known.
+    pub next_failure: &'a [Option<i64>],
+    /// An alert opened at most this long before a failure announced it (an early alarm
+    /// is a true one); one opened earlier, or followed by none, is a false alarm.
+    pub lead_secs: i64,
     /// Grid points between consecutive windows of an asset (a longer gap restarts the
     /// count of windows in a row).
     pub stride: usize,
@@ -188,11 +193,13 @@ pub struct EventWindows<'a> {
 const EVENT_CANDIDATES: usize = 400;
 
 /// The threshold whose alerts, replayed on `windows` in time order per asset with `rule`'s
-/// hysteresis, cost least (the highest on ties: fewer alerts for the same cost): an alert
+/// hysteresis, cost least (on ties, the middle candidate of the highest run of them; the
+/// candidates are up to 400 evenly spaced ranks of the scores): an alert
 /// opens after `fire_windows` grid points in a row at or above it, unless one is open, and
-/// clears at the first below [`AlertRule::clear_below`]; it catches the failure it was
-/// opened within the horizon before, and is a false alarm when none followed. `None` with
-/// fewer than `min_failures` failures.
+/// clears at the first below [`AlertRule::clear_below`]; it catches the failure that
+/// follows its opening within `lead_secs`, and is a false alarm when none does. The
+/// failures to catch are those with a positive window. `None` with fewer than
+/// `min_failures` of them.
 pub fn best_event_threshold(
     scores: &[f64],
     windows: &EventWindows<'_>,
@@ -202,7 +209,8 @@ pub fn best_event_threshold(
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by_key(|&i| (windows.asset[i], windows.end[i]));
     let mut failures: Vec<(u32, i64)> = (0..scores.len())
-        .filter_map(|i| Some((windows.asset[i], windows.failure_at[i]?)))
+        .filter(|&i| windows.positive[i])
+        .filter_map(|i| Some((windows.asset[i], windows.next_failure[i]?)))
         .collect();
     failures.sort_unstable();
     failures.dedup();
@@ -222,30 +230,36 @@ pub fn best_event_threshold(
         .collect();
     candidates.sort_by(|a, b| b.total_cmp(a));
     candidates.dedup();
-    let labels: Vec<bool> = windows.failure_at.iter().map(Option::is_some).collect();
-    candidates
+    let tried: Vec<(f64, EventFigures)> = candidates
         .into_iter()
         .map(|fire_at| {
-            let events = replay_alerts(scores, windows, &order, failures.len(), rule, fire_at);
+            let events = replay_alerts(scores, windows, &order, &failures, rule, fire_at);
             (fire_at, events)
         })
-        .fold(None, |best: Option<(f64, EventFigures)>, c| match best {
-            Some(b) if b.1.cost <= c.1.cost => Some(b),
-            _ => Some(c),
-        })
-        .map(|(fire_at, events)| ThresholdChoice {
-            events: Some(events),
-            ..ThresholdChoice::at(scores, &labels, fire_at)
-        })
+        .collect();
+    // The least cost is often reached over a range of thresholds (every failure caught,
+    // no false alarm, from just above the negatives to just below the positives): take
+    // the middle of the highest such range, a margin both ways for windows to come.
+    let least = tried.iter().map(|t| t.1.cost).fold(f64::INFINITY, f64::min);
+    let first = tried.iter().position(|t| t.1.cost == least)?;
+    let run = tried[first..]
+        .iter()
+        .take_while(|t| t.1.cost == least)
+        .count();
+    let (fire_at, events) = tried[first + run / 2];
+    Some(ThresholdChoice {
+        events: Some(events),
+        ..ThresholdChoice::at(scores, windows.positive, fire_at)
+    })
 }
 
 /// The alerts `rule` opens at `fire_at` on `windows` (visited in `order`: by asset, then
-/// time), against the `failures` they could catch.
+/// time), against the `failures` (asset, start; sorted) they could catch.
 fn replay_alerts(
     scores: &[f64],
     windows: &EventWindows<'_>,
     order: &[usize],
-    failures: usize,
+    failures: &[(u32, i64)],
     rule: &AlertRule,
     fire_at: f64,
 ) -> EventFigures {
@@ -269,9 +283,9 @@ fn replay_alerts(
             if streak >= needed && !open {
                 open = true;
                 alerts += 1;
-                match windows.failure_at[i] {
-                    Some(at) => caught.push((asset, at)),
-                    None => false_alarms += 1,
+                match windows.next_failure[i] {
+                    Some(at) if at - end <= windows.lead_secs => caught.push((asset, at)),
+                    _ => false_alarms += 1,
                 }
             }
         } else {
@@ -281,9 +295,10 @@ fn replay_alerts(
     }
     caught.sort_unstable();
     caught.dedup();
-    let missed = failures - caught.len();
+    caught.retain(|f| failures.binary_search(f).is_ok());
+    let missed = failures.len() - caught.len();
     EventFigures {
-        failures: failures as u64,
+        failures: failures.len() as u64,
         caught: caught.len() as u64,
         alerts,
         false_alarms,
@@ -443,25 +458,25 @@ mod tests {
 
     #[test]
     fn event_threshold_of_a_hand_computed_case() {
-        // One asset, windows a minute apart; a failure at 1000 s follows windows 5..=8
-        // (failure_at), another at 2000 s follows windows 14..=16. Two in a row open an
-        // alert; it clears below max(t - 0.2, 0.6 t).
+        // One asset, windows a minute apart (ends 0, 60, ..., 960 s); a failure at 540 s
+        // has positive windows 5..=8, one at 1020 s 14..=16. An alert opened at most 300 s
+        // before a failure announces it. Two in a row open an alert; it clears below
+        // max(t - 0.2, 0.6 t).
         let scores = [
             0.1, 0.5, 0.5, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3, 0.9, 0.9,
         ];
         let asset = [0; 17];
         let end: Vec<i64> = (0..17).map(|i| i * 60).collect();
-        let failure_at: Vec<Option<i64>> = (0..17)
-            .map(|i| match i {
-                5..=8 => Some(1000),
-                14..=16 => Some(2000),
-                _ => None,
-            })
+        let positive: Vec<bool> = (0..17).map(|i| matches!(i, 5..=8 | 14..=16)).collect();
+        let next_failure: Vec<Option<i64>> = (0..17)
+            .map(|i| Some(if i <= 8 { 540 } else { 1020 }))
             .collect();
-        let windows = EventWindows {
+        let mut windows = EventWindows {
             asset: &asset,
             end: &end,
-            failure_at: &failure_at,
+            positive: &positive,
+            next_failure: &next_failure,
+            lead_secs: 300,
             stride: 1,
             step_secs: 60,
         };
@@ -477,21 +492,39 @@ mod tests {
         // below 0.3): a false alarm (window 2), the 0.9s open a second: cost 11. At 0.3
         // (clear below 0.18): the false alarm clears at window 3, windows 6, 7 open one
         // that catches the first failure, 14, 15 one that catches the second: cost 1. At
-        // 0.2 (clear below 0.12) windows 5, 6 open the first failure's: cost 1 too, and the
-        // higher threshold wins the tie. At 0.1 one alert opens at window 1 and never
-        // clears: cost 21.
+        // 0.2 (clear below 0.12) windows 5, 6 open the first failure's: cost 1 too. At 0.1
+        // one alert opens at window 1 and never clears: cost 21. Of the run of least cost
+        // (0.3, 0.2), the middle one (the second of two) is taken.
         let c = best_event_threshold(&scores, &windows, &rule, 1).unwrap();
-        assert_eq!(c.fire_at, 0.3);
+        assert_eq!(c.fire_at, 0.2);
         let e = c.events.unwrap();
         assert_eq!(
             (e.failures, e.caught, e.alerts, e.false_alarms),
             (2, 2, 3, 1)
         );
         assert_eq!(e.cost, 1.0);
-        // Window figures at 0.3: 8 windows at or above it, 6 of them before a failure.
+        // Window figures at 0.2: 9 windows at or above it, 7 of them before a failure, all
+        // 7 windows before failures.
         assert_eq!(c.positives, 7);
-        assert!((c.precision - 6.0 / 8.0).abs() < 1e-12);
-        assert!((c.recall - 6.0 / 7.0).abs() < 1e-12);
+        assert!((c.precision - 7.0 / 9.0).abs() < 1e-12);
+        assert_eq!(c.recall, 1.0);
+        // With windows 10 and 11 at 0.2, 0.2 opens a second false alarm there (cost 2) and
+        // 0.3 is alone at the least cost.
+        let mut noisier = scores;
+        noisier[10] = 0.2;
+        noisier[11] = 0.2;
+        let c = best_event_threshold(&noisier, &windows, &rule, 1).unwrap();
+        assert_eq!(c.fire_at, 0.3);
+        assert_eq!(c.events.unwrap().cost, 1.0);
+        // Only alerts opened at most 100 s before a failure count: those at 0.3 and 0.2
+        // open 120 s and more before theirs (false alarms, both failures missed: cost 23);
+        // 0.9's opens 60 s before the second (cost 10).
+        windows.lead_secs = 100;
+        let c = best_event_threshold(&scores, &windows, &rule, 1).unwrap();
+        assert_eq!(c.fire_at, 0.9);
+        let e = c.events.unwrap();
+        assert_eq!((e.caught, e.false_alarms, e.cost), (1, 0, 10.0));
+        windows.lead_secs = 300;
         // Fewer failures than asked for: no choice.
         assert_eq!(best_event_threshold(&scores, &windows, &rule, 3), None);
         assert_eq!(rule.clear_below(0.5), 0.3);

@@ -464,6 +464,18 @@ pub async fn run(
         fmt_opt(model_quality.0),
         fmt_opt(model_quality.1)
     ));
+    if let Some(t) = &outcome.bundle.alert_threshold {
+        let events = t.events.map_or(String::new(), |e| {
+            format!(
+                ": {} of {} validation failures caught, {} alerts, {} false",
+                e.caught, e.failures, e.alerts, e.false_alarms
+            )
+        });
+        say(&format!(
+            "    alert threshold proposed {:.3}{events}",
+            t.fire_at
+        ));
+    }
 
     let app = match App::build(settings.clone(), store.clone()).await {
         Ok(app) => app,
