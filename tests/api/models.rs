@@ -98,15 +98,17 @@ async fn a_worse_challenger_stays_a_candidate_and_rollback_restores_the_previous
     expect_error(response, 404, "not_found").await;
 }
 
-/// Stores the synthetic fleet in the database, moved to end an hour ago.
+/// Stores the synthetic fleet in the database, moved to end an hour before today (UTC).
 async fn store_synthetic(store: &vigil::store::Store) {
     store_data(store, &synthetic(3, 3, 11), 3).await;
 }
 
 /// Seconds added to the synthetic fleet's times (which start at 0) to store them: `days`
-/// days moved to end an hour ago.
+/// days moved to end an hour before today's midnight (UTC), so that every run puts its
+/// hours at the same times of day (each window's past is the day before its hour) and a
+/// test that calls this twice gets the same answer (unless midnight passes between).
 fn shift(days: i64) -> i64 {
-    chrono::Utc::now().timestamp() / 60 * 60 - days * 86_400 - 3600
+    chrono::Utc::now().timestamp() / 86_400 * 86_400 - days * 86_400 - 3600
 }
 
 /// Stores a `days`-day synthetic fleet's samples and failures, moved by [`shift`].
