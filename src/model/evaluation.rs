@@ -158,11 +158,11 @@ impl AlertRule {
 pub struct EventFigures {
     /// Failures with a window in the horizon before them.
     pub failures: u64,
-    /// Of those, the ones an alert opened before (within the horizon).
+    /// Of those, the ones an alert opened before (at most `lead_secs` before).
     pub caught: u64,
     /// Alerts opened.
     pub alerts: u64,
-    /// Alerts opened at a window no failure followed within the horizon.
+    /// Alerts no failure followed within `lead_secs` of their opening.
     pub false_alarms: u64,
     /// `false_alarm_cost` x false alarms + `missed_failure_cost` x missed failures.
     pub cost: f64,
