@@ -226,16 +226,20 @@ def stream(args):
                       "skipped_on_ingest": skipped}), file=sys.stderr)
 
 
+def tested_failures(rows, inc, grid):
+    """The predictable failures whose horizon the test windows `rows` cover."""
+    lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
+    return [f for f in inc.itertuples()
+            if predictable(f.kind, grid[f.asset][1]) and lo + HORIZON <= f.started_at <= hi + HORIZON]
+
+
 def caught(rows, scores, threshold, inc, grid):
     """Share of predictable test failures caught, and the median lead in minutes."""
     by_asset = {}
     for (asset, end, _, _), p in zip(rows, scores):
         by_asset.setdefault(asset, []).append((end, p))
     hits, leads, total = 0, [], 0
-    lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
-    for f in inc.itertuples():
-        if not predictable(f.kind, grid[f.asset][1]) or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
-            continue
+    for f in tested_failures(rows, inc, grid):
         total += 1
         th = threshold if np.isscalar(threshold) else threshold.get(f.asset, 0.5)
         ends = [(e, p) for e, p in by_asset.get(f.asset, []) if f.started_at - 4 * HORIZON <= e < f.started_at]
@@ -261,9 +265,7 @@ def alerted(rows, alerts, inc, grid):
     for f in inc.itertuples():
         starts.setdefault(f.asset, []).append(f.started_at)
     hits, open_hits, leads, total = 0, 0, [], 0
-    for f in inc.itertuples():
-        if not predictable(f.kind, grid[f.asset][1]) or not (lo + HORIZON <= f.started_at <= hi + HORIZON):
-            continue
+    for f in tested_failures(rows, inc, grid):
         total += 1
         near = f.started_at - HORIZON
         ours = spans.get(f.asset, [])

@@ -101,6 +101,12 @@ impl ThresholdChoice {
                 _ => {}
             }
         }
+        Self::of_counts(fire_at, tp, fp, positives)
+    }
+
+    /// The figures of alerting at `fire_at` from its true and false positive windows, of
+    /// `positives` positive windows.
+    fn of_counts(fire_at: f64, tp: f64, fp: f64, positives: u64) -> Self {
         let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
         let recall = if positives > 0 {
             tp / positives as f64
@@ -318,21 +324,10 @@ pub fn best_f1_threshold(
     if positives == 0 || positives < min_positives {
         return None;
     }
-    let total = positives as f64;
     sweep_down(scores, labels)
         .into_iter()
         .filter(|&(_, tp, _)| tp > 0.0)
-        .map(|(fire_at, tp, fp)| {
-            let (precision, recall) = (tp / (tp + fp), tp / total);
-            ThresholdChoice {
-                fire_at,
-                precision,
-                recall,
-                f1: 2.0 * precision * recall / (precision + recall),
-                positives: positives as u64,
-                events: None,
-            }
-        })
+        .map(|(fire_at, tp, fp)| ThresholdChoice::of_counts(fire_at, tp, fp, positives as u64))
         .fold(None, |best: Option<ThresholdChoice>, c| match best {
             Some(b) if b.f1 >= c.f1 => Some(b),
             _ => Some(c),
