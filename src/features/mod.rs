@@ -17,7 +17,9 @@
 //! hour, against one that has held for a day); the last value against the window's own mean
 //! and spread; the window's mean and last value against the week before its day (a slow
 //! creep the day's past has absorbed) with a flag for no known week; a flag for no known past;
-//! and a missing indicator. Without a known past the
+//! the log of the roughness of the window's last third (its mean change from one point to the
+//! next: a saw-tooth or a wobble that grows, which the whole window's spread dilutes) over the
+//! past's spread; and a missing indicator. Without a known past the
 //! comparisons are 0 and the flag 1. Absolute levels (the head of [`LEVEL_STATS`]: mean, std,
 //! min, max, last, slope per step) come first only where a schema asks for them (`levels`). A missing metric
 //! gets zeros and `missing = 1`, so a window lacking some metrics is still scored from what it
@@ -33,15 +35,15 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the feature definition, saved with every model; bump it when the stats or
 /// their formulas change. Version 1 had absolute levels and a baseline fixed at training;
-/// version 2 had no week; bundles of another version are refused at load with a request to
-/// retrain.
-pub const FEATURE_VERSION: u32 = 3;
+/// version 2 had no week; version 3 had no roughness; bundles of another version are refused
+/// at load with a request to retrain.
+pub const FEATURE_VERSION: u32 = 4;
 
 pub use context::Context;
 
 /// Per-metric statistics of a schema with `levels`, in feature order: the absolute levels,
 /// then [`RELATIVE_STATS`].
-pub const LEVEL_STATS: [&str; 20] = [
+pub const LEVEL_STATS: [&str; 21] = [
     "mean",
     "std",
     "min",
@@ -61,6 +63,7 @@ pub const LEVEL_STATS: [&str; 20] = [
     "week_z_last",
     "no_week",
     "no_context",
+    "rough",
     "missing",
 ];
 
@@ -333,6 +336,8 @@ struct WindowStats {
     slope: f64,
     /// ...and over its last third (at least 3 points).
     slope_recent: f64,
+    /// Mean absolute change from one point to the next over the same last third.
+    rough: f64,
     /// Points.
     n: f64,
 }
@@ -346,7 +351,7 @@ fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
     } else {
         0.0
     };
-    out[9..13].copy_from_slice(&[0.0, 0.0, 1.0, 1.0]);
+    out[9..14].copy_from_slice(&[0.0, 0.0, 1.0, 1.0, 0.0]);
     let Some(c) = context else {
         out[..8].fill(0.0);
         return;
@@ -368,6 +373,7 @@ fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
         out[11] = 0.0;
     }
     out[12] = 0.0;
+    out[13] = clamp_z(((w.rough + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
 }
 
 /// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
@@ -419,6 +425,8 @@ fn window_stats(x: &[f64]) -> WindowStats {
     let var = (square - sum * sum / n).max(0.0);
     let slope = slope_of(cov, n);
     let recent = &x[x.len() - (x.len() / 3).max(3).min(x.len())..];
+    let rough = recent.windows(2).map(|p| (p[1] - p[0]).abs()).sum::<f64>()
+        / (recent.len() - 1).max(1) as f64;
     let slope_recent = if recent.len() == x.len() {
         slope
     } else {
@@ -441,6 +449,7 @@ fn window_stats(x: &[f64]) -> WindowStats {
         last: x[x.len() - 1],
         slope,
         slope_recent,
+        rough,
         n,
     }
 }
@@ -507,8 +516,11 @@ mod tests {
             (10.0 - 1.0) / 4.0,
             0.0,
             0.0,
+            // rough: the last three points [3, 4, 10] step by 1 and 6.
+            ((3.5 + 0.02) / 2.02f64).ln(),
             0.0,
         ];
+        assert_eq!(out.len(), expected.len());
         for (i, (got, want)) in out.iter().zip(expected).enumerate() {
             assert!(
                 (got - want).abs() < 1e-12,
@@ -522,7 +534,7 @@ mod tests {
         extract(&s, &[Some(&x)], &[None], &mut out).unwrap();
         assert_eq!(&out[6..14], &[0.0; 8]);
         assert!((out[14] - (10.0 - mean) / std).abs() < 1e-12);
-        assert_eq!(&out[15..19], &[0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(&out[15..21], &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
     }
 
     #[test]
