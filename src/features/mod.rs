@@ -364,7 +364,7 @@ fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
     out[3] = z(w.max);
     out[4] = clamp_z(w.slope * span / sd);
     out[5] = clamp_z(w.slope_recent * span / sd);
-    out[6] = clamp_z(((w.std + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
+    out[6] = log_over(w.std, sd);
     out[7] = c.recent_mean.map_or(0.0, |r| clamp_z((w.mean - r) / sd));
     if let Some(week) = c.week {
         let sd = week.std.max(floor_at(week.mean));
@@ -373,7 +373,13 @@ fn relative_stats(w: &WindowStats, context: Option<Context>, out: &mut [f64]) {
         out[11] = 0.0;
     }
     out[12] = 0.0;
-    out[13] = clamp_z(((w.rough + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln());
+    out[13] = log_over(w.rough, sd);
+}
+
+/// The log of a window's deviation-like `value` over the past's deviation `sd`, both sides
+/// raised by [`SPREAD_FLOOR`] of `sd` (a flat window reads about ln(0.01)), clamped.
+fn log_over(value: f64, sd: f64) -> f64 {
+    clamp_z(((value + SPREAD_FLOOR * sd) / ((1.0 + SPREAD_FLOOR) * sd)).ln())
 }
 
 /// Accumulators the pass keeps per statistic, over values `k`, `k + LANES`, ...:
