@@ -123,9 +123,10 @@ pub enum Command {
     ///
     /// Each row is scored from the rows before it only, as the service scores a live
     /// series; the output has columns timestamp,value,anomaly_score (in [0, 1]). The score is
-    /// ln q / ln 1e-10 of how unlikely the recent surprise is for this series (q): 0.4 is
-    /// q = 1e-4 (an alarm; later alarms within 100 rows stay at 0.4), 0.5 is 1e-5, and 1 a
-    /// value beyond the range seen so far. The day-long context is sized from the median
+    /// ln q / ln 1e-10 of how unlikely the recent surprise is for this series (q): above 0.3
+    /// is q below 1e-3, an alarm (later alarms within 200 rows stay at exactly 0.3, so a
+    /// threshold just above 0.3 reports each anomaly once), 0.5 is 1e-5, and 1 a value
+    /// beyond the range seen so far. The day-long context is sized from the median
     /// step between timestamps. `vigil eval nab` scores the detector on NAB.
     #[cfg(feature = "sim")]
     Detect(detect::DetectArgs),

@@ -103,6 +103,14 @@ impl StreamingParams {
         self
     }
 
+    /// The lowest score of a fresh alarm: a tail probability below `alarm_tail`, or a value
+    /// out of range. Alarms held through the refractory period score exactly
+    /// `tail_score(alarm_tail)`, just under it, so a threshold here reports each alarm once
+    /// and needs nothing fitted to scores.
+    pub fn alarm_threshold(&self) -> f64 {
+        tail_score(self.alarm_tail).next_up()
+    }
+
     /// Checks the parameters.
     pub fn check(self) -> Result<Self, ParamsError> {
         for (name, v) in [
@@ -537,6 +545,12 @@ mod tests {
         let scores = StreamingDetector::score_series(params.clone(), &series).unwrap();
         let alarms: Vec<usize> = (0..series.len()).filter(|&i| scores[i] > alarm).collect();
         assert!(!alarms.is_empty(), "the burst raised no alarm");
+        // The alarm threshold counts the fresh alarms and none of the held ones.
+        let fresh: Vec<usize> = (0..series.len())
+            .filter(|&i| scores[i] >= params.alarm_threshold())
+            .collect();
+        assert_eq!(fresh, alarms);
+        assert!(scores.contains(&alarm), "no alarm was held");
         for pair in alarms.windows(2) {
             assert!(pair[1] - pair[0] >= params.refractory, "{alarms:?}");
         }
