@@ -407,6 +407,11 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
             fmt(t.near_mae_minutes),
             fmt(t.near_mae_minutes_of_mean)
         );
+        if t.withheld {
+            println!(
+                "  withheld: no better than predicting the mean there, so answers carry no time to failure"
+            );
+        }
     }
     if let Some(card) = &r.failure {
         println!("\nreliability (failure model on validation)");

@@ -447,9 +447,11 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         });
     let time_to_failure = report
         .substage("fit_time_to_failure", time_to_failure)?
-        .map(|(model, ttf)| {
+        .and_then(|(model, mut ttf)| {
+            ttf.withheld = !ttf.has_skill();
+            let kept = (!ttf.withheld).then_some(model);
             report.time_to_failure = Some(ttf);
-            model
+            kept
         });
     let validation_anomaly = report.substage("score_anomaly", validation_anomaly);
 
@@ -844,6 +846,7 @@ fn fit_time_to_failure(
         near_rows: within.len() as u64,
         near_mae_minutes: mae(error(&within, &predicted)),
         near_mae_minutes_of_mean: mae(error(&within, &|_| mean)),
+        withheld: false,
     };
     Ok(Some((ttf, measured)))
 }
@@ -1588,6 +1591,7 @@ mod tests {
             ttf.near_mae_minutes.unwrap() < 0.5 * ttf.near_mae_minutes_of_mean.unwrap(),
             "{ttf:?}"
         );
+        assert!(ttf.has_skill() && !ttf.withheld);
         assert!(bundle.time_to_failure.is_some());
         let json = serde_json::to_string(&bundle).unwrap();
         let back: Bundle = serde_json::from_str(&json).unwrap();

@@ -173,6 +173,22 @@ pub struct TtfReport {
     pub near_mae_minutes: Option<f64>,
     /// The same for always predicting the training targets' mean (the baseline to beat).
     pub near_mae_minutes_of_mean: Option<f64>,
+    /// The model was measured no better than that mean ([`TtfReport::has_skill`]) and the
+    /// bundle keeps none: answers carry no time to failure rather than a misleading one.
+    #[serde(default)]
+    pub withheld: bool,
+}
+
+impl TtfReport {
+    /// Whether the estimates beat always predicting the mean within the horizon before a
+    /// failure, where they matter. Without such validation windows nothing says otherwise,
+    /// so the model is kept.
+    pub fn has_skill(&self) -> bool {
+        match (self.near_mae_minutes, self.near_mae_minutes_of_mean) {
+            (Some(model), Some(mean)) => model < mean,
+            _ => true,
+        }
+    }
 }
 
 /// What a run measured.
@@ -555,5 +571,33 @@ impl Bundle {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_to_failure_is_kept_only_where_it_beats_the_mean() {
+        let report = |model: Option<f64>, mean: Option<f64>| TtfReport {
+            train_rows: 500,
+            validation_rows: 400,
+            rmse_minutes: Some(90.0),
+            near_rows: 40,
+            near_mae_minutes: model,
+            near_mae_minutes_of_mean: mean,
+            withheld: false,
+        };
+        assert!(report(Some(20.0), Some(60.0)).has_skill());
+        assert!(!report(Some(60.0), Some(60.0)).has_skill());
+        assert!(!report(Some(277.0), Some(255.0)).has_skill());
+        // No validation window near a failure: nothing measured against it.
+        assert!(report(None, None).has_skill());
+        // A report stored before the guard reads as kept.
+        let mut old = serde_json::to_value(report(Some(20.0), Some(60.0))).unwrap();
+        old.as_object_mut().unwrap().remove("withheld");
+        let back: TtfReport = serde_json::from_value(old).unwrap();
+        assert!(!back.withheld);
     }
 }
