@@ -100,14 +100,24 @@ fn main() {
     let mut schema = FeatureSchema::new((1..=21).map(|s| format!("s{s}")).collect(), WINDOW, 1, 0);
     schema.levels = true;
 
-    let rows_of = |units: &mut dyn Iterator<Item = &Vec<Vec<f64>>>| {
+    // One engine's rows and targets, flat.
+    let rows_of = |cycles: &Vec<Vec<f64>>| {
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        for cycles in units {
-            let b = baselines(cycles, 21);
-            for end in WINDOW - 1..cycles.len() {
-                x.extend(row(&schema, cycles, end, &b));
-                y.push(((cycles.len() - 1 - end) as f64).min(RUL_CAP));
-            }
+        let b = baselines(cycles, 21);
+        for end in WINDOW - 1..cycles.len() {
+            x.extend(row(&schema, cycles, end, &b));
+            y.push(((cycles.len() - 1 - end) as f64).min(RUL_CAP));
+        }
+        (x, y)
+    };
+    // Each training engine's rows, computed once; the folds and the final fit stack the
+    // engines `keep` selects, in engine order.
+    let engines: Vec<(Vec<f64>, Vec<f64>)> = train.values().map(rows_of).collect();
+    let stack = |keep: &dyn Fn(usize) -> bool| {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for (_, (ex, ey)) in engines.iter().enumerate().filter(|(i, _)| keep(*i)) {
+            x.extend_from_slice(ex);
+            y.extend_from_slice(ey);
         }
         let x = Array2::from_shape_vec((y.len(), schema.len() + 1), x).unwrap();
         (x, y)
@@ -126,25 +136,8 @@ fn main() {
     };
     // Hyperparameters chosen by 5-fold cross-validation over whole training engines (each
     // engine's every window scored by the model fitted without it), never on the test set.
-    let engines: Vec<&Vec<Vec<f64>>> = train.values().collect();
     let folds: Vec<_> = (0..FOLDS)
-        .map(|k| {
-            let fit_part = rows_of(
-                &mut engines
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % FOLDS != k)
-                    .map(|(_, e)| *e),
-            );
-            let held = rows_of(
-                &mut engines
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % FOLDS == k)
-                    .map(|(_, e)| *e),
-            );
-            (fit_part, held)
-        })
+        .map(|k| (stack(&|i| i % FOLDS != k), stack(&|i| i % FOLDS == k)))
         .collect();
     let candidates = [(3, 30), (3, 100), (4, 30), (4, 100), (5, 30), (5, 100)];
     let mut chosen = candidates[0];
@@ -170,7 +163,7 @@ fn main() {
             chosen = candidate;
         }
     }
-    let (x, y) = rows_of(&mut train.values());
+    let (x, y) = stack(&|_| true);
     let fit_started = Instant::now();
     // A bag of seeds: the mean of models that differ only in their row subsamples.
     let models: Vec<GradientBoosting> = (0..BAG).map(|seed| fit(&x, &y, chosen, seed)).collect();

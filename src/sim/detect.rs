@@ -375,15 +375,19 @@ pub fn evaluate_loco(corpus: &Path, progress: &ProgressBar) -> anyhow::Result<Lo
             })
             .collect()
     };
-    // Parameters `g` on categories `cats`: the threshold the rule sets and the mean of the
-    // per-category scores at it.
-    let judge = |g: usize, cats: &[&String], rule: ThresholdRule| -> anyhow::Result<(f64, f64)> {
-        let threshold = match rule {
+    // The threshold `rule` sets for parameters `g` tuned on categories `cats`.
+    let threshold_of = |g: usize, cats: &[&String], rule: ThresholdRule| -> anyhow::Result<f64> {
+        Ok(match rule {
             ThresholdRule::Alarm => grid[g].alarm_threshold(),
             ThresholdRule::Swept => {
                 nab::score_corpus(&files_of(g, cats), &[*standard])?[0].threshold
             }
-        };
+        })
+    };
+    // Parameters `g` on categories `cats`: the threshold the rule sets and the mean of the
+    // per-category scores at it.
+    let judge = |g: usize, cats: &[&String], rule: ThresholdRule| -> anyhow::Result<(f64, f64)> {
+        let threshold = threshold_of(g, cats, rule)?;
         let mut sum = 0.0;
         for c in cats {
             sum += nab::score_at(&files_of(g, &[*c]), standard, threshold)?.normalized;
@@ -424,13 +428,8 @@ pub fn evaluate_loco(corpus: &Path, progress: &ProgressBar) -> anyhow::Result<Lo
         let mean = folds.iter().map(|f| f.score).sum::<f64>() / folds.len().max(1) as f64;
         // All files pooled, at the rule's threshold for them.
         let pooled = |g: usize| -> anyhow::Result<f64> {
-            let files = files_of(g, &all);
-            Ok(match rule {
-                ThresholdRule::Alarm => {
-                    nab::score_at(&files, standard, grid[g].alarm_threshold())?.normalized
-                }
-                ThresholdRule::Swept => nab::score_corpus(&files, &[*standard])?[0].normalized,
-            })
+            let threshold = threshold_of(g, &all, rule)?;
+            Ok(nab::score_at(&files_of(g, &all), standard, threshold)?.normalized)
         };
         let (params, tuned, _) = choose(&all, rule)?;
         runs.push(LocoRun {
