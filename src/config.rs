@@ -711,6 +711,12 @@ pub struct TrainingSettings {
     /// the models besides the comparisons with each asset's own past. Default false: a fleet
     /// whose assets run at different levels generalizes better without them.
     pub levels: bool,
+    /// Whether the failure model, once validated, is fitted again on the training and
+    /// validation windows together, so that the model that scores has learned from the
+    /// latest `1 - train_frac` of the history too. The validation figures, the alert
+    /// threshold and the comparisons with the active model and per-class models still use
+    /// the first fit. Default true.
+    pub refit: bool,
 }
 
 impl Default for TrainingSettings {
@@ -735,6 +741,7 @@ impl Default for TrainingSettings {
             shadow_secs: 0,
             shadow_check_secs: 30,
             levels: false,
+            refit: true,
         }
     }
 }

@@ -294,19 +294,29 @@ fn print_summary(bundle: &Bundle, load_secs: f64, total_secs: f64) {
     {
         println!("{:<18} {:>8} {:>15.4}", "active model", "", ap);
     }
-    if let Some(selection) = bundle.failure.selection() {
+    let chosen = |model: &crate::model::failure::FailureModel, slice: &str| {
+        if let Some(selection) = model.selection() {
+            println!(
+                "failure model chosen on the calibration slice ({slice}): {} \
+                 (average precision: logistic regression {}, tree ensemble {}, blend {}{})",
+                selection.chosen,
+                fmt(selection.logistic_average_precision),
+                fmt(selection.ensemble_average_precision),
+                fmt(selection.blend_average_precision),
+                selection
+                    .blend_weight
+                    .map(|w| format!(" with the logistic regression's weight {w}"))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    chosen(bundle.validated_failure(), "latest training windows");
+    if let Some((windows, positive)) = r.refit_windows {
         println!(
-            "failure model chosen on the calibration slice (latest training windows): {} \
-             (average precision: logistic regression {}, tree ensemble {}, blend {}{})",
-            selection.chosen,
-            fmt(selection.logistic_average_precision),
-            fmt(selection.ensemble_average_precision),
-            fmt(selection.blend_average_precision),
-            selection
-                .blend_weight
-                .map(|w| format!(" with the logistic regression's weight {w}"))
-                .unwrap_or_default()
+            "fitted again for scoring on all {windows} windows ({positive} positive: training \
+             and validation together, training.refit); the figures above are the first fit's"
         );
+        chosen(&bundle.failure, "latest windows of all");
     }
     match &bundle.alert_threshold {
         Some(t) => {

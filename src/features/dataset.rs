@@ -134,6 +134,21 @@ impl Part {
     pub fn positives(&self) -> usize {
         self.y.iter().filter(|&&y| y).count()
     }
+
+    /// This part's windows followed by `other`'s (both of one [`Dataset`]): the training
+    /// and validation windows together, for a model fitted again on all of them.
+    pub fn joined(&self, other: &Part) -> Part {
+        Part {
+            y: [&self.y[..], &other.y].concat(),
+            asset: [&self.asset[..], &other.asset].concat(),
+            end: [&self.end[..], &other.end].concat(),
+            kind: [&self.kind[..], &other.kind].concat(),
+            ttf: [&self.ttf[..], &other.ttf].concat(),
+            with_missing: self.with_missing + other.with_missing,
+            labelled: [&self.labelled[..], &other.labelled].concat(),
+            last_point: [&self.last_point[..], &other.last_point].concat(),
+        }
+    }
 }
 
 /// The training and validation parts, with what produced them.
@@ -697,15 +712,37 @@ mod tests {
         assert!(plain.train.labelled.iter().all(|&l| !l));
     }
 
-    #[test]
-    fn windows_are_split_by_time_and_labelled_by_horizon() {
+    /// [`history`] with a failure at minute 160.
+    fn one_leak_at_160_minutes() -> Dataset {
         let failures = vec![Failure {
             asset: "a".into(),
             kind: "leak".into(),
             started: 160 * 60,
             resolved: None,
         }];
-        let data = build(&schema(), &[history()], &failures, &params());
+        build(&schema(), &[history()], &failures, &params())
+    }
+
+    #[test]
+    fn joined_parts_keep_each_window_s_features() {
+        let data = one_leak_at_160_minutes();
+        let all = data.train.joined(&data.validation);
+        assert_eq!(all.len(), data.train.len() + data.validation.len());
+        assert_eq!(
+            all.positives(),
+            data.train.positives() + data.validation.positives()
+        );
+        assert!(data.validation.positives() > 0);
+        let x = data.all_features(&all);
+        let (train_x, validation_x) = x.view().split_at(ndarray::Axis(0), data.train.len());
+        assert_eq!(train_x, data.all_features(&data.train));
+        assert_eq!(validation_x, data.all_features(&data.validation));
+        assert_eq!(&all.end[data.train.len()..], &data.validation.end[..]);
+    }
+
+    #[test]
+    fn windows_are_split_by_time_and_labelled_by_horizon() {
+        let data = one_leak_at_160_minutes();
         assert!(data.train.end.iter().all(|&e| e <= data.cutoff - 600));
         assert!(data.validation.end.iter().all(|&e| e - 240 > data.cutoff));
         // Positives: windows ending in [150 min, 160 min).

@@ -392,26 +392,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         .hard_negative_weight(settings.false_alarm_weight)
         .calibration_frac(settings.calibration_frac)
         .check()?;
-    // The negative windows a failure follows within a few horizons: the hardest to tell from
-    // the positives, a share of the failure model's sampled negatives.
-    let near_secs = (NEAR_FAILURE_HORIZONS * settings.horizon_secs) as f64;
-    let near: Vec<bool> = data
-        .train
-        .ttf
-        .iter()
-        .zip(&data.train.y)
-        .map(|(ttf, &y)| {
-            !y && ttf.is_some_and(|t| t <= near_secs && t < settings.ttf_cap_secs as f64)
-        })
-        .collect();
-    // The windows operators called false alarms: hard negatives, weighted.
-    let hard: Vec<bool> = data
-        .train
-        .labelled
-        .iter()
-        .zip(&data.train.y)
-        .map(|(&labelled, &y)| labelled && !y)
-        .collect();
+    let (near, hard) = negative_kinds(&data.train, settings);
     let (failure, (diagnosis, (time_to_failure, validation_anomaly))) = rayon::join(
         || {
             timed(|| {
@@ -472,14 +453,48 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         alert_threshold = propose_threshold(&probabilities, &data.validation, settings, rule);
     }
     report.stage("score_validation", started);
-    on_stage("validate on held-out assets");
+    // Validation on held-out assets, and the failure model fitted again on all windows for
+    // scoring: independent fits, side by side (each one's logistic regression is serial).
+    let all = (settings.refit && data.validation.positives() > 0)
+        .then(|| data.train.joined(&data.validation));
+    on_stage(if all.is_some() {
+        "validate on held-out assets; fit the failure model again on all windows"
+    } else {
+        "validate on held-out assets"
+    });
     let started = Instant::now();
-    report.held_out = held_out_check(&data, &failure, &failure_params, &forest, &near, &hard)?;
-    report.stage("held_out", started);
+    let (held_out, served) = rayon::join(
+        || timed(|| held_out_check(&data, &failure, &failure_params, &forest, &near, &hard)),
+        || {
+            all.as_ref().map(|all| {
+                timed(|| {
+                    let (near, hard) = negative_kinds(all, settings);
+                    failure_params.fit(
+                        &|rows| data.features(all, rows),
+                        &|rows| forest.score(rows),
+                        &all.y,
+                        &all.end,
+                        &near,
+                        &hard,
+                    )
+                })
+            })
+        },
+    );
+    report.stage("held_out_and_refit", started);
+    report.held_out = report.substage("held_out", held_out)?;
+    let (failure, validated) = match served.zip(all) {
+        Some((served, all)) => {
+            let served = report.substage("refit", served)?;
+            report.refit_windows = Some((all.len() as u64, all.positives() as u64));
+            (served, Some(failure))
+        }
+        None => (failure, None),
+    };
     // The champion on the same windows, when it can be measured on them.
     let champion_logits = champion
         .filter(|c| c.schema == schema)
-        .map(|c| c.logits(validation_x.view()));
+        .map(|c| c.validated_logits(validation_x.view()));
     report.champion = Some(compare(
         champion,
         &schema,
@@ -488,9 +503,13 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         report.failure.as_ref(),
     ));
     if !labels.is_empty() {
-        let champion_probabilities: Option<Vec<f64>> = champion
-            .zip(champion_logits)
-            .map(|(c, logits)| logits.iter().map(|&z| c.failure.calibrate(z)).collect());
+        let champion_probabilities: Option<Vec<f64>> =
+            champion.zip(champion_logits).map(|(c, logits)| {
+                logits
+                    .iter()
+                    .map(|&z| c.validated_failure().calibrate(z))
+                    .collect()
+            });
         report.feedback = Some(feedback_report(
             &data,
             &probabilities,
@@ -528,6 +547,7 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         contexts,
         forest,
         failure,
+        validated,
         diagnosis,
         time_to_failure,
         asset_classes: BTreeMap::new(),
@@ -537,6 +557,28 @@ fn train_derived<H: std::borrow::Borrow<AssetHistory> + Sync>(
         alert_threshold,
         report,
     })
+}
+
+/// Of the negative windows of `part`: those a failure follows within
+/// [`NEAR_FAILURE_HORIZONS`] (the hardest to tell from the positives, a share of the failure
+/// model's sampled negatives), and those operators called false alarms (hard negatives,
+/// weighted).
+fn negative_kinds(part: &dataset::Part, settings: &TrainingSettings) -> (Vec<bool>, Vec<bool>) {
+    let near_secs = (NEAR_FAILURE_HORIZONS * settings.horizon_secs) as f64;
+    let cap = settings.ttf_cap_secs as f64;
+    let near = part
+        .ttf
+        .iter()
+        .zip(&part.y)
+        .map(|(ttf, &y)| !y && ttf.is_some_and(|t| t <= near_secs && t < cap))
+        .collect();
+    let hard = part
+        .labelled
+        .iter()
+        .zip(&part.y)
+        .map(|(&labelled, &y)| labelled && !y)
+        .collect();
+    (near, hard)
 }
 
 /// An alert opened at most this many label horizons before a failure announced it, when a
@@ -685,7 +727,7 @@ fn train_class(
         &dataset_params(settings),
     );
     report.fleet_average_precision = crate::model::evaluation::average_precision(
-        &fleet.logits(windows.all_features(&windows.validation).view()),
+        &fleet.validated_logits(windows.all_features(&windows.validation).view()),
         &windows.validation.y,
     );
     let trained = if reported.len() == data.metrics.len() {
@@ -1738,6 +1780,53 @@ mod tests {
         assert!(on_held.roc_auc.unwrap() > 0.9, "{on_held:?}");
         let training = held.training.unwrap();
         assert!(training.n > 0 && training.average_precision.is_some());
+    }
+
+    #[test]
+    fn the_served_failure_model_is_fitted_again_on_all_windows_and_the_first_fit_is_kept() {
+        let data = synthetic(4, 3, 5);
+        let bundle = fit_small(&data, &small_settings());
+        let r = &bundle.report;
+        assert_eq!(
+            r.refit_windows,
+            Some((
+                r.train_windows.0 + r.validation_windows.0,
+                r.train_windows.1 + r.validation_windows.1
+            ))
+        );
+        let first = bundle.validated.as_ref().expect("the first fit is kept");
+        // Two fits on different windows: the served one differs from the first.
+        let params = dataset_params(&small_settings());
+        let windows = dataset::build(&bundle.schema, &data.histories, &data.failures, &params);
+        let x = windows.all_features(&windows.validation);
+        let served = bundle.logits(x.view());
+        let validated = bundle.validated_logits(x.view());
+        assert_ne!(served, validated);
+        let anomaly = bundle.forest.score(x.view());
+        assert_eq!(validated, first.logits(x.view(), &anomaly));
+        // The figures are the first fit's.
+        let ap = crate::model::evaluation::average_precision(&validated, &windows.validation.y);
+        assert_eq!(ap, r.failure.as_ref().unwrap().average_precision);
+        // Both survive the artifact; without refit there is one fit.
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-9)
+        };
+        let back = Bundle::from_artifact(&serde_json::to_vec(&bundle).unwrap()).unwrap();
+        assert!(close(&back.validated_logits(x.view()), &validated));
+        assert!(close(&back.logits(x.view()), &served));
+        let once = fit_small(
+            &data,
+            &TrainingSettings {
+                refit: false,
+                ..small_settings()
+            },
+        );
+        assert!(once.validated.is_none() && once.report.refit_windows.is_none());
+        assert_eq!(once.validated_logits(x.view()), once.logits(x.view()));
+        assert!(
+            close(&once.logits(x.view()), &validated),
+            "the same first fit"
+        );
     }
 
     #[test]

@@ -28,8 +28,15 @@ pub struct Bundle {
     pub contexts: BTreeMap<String, BTreeMap<String, Context>>,
     /// Anomaly model.
     pub forest: IsolationForest,
-    /// Failure-probability model.
+    /// Failure-probability model, the one that scores.
     pub failure: FailureModel,
+    /// The failure model as first fitted, on the training windows alone: the one the
+    /// validation figures, the alert threshold and the comparisons with other models (the
+    /// champion, per-class bundles) describe. `failure` is then the same procedure fitted
+    /// again on the training and validation windows together (`training.refit`). None when
+    /// it was not fitted again: `failure` is that first fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated: Option<FailureModel>,
     /// Failure-kind diagnosis, when the training windows before failures allowed one.
     #[serde(default)]
     pub diagnosis: Option<Diagnosis>,
@@ -231,6 +238,10 @@ pub struct TrainReport {
     /// Labels from operators' feedback on alerts, and what they changed.
     #[serde(default)]
     pub feedback: Option<FeedbackReport>,
+    /// Windows (of which before a failure) the served failure model was fitted on again
+    /// after validation: the training and validation windows together. None when it was not.
+    #[serde(default)]
+    pub refit_windows: Option<(u64, u64)>,
     /// Validation that does not flatter: a second failure model, fitted without one asset in
     /// [`HELD_OUT_EVERY`] (whole assets, in name order), scored on those assets' validation
     /// windows; and the model's figures on a sample of its own training windows, for the gap.
@@ -375,6 +386,18 @@ impl Bundle {
     pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
         let anomaly = self.forest.score(features);
         self.failure.logits(features, &anomaly)
+    }
+
+    /// The failure model its validation figures describe, fitted on its training windows
+    /// alone: what another model is compared with on later windows.
+    pub fn validated_failure(&self) -> &FailureModel {
+        self.validated.as_ref().unwrap_or(&self.failure)
+    }
+
+    /// [`Bundle::logits`] under [`Bundle::validated_failure`].
+    pub fn validated_logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
+        let anomaly = self.forest.score(features);
+        self.validated_failure().logits(features, &anomaly)
     }
 }
 
