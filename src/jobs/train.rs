@@ -1785,7 +1785,11 @@ mod tests {
     #[test]
     fn the_served_failure_model_is_fitted_again_on_all_windows_and_the_first_fit_is_kept() {
         let data = synthetic(4, 3, 5);
-        let bundle = fit_small(&data, &small_settings());
+        let refit = TrainingSettings {
+            refit: true,
+            ..small_settings()
+        };
+        let bundle = fit_small(&data, &refit);
         let r = &bundle.report;
         assert_eq!(
             r.refit_windows,
@@ -1814,13 +1818,7 @@ mod tests {
         let back = Bundle::from_artifact(&serde_json::to_vec(&bundle).unwrap()).unwrap();
         assert!(close(&back.validated_logits(x.view()), &validated));
         assert!(close(&back.logits(x.view()), &served));
-        let once = fit_small(
-            &data,
-            &TrainingSettings {
-                refit: false,
-                ..small_settings()
-            },
-        );
+        let once = fit_small(&data, &small_settings());
         assert!(once.validated.is_none() && once.report.refit_windows.is_none());
         assert_eq!(once.validated_logits(x.view()), once.logits(x.view()));
         assert!(
