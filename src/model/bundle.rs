@@ -384,8 +384,13 @@ impl Bundle {
 
     /// Calibrated failure log-odds of feature rows made with this bundle's schema.
     pub fn logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
+        self.logits_under(&self.failure, features)
+    }
+
+    /// Calibrated failure log-odds under `failure`, one of this bundle's failure models.
+    fn logits_under(&self, failure: &FailureModel, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
         let anomaly = self.forest.score(features);
-        self.failure.logits(features, &anomaly)
+        failure.logits(features, &anomaly)
     }
 
     /// The failure model its validation figures describe, fitted on its training windows
@@ -396,8 +401,7 @@ impl Bundle {
 
     /// [`Bundle::logits`] under [`Bundle::validated_failure`].
     pub fn validated_logits(&self, features: ndarray::ArrayView2<f64>) -> Vec<f64> {
-        let anomaly = self.forest.score(features);
-        self.validated_failure().logits(features, &anomaly)
+        self.logits_under(self.validated_failure(), features)
     }
 }
 

@@ -426,18 +426,19 @@ pub fn evaluate_loco(corpus: &Path, progress: &ProgressBar) -> anyhow::Result<Lo
             });
         }
         let mean = folds.iter().map(|f| f.score).sum::<f64>() / folds.len().max(1) as f64;
-        // All files pooled, at the rule's threshold for them.
-        let pooled = |g: usize| -> anyhow::Result<f64> {
-            let threshold = threshold_of(g, &all, rule)?;
+        // All files pooled, at the threshold the rule set for them (which `choose` and
+        // `judge` return).
+        let pooled = |g: usize, threshold: f64| -> anyhow::Result<f64> {
             Ok(nab::score_at(&files_of(g, &all), standard, threshold)?.normalized)
         };
-        let (params, tuned, _) = choose(&all, rule)?;
+        let (params, tuned, threshold) = choose(&all, rule)?;
+        let (default_tuned, default_threshold) = judge(default, &all, rule)?;
         runs.push(LocoRun {
             rule,
             folds,
             mean,
-            all: (params, tuned, pooled(params)?),
-            default: (judge(default, &all, rule)?.0, pooled(default)?),
+            all: (params, tuned, pooled(params, threshold)?),
+            default: (default_tuned, pooled(default, default_threshold)?),
         });
     }
     Ok(Loco { grid, runs })
