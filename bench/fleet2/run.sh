@@ -79,7 +79,7 @@ for seed in $SEEDS; do
         export DATABASE_URL=$BASE_URL/$db
         port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         VIGIL_TRAINING__SCHEDULE="" "$vigil" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
-            > "$work/serve-$seed.log" 2>&1 &
+            > "$work/serve-$seed-$train_seed.log" 2>&1 &
         server=$!
         until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.5; done
         "$vigil" import --data-dir "$dir" "$data/train_metrics.csv" --incidents "$data/train_incidents.csv" >&2
@@ -99,13 +99,13 @@ for seed in $SEEDS; do
             "$PY" bench/fleet2/evaluate.py stream --data "$data" --url "http://127.0.0.1:$port" "${STREAM[@]}"
             psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from s.window_end)::bigint,
                 s.probability, s.threshold from score s join asset a using (asset_id)
-                where s.probability is not null" > "$work/ingest-$seed.csv"
+                where s.probability is not null" > "$work/ingest-$seed-$train_seed.csv"
             # The alerts those scores opened (after `scoring.fire_windows` in a row), dated by the
             # windows that opened and cleared them.
             psql -At -F, "$DATABASE_URL" -c "select a.name, extract(epoch from al.opened_at)::bigint,
                 extract(epoch from al.cleared_at)::bigint
-                from alert al join asset a on a.asset_id = al.asset_id" > "$work/alerts-$seed.csv"
-            INGESTED=(--ingest-scores "$work/ingest-$seed.csv" --ingest-alerts "$work/alerts-$seed.csv")
+                from alert al join asset a on a.asset_id = al.asset_id" > "$work/alerts-$seed-$train_seed.csv"
+            INGESTED=(--ingest-scores "$work/ingest-$seed-$train_seed.csv" --ingest-alerts "$work/alerts-$seed-$train_seed.csv")
         fi
         "$PY" bench/fleet2/evaluate.py score --data "$data" --url "http://127.0.0.1:$port" \
             --test-days "$TEST_DAYS" "${GRID[@]}" "${INGESTED[@]}" \
