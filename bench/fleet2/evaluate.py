@@ -29,6 +29,7 @@ the others and at chance on those (no method can score above it on these windows
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -321,6 +322,12 @@ def score(args):
                       "threshold": "best F1 on the test windows"}))
 
     p_vigil, thresholds, contexts = vigil_scores(args.url, grid, test)
+    if os.environ.get("DUMP_SCORES"):
+        # For offline study (run.sh's DUMP_SCORES): <data dir's name>-<training seed>.npz.
+        name = f'{os.path.basename(args.data.rstrip("/"))}-{os.environ.get("VIGIL_TRAINING__SEED", "0")}'
+        np.savez(os.path.join(os.environ["DUMP_SCORES"], name),
+                 p=np.asarray(p_vigil, dtype=float), y=y_test, unpredictable=unpredictable,
+                 asset=np.array([r[0] for r in test]))
     auc, ap, n, fair = measures(y_test, p_vigil, unpredictable)
     per_asset = {}
     for (asset, *_), t in zip(test, thresholds):

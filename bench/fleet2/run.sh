@@ -31,7 +31,9 @@
 # a seed's AUC by up to 0.06 and its AP by up to 0.03, as much as the changes being judged.
 # Each line then carries `train_seed`, and a last line per method gives the mean and median
 # over all runs (`"summary": true`). CLASSES=0 leaves the assets without a class, so that
-# `vigil train` fits no per-class model.
+# `vigil train` fits no per-class model. DUMP_SCORES=<dir> saves each run's batch-route
+# probabilities of the test windows, with their labels, assets and whether the failure after
+# them has a precursor, as <dir>/fleet-<seed>-<training seed>.npz, to study offline.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${PY:?set PY to a python with numpy, pandas and scikit-learn}"
